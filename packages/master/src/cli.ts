@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { AGENT_VERSION, toDroverError } from '@drover/protocol';
+import { execCommands } from './exec-client.js';
+import { runMaster } from './master.js';
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`master: ${message}\n`);
+  process.exit(code);
+}
+
+function defaultStateDir(): string {
+  return process.env.DROVER_STATE_DIR ?? path.join(os.homedir(), '.drover', 'master');
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName('master')
+  .usage('$0 [options]\n\nThe drover master: holds worker connections and gives you the master> shell.')
+  .command(
+    '$0',
+    'start the master',
+    (y) =>
+      y
+        .option('host', { type: 'string', default: '0.0.0.0', describe: 'Address to listen on for workers' })
+        .option('port', { type: 'number', default: 7070, describe: 'Port for workers (0 picks a free one)' })
+        .option('token', { type: 'string', describe: 'Join token workers must present (default: made once, kept in the state dir)' })
+        .option('token-file', { type: 'string', describe: 'Read the join token from this file' })
+        .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval; 2 missed make a worker unavailable' })
+        .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
+        .option('shell', { type: 'boolean', default: true, describe: 'Run the interactive master> shell (--no-shell to serve only)' })
+        .option('dev', { type: 'number', default: 0, describe: 'Also start N local workers (a local cluster)' })
+        .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+        .conflicts('token', 'token-file'),
+    async (argv) => {
+      if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) fail(`--port must be 0-65535, got ${argv.port}`);
+      if (!Number.isInteger(argv['heartbeat-ms']) || argv['heartbeat-ms'] < 10) fail(`--heartbeat-ms must be an integer >= 10, got ${argv['heartbeat-ms']}`);
+      if (!Number.isInteger(argv.dev) || argv.dev < 0 || argv.dev > 64) fail(`--dev must be 0-64 workers, got ${argv.dev}`);
+      try {
+        await runMaster({
+          host: argv.host,
+          port: argv.port,
+          token: argv.token,
+          tokenFile: argv['token-file'],
+          heartbeatMs: argv['heartbeat-ms'],
+          stateDir: path.resolve(argv['state-dir']),
+          shell: argv.shell,
+          dev: argv.dev,
+          logLevel: argv['log-level'],
+        });
+        process.exit(0);
+      } catch (err) {
+        fail(toDroverError(err).message, 1);
+      }
+    },
+  )
+  .command(
+    'exec [commands]',
+    'run commands against the running master ("CMD; CMD"; or lines on stdin)',
+    (y) =>
+      y
+        .positional('commands', { type: 'string', describe: 'Commands separated by ;' })
+        .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
+        .option('json', { type: 'boolean', default: false, describe: 'Print every result as JSON' }),
+    async (argv) => {
+      let lines: string[];
+      if (argv.commands !== undefined) lines = [argv.commands];
+      else if (!process.stdin.isTTY) lines = readFileSync(0, 'utf8').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+      else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
+      process.exit(await execCommands(path.resolve(argv['state-dir']), lines, argv.json));
+    },
+  )
+  .version(AGENT_VERSION)
+  .strict()
+  .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
+  .help()
+  .parseAsync();

@@ -1,0 +1,58 @@
+import type { ParseArgsConfig } from 'node:util';
+import type { Fleet } from '../fleet.js';
+
+export interface Output {
+  /** Streams text as it comes (log lines); a newline is not added. */
+  write(text: string): void;
+  /** A one-line status shown in place (interactive shell only); null clears it. */
+  progress(text: string | null): void;
+}
+
+export interface CommandContext {
+  fleet: Fleet;
+  /** Aborted by Ctrl-C in the shell, or when a `master exec` client goes away. */
+  signal: AbortSignal;
+  /** Folder that relative paths on the master's machine are resolved against. */
+  cwd: string;
+  /** True in the interactive shell: progress bars and live status are welcome. */
+  interactive: boolean;
+  out: Output;
+  /** The command table, for help and completion. */
+  commands: Command[];
+  /** Text every master answers `join` with (set once the server listens). */
+  joinInfo(): { workerCommand: string; installCommand: string | null };
+}
+
+export interface ParsedArgs {
+  positionals: string[];
+  values: Record<string, string | boolean | string[] | undefined>;
+  /** Words after a `--`. */
+  rest: string[];
+}
+
+export type Completion = 'worker' | 'worker-or-all' | 'command' | 'path' | 'none';
+
+/** One entry of the command table: parse → run (returns data) → format for humans; --json prints the data. */
+export interface Command<D = unknown> {
+  name: string;
+  usage: string;
+  summary: string;
+  /** Longer help for `help NAME`. */
+  details?: string;
+  options?: NonNullable<ParseArgsConfig['options']>;
+  /** What Tab completes at each positional. */
+  complete?: Completion[];
+  minArgs?: number;
+  maxArgs?: number;
+  /** Allows `-- ARGS...` after the positionals. */
+  takesRest?: boolean;
+  run(args: ParsedArgs, ctx: CommandContext): Promise<D>;
+  format(data: D, args: ParsedArgs): string;
+  /** True when the data reports a failure on some worker (the command's exit status turns non-zero). */
+  failed?(data: D): boolean;
+}
+
+/** Keeps the data type of a command's run and format in step. */
+export function defineCommand<D>(command: Command<D>): Command {
+  return command as unknown as Command;
+}

@@ -1,0 +1,77 @@
+import { formatBytes } from '@drover/protocol';
+import { table } from '../format.js';
+import type { WorkerSession } from '../session.js';
+import { defineCommand } from './types.js';
+
+export interface WorkerRow {
+  name: string;
+  address: string;
+  status: 'available' | 'unavailable';
+  connected: boolean;
+  lastHeartbeatMs: number;
+  hostname: string;
+  os: string;
+  arch: string;
+  cpus: number;
+  memoryBytes: number;
+  gpus: { name: string; memoryBytes: number }[];
+  agentVersion: string;
+  connectedAt: string;
+  load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
+}
+
+export function toWorkerRow(s: WorkerSession, now = Date.now()): WorkerRow {
+  return {
+    name: s.name,
+    address: s.address,
+    status: s.status,
+    connected: s.connected,
+    lastHeartbeatMs: now - s.lastHeartbeatAt,
+    hostname: s.hello.hostname,
+    os: `${s.hello.os.platform} ${s.hello.os.release}`,
+    arch: s.hello.os.arch,
+    cpus: s.hello.cpus,
+    memoryBytes: s.hello.memoryBytes,
+    gpus: s.hello.gpus,
+    agentVersion: s.hello.agentVersion,
+    connectedAt: new Date(s.connectedAt).toISOString(),
+    load: s.load && {
+      cpuPercent: s.load.cpuPercent,
+      memoryUsedBytes: s.load.memoryUsedBytes,
+      loadAverage: s.load.loadAverage,
+      processes: s.load.processes,
+    },
+  };
+}
+
+export const workersCommand = defineCommand<WorkerRow[]>({
+  name: 'workers',
+  usage: 'workers [--json]',
+  summary: 'list workers: address, status, last heartbeat, CPUs, memory, load',
+  maxArgs: 0,
+  async run(_args, ctx) {
+    const now = Date.now();
+    return ctx.fleet.list().map((s) => toWorkerRow(s, now));
+  },
+  format(rows) {
+    if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
+    const body = table(
+      ['NAME', 'ADDRESS', 'STATUS', 'HEARTBEAT', 'CPUS', 'MEMORY', 'CPU%', 'MEM USED', 'LOAD', 'PROCS', 'HOST'],
+      rows.map((r) => [
+        r.name,
+        r.address,
+        r.status === 'available' ? 'available' : r.connected ? 'UNAVAILABLE' : 'DISCONNECTED',
+        `${(r.lastHeartbeatMs / 1000).toFixed(1)} s ago`,
+        r.cpus,
+        formatBytes(r.memoryBytes),
+        r.load ? r.load.cpuPercent.toFixed(1) : '-',
+        r.load ? formatBytes(r.load.memoryUsedBytes) : '-',
+        r.load ? r.load.loadAverage.toFixed(2) : '-',
+        r.load ? r.load.processes : '-',
+        r.hostname + (r.gpus.length ? ` (${r.gpus.length} GPU)` : ''),
+      ]),
+    );
+    const up = rows.filter((r) => r.status === 'available').length;
+    return `${body}\n${up} of ${rows.length} available`;
+  },
+});

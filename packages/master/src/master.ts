@@ -1,0 +1,130 @@
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DroverError, ErrorCode } from '@drover/protocol';
+import { commands } from './commands/index.js';
+import type { CommandContext } from './commands/types.js';
+import { startControlServer } from './control.js';
+import { startDevCluster, type DevCluster } from './dev-cluster.js';
+import { Fleet } from './fleet.js';
+import { createLogger } from './logger.js';
+import { startServer } from './server.js';
+import { startShell } from './shell.js';
+import { resolveToken } from './token.js';
+
+export interface MasterOptions {
+  host: string;
+  port: number;
+  token?: string;
+  tokenFile?: string;
+  heartbeatMs: number;
+  stateDir: string;
+  shell: boolean;
+  dev: number;
+  logLevel: string;
+}
+
+/** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
+export async function runMaster(opts: MasterOptions): Promise<void> {
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const token = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
+  const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
+  const fleet = new Fleet(token, opts.heartbeatMs, logger);
+
+  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger }).catch((err: NodeJS.ErrnoException) => {
+    fleet.close();
+    if (err.code === 'EADDRINUSE') throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
+    if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
+    throw err;
+  });
+  const advertised = `${advertisedHost(opts.host)}:${server.port}`;
+  const joinInfo = (): ReturnType<CommandContext['joinInfo']> => ({
+    workerCommand: `worker --master ${advertised} --token ${token}`,
+    installCommand: null,
+  });
+  const base = { fleet, commands, joinInfo };
+  let control;
+  try {
+    control = await startControlServer(opts.stateDir, base, logger);
+  } catch (err) {
+    await server.close();
+    fleet.close();
+    throw err;
+  }
+
+  const say = (text: string): void => void process.stdout.write(`${text}\n`);
+  say(`drover master listening on ${opts.host}:${server.port} (state ${opts.stateDir})`);
+  say(`join a VM:  ${joinInfo().workerCommand}`);
+  logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');
+
+  let dev: DevCluster | null = null;
+  if (opts.dev > 0) {
+    dev = startDevCluster({ count: opts.dev, port: server.port, token, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs });
+    say(`started ${opts.dev} local workers (${dev.names.join(', ')}); their logs are in ${dev.logDir}`);
+    await waitForWorkers(fleet, opts.dev, 10_000);
+  }
+
+  let shell: Awaited<ReturnType<typeof startShell>> | null = null;
+  let stopping: Promise<void> | null = null;
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      shell?.close();
+      fleet.close();
+      await Promise.all([server.close(), control.close(), dev?.stop()]);
+      logger.info('master stopped');
+      finish();
+    })();
+    return stopping;
+  };
+  process.on('SIGTERM', () => void stop());
+
+  if (opts.shell) {
+    shell = await startShell({
+      input: process.stdin,
+      output: process.stdout,
+      historyFile: path.join(opts.stateDir, 'history'),
+      fleet,
+      commands,
+      context: { ...base, cwd: process.cwd() },
+      onExit: () => void stop(),
+      onInputEnd: () => logger.info('stdin ended; serving without a shell'),
+    });
+    const notice = shell.notice;
+    fleet.on('joined', (s) => notice(`[${s.name} joined from ${s.address}]`));
+    fleet.on('left', (s, why) => notice(`[${s.name} disconnected: ${why}]`));
+    fleet.on('unavailable', (s) => notice(`[${s.name} missed 2 heartbeats: unavailable]`));
+    fleet.on('available', (s) => notice(`[${s.name} available again]`));
+    fleet.on('process-exit', (s, m) => notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`));
+  } else {
+    process.on('SIGINT', () => void stop());
+  }
+  await done;
+}
+
+function waitForWorkers(fleet: Fleet, n: number, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (fleet.availableCount() < n) return;
+      clearTimeout(timer);
+      fleet.off('joined', check);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      fleet.off('joined', check);
+      resolve();
+    }, ms);
+    fleet.on('joined', check);
+    check();
+  });
+}
+
+/** The address a VM should dial: the bound host, or this machine's first external IPv4 for a wildcard. */
+function advertisedHost(host: string): string {
+  if (host !== '0.0.0.0' && host !== '::') return host.includes(':') ? `[${host}]` : host;
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}

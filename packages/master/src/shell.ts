@@ -1,0 +1,189 @@
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import readline from 'node:readline';
+import type { Command, CommandContext, Completion } from './commands/types.js';
+import type { Fleet } from './fleet.js';
+import { runLine } from './run-line.js';
+import { splitCommands } from './tokenize.js';
+
+const HISTORY_SIZE = 1000;
+
+export interface ShellOptions {
+  input: NodeJS.ReadableStream;
+  output: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  historyFile: string;
+  fleet: Fleet;
+  commands: Command[];
+  context: Omit<CommandContext, 'signal' | 'out' | 'interactive'>;
+  /** The user asked to leave (exit, Ctrl-D). */
+  onExit(): void;
+  /** stdin ended without a terminal (piped input ran out): keep serving. */
+  onInputEnd(): void;
+}
+
+/** The master> prompt: a thin readline loop around runLine. */
+export async function startShell(opts: ShellOptions): Promise<{ notice(text: string): void; close(): void }> {
+  const terminal = Boolean((opts.input as { isTTY?: boolean }).isTTY && opts.output.isTTY);
+  const history = terminal ? await loadHistory(opts.historyFile) : [];
+  const rl = readline.createInterface({
+    input: opts.input,
+    output: opts.output,
+    terminal,
+    history,
+    historySize: HISTORY_SIZE,
+    removeHistoryDuplicates: true,
+    completer: (line: string) => complete(line, opts.commands, opts.fleet),
+    prompt: 'master> ',
+  });
+  let running: AbortController | null = null;
+  let progressShown = false;
+  const queue: string[] = [];
+  let closed = false;
+
+  const write = (text: string): void => {
+    opts.output.write(text);
+  };
+  const clearProgress = (): void => {
+    if (progressShown) write('\r\x1b[K');
+    progressShown = false;
+  };
+  /** Prints above the prompt without garbling what the user is typing. */
+  const notice = (text: string): void => {
+    if (!terminal) return;
+    if (running) {
+      clearProgress();
+      write(`${text}\n`);
+      return;
+    }
+    readline.clearLine(opts.output, 0);
+    readline.cursorTo(opts.output, 0);
+    write(`${text}\n`);
+    rl.prompt(true);
+  };
+
+  const runOne = async (line: string): Promise<void> => {
+    const trimmed = line.trim();
+    if (trimmed === '') return;
+    if (terminal) void appendFile(opts.historyFile, `${trimmed}\n`, { mode: 0o600 }).catch(() => undefined);
+    running = new AbortController();
+    const ctx: CommandContext = {
+      ...opts.context,
+      signal: running.signal,
+      interactive: terminal,
+      out: {
+        write: (text) => {
+          clearProgress();
+          write(text);
+        },
+        progress: (text) => {
+          if (!terminal) return;
+          if (text === null) return clearProgress();
+          const width = (opts.output.columns ?? 80) - 1;
+          write(`\r\x1b[K${text.slice(0, width)}`);
+          progressShown = true;
+        },
+      },
+    };
+    const results = await runLine(trimmed, ctx);
+    clearProgress();
+    running = null;
+    for (const r of results) {
+      if (r.output) write(`${r.output}\n`);
+      if (r.exit) return leave();
+    }
+  };
+
+  const pump = async (): Promise<void> => {
+    while (queue.length && !closed) {
+      await runOne(queue.shift()!);
+    }
+    if (!closed && terminal) rl.prompt();
+  };
+
+  const leave = (): void => {
+    if (closed) return;
+    closed = true;
+    rl.close();
+    opts.onExit();
+  };
+
+  rl.on('line', (line) => {
+    queue.push(line);
+    if (queue.length === 1 && !running) void pump();
+  });
+  rl.on('SIGINT', () => {
+    if (running) {
+      running.abort();
+      clearProgress();
+      write('^C\n');
+      return;
+    }
+    if (rl.line.length > 0) {
+      write('^C\n');
+      rl.write(null, { ctrl: true, name: 'u' });
+      rl.prompt();
+      return;
+    }
+    write('^C\n(To exit, press Ctrl-D or type exit)\n');
+    rl.prompt();
+  });
+  rl.on('close', () => {
+    if (closed) return;
+    closed = true;
+    if (terminal) {
+      write('\n');
+      opts.onExit();
+    } else {
+      // Lines already read still run; then the master keeps serving without a shell.
+      void pump().then(() => opts.onInputEnd());
+    }
+  });
+  if (terminal) rl.prompt();
+  return {
+    notice,
+    close: () => {
+      closed = true;
+      rl.close();
+    },
+  };
+}
+
+async function loadHistory(file: string): Promise<string[]> {
+  try {
+    const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+    const recent = lines.slice(-HISTORY_SIZE);
+    if (lines.length > HISTORY_SIZE * 2) await writeFile(file, `${recent.join('\n')}\n`, { mode: 0o600 });
+    return recent.reverse();
+  } catch {
+    return [];
+  }
+}
+
+/** Tab completion: command names first, then what the command takes at that position. */
+export function complete(line: string, commands: Command[], fleet: Fleet): [string[], string] {
+  const lastCommand = line.slice(line.lastIndexOf(';') + 1).trimStart();
+  let words: string[];
+  try {
+    words = splitCommands(lastCommand)[0] ?? [];
+  } catch {
+    return [[], ''];
+  }
+  const endsWithSpace = /\s$/.test(lastCommand) || lastCommand === '';
+  const current = endsWithSpace ? '' : (words.pop() ?? '');
+  if (words.length === 0) {
+    const names = commands.map((c) => c.name).filter((n) => n.startsWith(current));
+    return [names.map((n) => `${n} `), current];
+  }
+  const command = commands.find((c) => c.name === words[0]);
+  if (!command) return [[], current];
+  if (current.startsWith('-')) {
+    const flags = ['--json', ...Object.keys(command.options ?? {}).map((o) => `--${o}`)];
+    return [flags.filter((f) => f.startsWith(current)), current];
+  }
+  const position = words.slice(1).filter((w) => !w.startsWith('-')).length;
+  const kind: Completion = command.complete?.[position] ?? 'none';
+  let candidates: string[] = [];
+  if (kind === 'worker' || kind === 'worker-or-all') candidates = fleet.names();
+  if (kind === 'worker-or-all') candidates = ['all', ...candidates];
+  if (kind === 'command') candidates = commands.map((c) => c.name);
+  return [candidates.filter((c) => c.startsWith(current)).map((c) => `${c} `), current];
+}

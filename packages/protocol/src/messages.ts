@@ -1,0 +1,150 @@
+import { z } from 'zod';
+import { AppFile, BenchRun, Bytes, ErrorBody, ExitInfo, FileName, Gpu, Id, Load, Name, ProcessInfo, Sha256, UsageInfo } from './schemas.js';
+
+const v = z.literal(1);
+
+// ---------------------------------------------------------------- worker → master
+
+export const Hello = z.object({
+  v,
+  type: z.literal('hello'),
+  token: z.string().max(512),
+  protocolVersion: z.number().int(),
+  workerId: z.string().min(1).max(128),
+  name: Name,
+  hostname: z.string().max(255),
+  os: z.object({ platform: z.string(), release: z.string(), arch: z.string() }),
+  cpus: z.number().int().nonnegative(),
+  memoryBytes: Bytes,
+  gpus: z.array(Gpu),
+  agentVersion: z.string().max(64),
+});
+export type Hello = z.infer<typeof Hello>;
+
+export const Heartbeat = z.object({ v, type: z.literal('heartbeat'), seq: z.number().int().nonnegative(), load: Load });
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+export const Result = z
+  .object({
+    v,
+    type: z.literal('result'),
+    id: Id,
+    ok: z.boolean(),
+    data: z.unknown().optional(),
+    error: ErrorBody.optional(),
+  })
+  .refine((r) => r.ok || r.error !== undefined, { message: 'a failed result needs an error' });
+export type Result = z.infer<typeof Result>;
+
+export const ProcessExit = z.object({ v, type: z.literal('process-exit'), pid: z.number().int().positive(), app: Name, exit: ExitInfo });
+export type ProcessExit = z.infer<typeof ProcessExit>;
+
+/** Flow control: the receiver of transfer `ref` has consumed `bytes` bytes in total. */
+export const Ack = z.object({ v, type: z.literal('ack'), ref: Id, bytes: Bytes });
+export type Ack = z.infer<typeof Ack>;
+
+/** Sent by the worker in reply to a frame it could not read (no id to answer to). */
+export const ProtocolError = z.object({ v, type: z.literal('protocol-error'), error: ErrorBody });
+export type ProtocolError = z.infer<typeof ProtocolError>;
+
+export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, Ack, ProtocolError]);
+export type WorkerToMaster = z.infer<typeof WorkerToMaster>;
+
+// ---------------------------------------------------------------- master → worker
+
+export const Welcome = z.object({
+  v,
+  type: z.literal('welcome'),
+  name: Name,
+  heartbeatMs: z.number().int().positive(),
+  masterVersion: z.string(),
+});
+export type Welcome = z.infer<typeof Welcome>;
+
+/** Cancels the request (or transfer) whose id is `ref`. */
+export const Cancel = z.object({ v, type: z.literal('cancel'), ref: Id });
+export type Cancel = z.infer<typeof Cancel>;
+
+const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ v, type: z.literal(type), id: Id, ...shape });
+
+export const InventoryRequest = req('inventory', { app: Name });
+export const UploadBeginRequest = req('upload-begin', { app: Name, file: AppFile, mode: z.number().int().min(0).max(0o7777) });
+export const UploadEndRequest = req('upload-end', { ref: Id });
+export const AppCommitRequest = req('app-commit', { app: Name, executable: FileName, files: z.array(AppFile).max(4096), keep: z.array(AppFile).max(4096) });
+export const AppDeleteRequest = req('app-delete', { app: Name, force: z.boolean() });
+export const LaunchRequest = req('launch', { app: Name, args: z.array(z.string().max(65536)).max(4096) });
+export const PsRequest = req('ps', {});
+export const SignalRequest = req('signal', {
+  pid: z.number().int().positive(),
+  mode: z.enum(['stop', 'kill']),
+  timeoutMs: z.number().int().positive().nullable(),
+});
+export const UsageRequest = req('usage', {});
+export const LogsRequest = req('logs', {
+  pid: z.number().int().positive().nullable(),
+  app: Name.nullable(),
+  tail: z.number().int().nonnegative().nullable(),
+  follow: z.boolean(),
+});
+export const BenchRequest = req('bench', {
+  sizeBytes: z.number().int().positive(),
+  blockBytes: z.number().int().positive().max(64 * 1024 * 1024),
+  runs: z.number().int().positive().max(1000),
+  dir: z.string().max(4096).nullable(),
+  fsync: z.boolean(),
+});
+
+export const Request = z.discriminatedUnion('type', [
+  InventoryRequest,
+  UploadBeginRequest,
+  UploadEndRequest,
+  AppCommitRequest,
+  AppDeleteRequest,
+  LaunchRequest,
+  PsRequest,
+  SignalRequest,
+  UsageRequest,
+  LogsRequest,
+  BenchRequest,
+]);
+export type Request = z.infer<typeof Request>;
+export type RequestType = Request['type'];
+export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
+/** What the master fills in for a request: everything but the envelope. */
+export type RequestParams<T extends RequestType> = Omit<RequestOf<T>, 'v' | 'type' | 'id'>;
+
+export const MasterToWorker = z.discriminatedUnion('type', [
+  Welcome,
+  Cancel,
+  Ack,
+  ProtocolError,
+  InventoryRequest,
+  UploadBeginRequest,
+  UploadEndRequest,
+  AppCommitRequest,
+  AppDeleteRequest,
+  LaunchRequest,
+  PsRequest,
+  SignalRequest,
+  UsageRequest,
+  LogsRequest,
+  BenchRequest,
+]);
+export type MasterToWorker = z.infer<typeof MasterToWorker>;
+
+/** The data of a successful result, per request type; the master validates each one. */
+export const ResultData = {
+  inventory: z.object({ exists: z.boolean(), executable: FileName.nullable(), files: z.array(AppFile) }),
+  'upload-begin': z.object({}),
+  'upload-end': z.object({ size: Bytes, sha256: Sha256 }),
+  'app-commit': z.object({ files: z.array(AppFile) }),
+  'app-delete': z.object({ removed: z.array(z.string()), stopped: z.array(z.number().int()) }),
+  launch: z.object({ pid: z.number().int().positive(), state: z.string(), startedAt: z.string(), logPath: z.string() }),
+  ps: z.object({ processes: z.array(ProcessInfo) }),
+  signal: z.object({ pid: z.number().int().positive(), state: z.string(), exit: ExitInfo.nullable(), alreadyEnded: z.boolean() }),
+  usage: z.object({ processes: z.array(UsageInfo) }),
+  logs: z.object({ pid: z.number().int().positive(), app: Name, bytes: Bytes, path: z.string() }),
+  bench: z.object({ dir: z.string(), sizeBytes: Bytes, blockBytes: Bytes, fsync: z.boolean(), runs: z.array(BenchRun) }),
+} satisfies Record<RequestType, z.ZodType>;
+export type ResultDataOf<T extends RequestType> = z.infer<(typeof ResultData)[T]>;

@@ -1,0 +1,60 @@
+import type { z } from 'zod';
+import { ErrorCode, type ErrorCode as Code } from './errors.js';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from './version.js';
+import { MasterToWorker, WorkerToMaster } from './messages.js';
+
+export type Parsed<T> =
+  | { ok: true; message: T }
+  | { ok: false; error: { code: Code; message: string }; id: number | null };
+
+/**
+ * Turns one raw text frame into a typed message, once, at the socket.
+ * Never throws; the error names what was wrong and, where the frame had one, its request id
+ * so the receiver can answer that request with an error result.
+ */
+function parseWith<T>(schema: z.ZodType<T>, raw: string, direction: string): Parsed<T> {
+  if (raw.length > MAX_FRAME_BYTES) {
+    return fail(`frame of ${raw.length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`, null);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return fail(`frame is not JSON: ${preview(raw)}`, null);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail(`frame is not a JSON object: ${preview(raw)}`, null);
+  }
+  const obj = value as Record<string, unknown>;
+  const id = typeof obj.id === 'number' && Number.isInteger(obj.id) && obj.id >= 0 ? obj.id : null;
+  if (obj.v !== PROTOCOL_VERSION) {
+    return fail(`frame has protocol version ${JSON.stringify(obj.v)}, expected ${PROTOCOL_VERSION}`, id);
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+    const type = typeof obj.type === 'string' ? `"${obj.type.slice(0, 40)}" ` : '';
+    return fail(`invalid ${type}${direction} frame${where}: ${issue?.message ?? 'does not match the schema'}`, id);
+  }
+  return { ok: true, message: result.data };
+}
+
+function fail(message: string, id: number | null): Parsed<never> {
+  return { ok: false, error: { code: ErrorCode.PROTOCOL_ERROR, message }, id };
+}
+
+function preview(raw: string): string {
+  const s = JSON.stringify(raw.length > 40 ? `${raw.slice(0, 40)}…` : raw);
+  return s;
+}
+
+/** Parses a frame the master received from a worker. */
+export function parseWorkerMessage(raw: string): Parsed<WorkerToMaster> {
+  return parseWith(WorkerToMaster, raw, 'worker');
+}
+
+/** Parses a frame the worker received from the master. */
+export function parseMasterMessage(raw: string): Parsed<MasterToWorker> {
+  return parseWith(MasterToWorker, raw, 'master');
+}

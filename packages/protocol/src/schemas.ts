@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import { ERROR_CODES } from './errors.js';
+import { FILE_NAME_PATTERN, NAME_PATTERN } from './names.js';
+
+/** Building blocks shared by several messages. */
+export const Name = z.string().regex(NAME_PATTERN, 'invalid name');
+export const FileName = z.string().regex(FILE_NAME_PATTERN, 'invalid file name');
+export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a hex sha256');
+export const Id = z.number().int().nonnegative().max(0xffffffff);
+export const Bytes = z.number().int().nonnegative();
+
+export const ErrorBody = z.object({
+  code: z.enum(ERROR_CODES as [string, ...string[]]),
+  message: z.string().max(4096),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** One file of an app: the executable itself or one of its libraries (stored under lib/). */
+export const AppFile = z.object({
+  kind: z.enum(['exe', 'lib']),
+  name: FileName,
+  size: Bytes,
+  sha256: Sha256,
+});
+export type AppFile = z.infer<typeof AppFile>;
+
+/** How a process ended: one shape for every ending. */
+export const ExitInfo = z.object({
+  code: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  reason: z.string(),
+  signalledBy: z.enum(['stop', 'kill']).nullable(),
+  forced: z.boolean(),
+  coreDumped: z.boolean(),
+  endedAt: z.string(),
+});
+export type ExitInfo = z.infer<typeof ExitInfo>;
+
+export const ProcessState = z.enum(['running', 'sleeping', 'disk-sleep', 'stopped', 'zombie', 'idle', 'dead']);
+export type ProcessState = z.infer<typeof ProcessState>;
+
+export const ProcessInfo = z.object({
+  pid: z.number().int().positive(),
+  app: Name,
+  executable: FileName,
+  args: z.array(z.string()),
+  startedAt: z.string(),
+  runtimeMs: z.number().nonnegative(),
+  state: ProcessState,
+  exit: ExitInfo.nullable(),
+  logPath: z.string(),
+  adopted: z.boolean(),
+});
+export type ProcessInfo = z.infer<typeof ProcessInfo>;
+
+export const UsageInfo = z.object({
+  pid: z.number().int().positive(),
+  app: Name,
+  state: ProcessState,
+  cpuUserSeconds: z.number().nonnegative(),
+  cpuSystemSeconds: z.number().nonnegative(),
+  cpuPercent: z.number().nonnegative(),
+  rssBytes: Bytes,
+  maxRssBytes: Bytes,
+  sampledAt: z.string().nullable(),
+});
+export type UsageInfo = z.infer<typeof UsageInfo>;
+
+export const BenchRun = z.object({
+  creationTimeMs: z.number().nonnegative(),
+  copyTimeMs: z.number().nonnegative(),
+  deletionTimeMs: z.number().nonnegative(),
+});
+export type BenchRun = z.infer<typeof BenchRun>;
+
+export const Load = z.object({
+  cpuPercent: z.number().nonnegative(),
+  memoryUsedBytes: Bytes,
+  memoryTotalBytes: Bytes,
+  loadAverage: z.number().nonnegative(),
+  processes: z.number().int().nonnegative(),
+});
+export type Load = z.infer<typeof Load>;
+
+export const Gpu = z.object({ name: z.string(), memoryBytes: Bytes });
+export type Gpu = z.infer<typeof Gpu>;

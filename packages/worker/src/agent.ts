@@ -1,0 +1,116 @@
+import os from 'node:os';
+import {
+  AGENT_VERSION,
+  PROTOCOL_VERSION,
+  toDroverError,
+  type Hello,
+  type MasterToWorker,
+  type Request,
+  type Welcome,
+} from '@drover/protocol';
+import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
+import { Link } from './link.js';
+import type { Logger } from './logger.js';
+import { handleRequest, type HandlerContext } from './handlers.js';
+import { Services } from './services.js';
+
+export interface AgentOptions {
+  url: string;
+  name: string;
+  token: string;
+  stateDir: string;
+  heartbeatMs: number;
+  logger: Logger;
+  onFatal(message: string): void;
+}
+
+/** The worker agent: one link to the master, and the services that answer its requests. */
+export class Agent {
+  private link!: Link;
+  private readonly inflight = new Map<number, AbortController>();
+  private services!: Services;
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    const [workerId, gpus] = await Promise.all([loadWorkerId(opts.stateDir), detectGpus()]);
+    this.services = await Services.open({ stateDir: opts.stateDir, workerName: opts.name, logger: opts.logger, send: (m) => this.link.send(m) });
+    const sampler = new LoadSampler();
+    const hello = (): Hello => ({
+      v: 1,
+      type: 'hello',
+      token: opts.token,
+      protocolVersion: PROTOCOL_VERSION,
+      workerId,
+      name: opts.name,
+      hostname: os.hostname(),
+      os: { platform: os.platform(), release: os.release(), arch: os.arch() },
+      cpus: os.availableParallelism(),
+      memoryBytes: os.totalmem(),
+      gpus,
+      agentVersion: AGENT_VERSION,
+    });
+    this.link = new Link({
+      url: opts.url,
+      logger: opts.logger,
+      heartbeatMs: opts.heartbeatMs,
+      hello,
+      load: () => sampler.sample(this.services.supervisor.liveCount()),
+      onMessage: (m) => this.dispatch(m),
+      onChunk: (ref, payload) => this.services.transfers.receive(ref, payload),
+      onUp: (w: Welcome) => this.services.onUp(w),
+      onDown: () => this.abortAll(),
+      onRefused: (code, reason) => opts.onFatal(`the master refused this worker (${code}): ${reason}`),
+    });
+    this.services.attachLink(this.link);
+    this.link.start();
+  }
+
+  async stop(): Promise<void> {
+    this.abortAll();
+    this.link?.stop();
+    await this.services?.close();
+  }
+
+  private dispatch(message: MasterToWorker): void {
+    switch (message.type) {
+      case 'welcome':
+        return;
+      case 'protocol-error':
+        this.opts.logger.warn({ error: message.error }, 'the master could not read a frame of ours');
+        return;
+      case 'cancel':
+        this.inflight.get(message.ref)?.abort();
+        return;
+      case 'ack':
+        this.services.transfers.ack(message.ref, message.bytes);
+        return;
+      default:
+        void this.answer(message);
+    }
+  }
+
+  private async answer(request: Request): Promise<void> {
+    const controller = new AbortController();
+    this.inflight.set(request.id, controller);
+    const ctx: HandlerContext = { services: this.services, signal: controller.signal, logger: this.opts.logger };
+    try {
+      const data = await handleRequest(request, ctx);
+      this.link.send({ v: 1, type: 'result', id: request.id, ok: true, data });
+    } catch (err) {
+      const error = toDroverError(err);
+      this.opts.logger.warn({ type: request.type, id: request.id, code: error.code, err: error.cause ?? error }, error.message);
+      this.link.send({ v: 1, type: 'result', id: request.id, ok: false, error: error.toJSON() });
+    } finally {
+      this.inflight.delete(request.id);
+    }
+  }
+
+  /** The master is gone: stop whatever it asked for that only makes sense while it listens. */
+  private abortAll(): void {
+    for (const controller of this.inflight.values()) controller.abort();
+    this.inflight.clear();
+    this.services?.transfers.abortAll();
+  }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import os from 'node:os';
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { AGENT_VERSION, checkName, toWorkerName } from '@drover/protocol';
+import { Agent } from './agent.js';
+import { createLogger } from './logger.js';
+import { parseMasterAddress } from './address.js';
+
+function fail(message: string): never {
+  process.stderr.write(`worker: ${message}\n`);
+  process.exit(2);
+}
+
+const argv = yargs(hideBin(process.argv))
+  .scriptName('worker')
+  .usage('$0 --master HOST:PORT [options]\n\nThe drover worker agent: joins a master and runs the apps it is sent.')
+  .option('master', { type: 'string', demandOption: true, describe: 'Master address, HOST:PORT (or ws://HOST:PORT)' })
+  .option('name', { type: 'string', describe: 'Worker name (default: the host name)' })
+  .option('token', { type: 'string', describe: 'Join token (default: $DROVER_TOKEN)' })
+  .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
+  .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
+  .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+  .option('exit-with-stdin', { type: 'boolean', default: false, hidden: true, describe: 'Exit when stdin closes (local dev clusters)' })
+  .version(AGENT_VERSION)
+  .strict()
+  .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
+  .help()
+  .parseSync();
+
+const url = parseMasterAddress(argv.master);
+if (!url.ok) fail(url.error);
+const name = argv.name ?? toWorkerName(os.hostname());
+const badName = checkName(name, 'worker name');
+if (badName) fail(badName);
+const token = argv.token ?? process.env.DROVER_TOKEN ?? '';
+if (!token) fail('no join token: pass --token or set DROVER_TOKEN (the master prints it at start)');
+if (!Number.isInteger(argv['heartbeat-ms']) || argv['heartbeat-ms'] < 10) fail(`--heartbeat-ms must be an integer >= 10, got ${argv['heartbeat-ms']}`);
+const stateDir = path.resolve(argv['state-dir'] ?? process.env.STATE_DIRECTORY ?? path.join(os.homedir(), '.drover', 'worker'));
+
+const logger = createLogger(argv['log-level']);
+const agent = new Agent({
+  url: url.url,
+  name,
+  token,
+  stateDir,
+  heartbeatMs: argv['heartbeat-ms'],
+  logger,
+  onFatal: (message) => {
+    logger.fatal(message);
+    process.stderr.write(`worker: ${message}\n`);
+    void agent.stop().finally(() => process.exit(3));
+  },
+});
+
+let stopping = false;
+const shutdown = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'shutting down; launched apps keep running');
+  void agent.stop().finally(() => process.exit(0));
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+if (argv['exit-with-stdin']) {
+  process.stdin.on('end', () => shutdown('stdin closed'));
+  process.stdin.on('error', () => shutdown('stdin closed'));
+  process.stdin.resume();
+}
+
+agent.start().then(
+  () => logger.info({ worker: name, master: url.url, stateDir }, 'worker started'),
+  (err: unknown) => fail(`could not start: ${err instanceof Error ? err.message : String(err)}`),
+);

@@ -1,0 +1,223 @@
+import WebSocket from 'ws';
+import {
+  CloseCode,
+  MAX_FRAME_BYTES,
+  CHUNK_HEADER_BYTES,
+  CHUNK_BYTES,
+  decodeChunk,
+  parseMasterMessage,
+  type Hello,
+  type Load,
+  type MasterToWorker,
+  type Welcome,
+  type WorkerToMaster,
+} from '@drover/protocol';
+import { backoffDelay } from './backoff.js';
+import type { Logger } from './logger.js';
+
+export interface LinkOptions {
+  /** ws:// URL of the master's worker endpoint. */
+  url: string;
+  logger: Logger;
+  /** Heartbeat interval until the master's welcome names its own. */
+  heartbeatMs: number;
+  hello(): Hello;
+  load(): Load;
+  /** A validated message from the master (welcome excluded). */
+  onMessage(message: MasterToWorker): void;
+  /** A binary chunk for transfer `ref`. */
+  onChunk(ref: number, payload: Buffer): void;
+  /** The connection is up and the master said welcome. */
+  onUp(welcome: Welcome): void;
+  /** The connection is gone; in-flight work tied to it should stop. */
+  onDown(): void;
+  /** The master refused us for a reason that retrying will not fix (bad token, version). */
+  onRefused(code: number, reason: string): void;
+}
+
+// Client frames must be masked, but a zero mask lets ws skip the XOR: the worker sends the bulk
+// of the data (log fetches) and masking in JavaScript costs ~7x throughput (DESIGN.md).
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
+
+/** The worker's one connection to the master: dial, hello, heartbeat, reconnect with backoff. */
+export class Link {
+  private ws: WebSocket | null = null;
+  private welcomed = false;
+  private attempt = 0;
+  private seq = 0;
+  private heartbeatMs: number;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private lastHeard = 0;
+  private lastBeat = 0;
+  private stopped = false;
+
+  constructor(private readonly opts: LinkOptions) {
+    this.heartbeatMs = opts.heartbeatMs;
+  }
+
+  get connected(): boolean {
+    return this.welcomed && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Bytes queued in the socket but not yet written: senders of bulk data watch this. */
+  get bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.stopHeartbeat();
+    this.ws?.close(1000, 'worker shutting down');
+    this.ws?.terminate();
+  }
+
+  /** Sends a JSON message; false when there is no connection (the message is dropped). */
+  send(message: WorkerToMaster): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Sends one binary chunk frame; `done` runs once it is handed to the kernel. */
+  sendChunk(header: Buffer, payload: Buffer, done?: (err?: Error) => void): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(Buffer.concat([header, payload], header.length + payload.length), { binary: true }, done);
+    return true;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { logger } = this.opts;
+    const ws = new WebSocket(this.opts.url, {
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES,
+      handshakeTimeout: 10_000,
+      generateMask: zeroMask,
+    });
+    this.ws = ws;
+    this.welcomed = false;
+
+    ws.on('open', () => {
+      logger.debug({ url: this.opts.url }, 'connected, saying hello');
+      this.lastHeard = Date.now();
+      ws.send(JSON.stringify(this.opts.hello()));
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      this.lastHeard = Date.now();
+      if (isBinary) return this.receiveChunk(data);
+      this.receiveText(data.toString('utf8'));
+    });
+    ws.on('pong', () => {
+      this.lastHeard = Date.now();
+    });
+    // Without an error listener a refused or reset connection would crash the agent.
+    ws.on('error', (err) => {
+      logger.debug({ err: err.message }, 'connection error');
+    });
+    ws.on('close', (code, reasonBuf) => {
+      if (this.ws !== ws) return;
+      const reason = reasonBuf.toString() || 'connection closed';
+      const wasUp = this.welcomed;
+      this.ws = null;
+      this.welcomed = false;
+      this.stopHeartbeat();
+      if (wasUp) {
+        logger.warn({ code, reason }, 'lost the master');
+        this.opts.onDown();
+      }
+      if (code === CloseCode.UNAUTHORIZED || code === CloseCode.VERSION_MISMATCH) {
+        this.stopped = true;
+        this.opts.onRefused(code, reason);
+        return;
+      }
+      if (code === CloseCode.DUPLICATE_NAME || code === CloseCode.HELLO_EXPECTED) {
+        logger.error({ code, reason }, `master refused this worker: ${reason}`);
+      }
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const delay = backoffDelay(this.attempt++);
+    this.opts.logger.info({ delayMs: delay, attempt: this.attempt }, 'reconnecting to the master');
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private receiveText(raw: string): void {
+    const parsed = parseMasterMessage(raw);
+    if (!parsed.ok) {
+      this.opts.logger.warn({ error: parsed.error.message }, 'bad frame from the master');
+      if (parsed.id !== null) {
+        this.send({ v: 1, type: 'result', id: parsed.id, ok: false, error: parsed.error });
+      } else {
+        this.send({ v: 1, type: 'protocol-error', error: parsed.error });
+      }
+      return;
+    }
+    const message = parsed.message;
+    if (message.type === 'welcome') {
+      this.welcomed = true;
+      this.attempt = 0;
+      this.heartbeatMs = message.heartbeatMs;
+      this.opts.logger.info({ worker: message.name, heartbeatMs: message.heartbeatMs }, 'joined the master');
+      this.startHeartbeat();
+      this.opts.onUp(message);
+      return;
+    }
+    if (!this.welcomed) {
+      this.opts.logger.warn({ type: message.type }, 'message before welcome ignored');
+      return;
+    }
+    this.opts.onMessage(message);
+  }
+
+  private receiveChunk(frame: Buffer): void {
+    const chunk = decodeChunk(frame);
+    if (!chunk.ok) {
+      this.opts.logger.warn({ error: chunk.error }, 'bad chunk from the master');
+      this.send({ v: 1, type: 'protocol-error', error: { code: 'PROTOCOL_ERROR', message: chunk.error } });
+      return;
+    }
+    this.opts.onChunk(chunk.ref, chunk.payload);
+  }
+
+  private startHeartbeat(): void {
+    this.stopHeartbeat();
+    const beat = (): void => {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      const now = Date.now();
+      // Timers run before socket reads after a pause (SIGSTOP, a suspended VM): what the master
+      // sent meanwhile is still unread, so a long gap since our last beat is no sign of a dead master.
+      if (now - this.lastBeat > 2 * this.heartbeatMs) this.lastHeard = now;
+      this.lastBeat = now;
+      // A master that vanished without closing (machine gone) would otherwise leave us waiting forever.
+      if (now - this.lastHeard > Math.max(4 * this.heartbeatMs, 5000)) {
+        this.opts.logger.warn('the master stopped answering; reconnecting');
+        ws.terminate();
+        return;
+      }
+      this.send({ v: 1, type: 'heartbeat', seq: this.seq++, load: this.opts.load() });
+      ws.ping();
+    };
+    this.lastBeat = Date.now();
+    beat();
+    this.heartbeatTimer = setInterval(beat, this.heartbeatMs);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+}

@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import type { ProcessState } from '@drover/protocol';
+
+/** Clock ticks per second, for /proc times (sysconf(_SC_CLK_TCK); 100 on every mainstream Linux). */
+export const CLK_TCK = readClockTicks();
+
+function readClockTicks(): number {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 }).trim());
+    return Number.isFinite(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+export interface ProcStat {
+  state: ProcessState;
+  pgrp: number;
+  utimeTicks: number;
+  stimeTicks: number;
+  /** Start time in clock ticks after boot: with the pid, a process's identity. */
+  startTicks: number;
+}
+
+const STATES: Record<string, ProcessState> = {
+  R: 'running',
+  S: 'sleeping',
+  D: 'disk-sleep',
+  T: 'stopped',
+  t: 'stopped',
+  Z: 'zombie',
+  X: 'dead',
+  x: 'dead',
+  I: 'idle',
+  P: 'sleeping',
+  W: 'sleeping',
+  K: 'sleeping',
+};
+
+/** Parses /proc/PID/stat; the command name may hold spaces and parentheses, so split after the last ')'. */
+export function parseStat(text: string): ProcStat | null {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return null;
+  const f = text.slice(close + 2).split(' ');
+  // f[0] is field 3 (state); field N is f[N - 3].
+  const state = STATES[f[0] ?? ''] ?? 'sleeping';
+  const num = (field: number): number => Number(f[field - 3]);
+  const stat = { state, pgrp: num(5), utimeTicks: num(14), stimeTicks: num(15), startTicks: num(22) };
+  return Number.isFinite(stat.startTicks) ? stat : null;
+}
+
+/** Reads /proc/PID/stat; null when the process is gone. */
+export async function readStat(pid: number): Promise<ProcStat | null> {
+  try {
+    return parseStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+export interface ProcMemory {
+  rssBytes: number;
+  /** Peak resident set size (VmHWM). */
+  maxRssBytes: number;
+}
+
+/** Reads current and peak RSS from /proc/PID/status; null when gone (or a zombie, which has none). */
+export async function readMemory(pid: number): Promise<ProcMemory | null> {
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const kib = (key: string): number | null => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : null;
+  };
+  const rss = kib('VmRSS');
+  const hwm = kib('VmHWM');
+  if (rss === null || hwm === null) return null;
+  return { rssBytes: rss, maxRssBytes: hwm };
+}
+
+/** Reads the soft core-file size limit of a process: 0 means a crash leaves no core. */
+export async function readCoreLimit(pid: number): Promise<number | null> {
+  try {
+    const text = await readFile(`/proc/${pid}/limits`, 'utf8');
+    const m = /^Max core file size\s+(\S+)/m.exec(text);
+    if (!m) return null;
+    return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+  } catch {
+    return null;
+  }
+}

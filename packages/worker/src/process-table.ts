@@ -1,0 +1,142 @@
+import { readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { ExitInfo, ProcessInfo, UsageInfo } from '@drover/protocol';
+import { writeFileAtomic } from './atomic.js';
+import type { Logger } from './logger.js';
+
+export interface Usage {
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
+  cpuPercent: number;
+  rssBytes: number;
+  maxRssBytes: number;
+  sampledAt: string | null;
+}
+
+/** What the worker remembers of one launch; persisted in processes.json. */
+export interface ProcessRecord {
+  pid: number;
+  app: string;
+  executable: string;
+  args: string[];
+  startedAt: string;
+  startedAtMs: number;
+  /** /proc start time in clock ticks: tells our process from a later one that reused the pid. */
+  startTicks: number | null;
+  logPath: string;
+  exit: ExitInfo | null;
+  /** Found alive after an agent restart: not our child, so its exit status cannot be known. */
+  adopted: boolean;
+  /** Soft RLIMIT_CORE at launch (-1 = unlimited), to tell whether a crash dumped core. */
+  coreLimit: number | null;
+  signalled: { by: 'stop' | 'kill'; signal: string; forced: boolean } | null;
+  usage: Usage;
+}
+
+const MAX_DEAD_RECORDS = 1000;
+
+/** The launched-process table: in memory, written to disk atomically after every change. */
+export class ProcessTable {
+  private readonly records = new Map<number, ProcessRecord>();
+  private writing: Promise<void> | null = null;
+  private dirty = false;
+  private readonly file: string;
+
+  constructor(
+    stateDir: string,
+    private readonly logger: Logger,
+  ) {
+    this.file = path.join(stateDir, 'processes.json');
+  }
+
+  async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch {
+      return;
+    }
+    try {
+      const list = JSON.parse(text) as ProcessRecord[];
+      if (!Array.isArray(list)) throw new Error('not an array');
+      for (const r of list) if (typeof r?.pid === 'number') this.records.set(r.pid, r);
+    } catch (err) {
+      // Keep the unreadable table for a human to look at; start afresh rather than refuse to run.
+      const aside = `${this.file}.corrupt-${Date.now()}`;
+      this.logger.error({ err, aside }, 'processes.json is unreadable; moved it aside');
+      await rename(this.file, aside).catch(() => undefined);
+    }
+  }
+
+  get(pid: number): ProcessRecord | undefined {
+    return this.records.get(pid);
+  }
+
+  all(): ProcessRecord[] {
+    return [...this.records.values()].sort((a, b) => a.startedAtMs - b.startedAtMs);
+  }
+
+  live(): ProcessRecord[] {
+    return this.all().filter((r) => r.exit === null);
+  }
+
+  /** The newest launch of `app`. */
+  latestOf(app: string): ProcessRecord | undefined {
+    let latest: ProcessRecord | undefined;
+    for (const r of this.records.values()) if (r.app === app && (!latest || r.startedAtMs >= latest.startedAtMs)) latest = r;
+    return latest;
+  }
+
+  add(record: ProcessRecord): void {
+    this.records.set(record.pid, record);
+    this.prune();
+    this.save();
+  }
+
+  /** Schedules a write of the table; writes coalesce, the last state always lands. */
+  save(): void {
+    this.dirty = true;
+    if (this.writing) return;
+    this.writing = (async () => {
+      while (this.dirty) {
+        this.dirty = false;
+        try {
+          await writeFileAtomic(this.file, JSON.stringify(this.all()), 0o600);
+        } catch (err) {
+          this.logger.error({ err }, 'could not write processes.json');
+        }
+      }
+      this.writing = null;
+    })();
+  }
+
+  /** Resolves when every scheduled write has landed. */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private prune(): void {
+    const dead = this.all().filter((r) => r.exit !== null);
+    for (const r of dead.slice(0, Math.max(0, dead.length - MAX_DEAD_RECORDS))) this.records.delete(r.pid);
+  }
+}
+
+export function toProcessInfo(r: ProcessRecord, state: ProcessInfo['state']): ProcessInfo {
+  const end = r.exit ? Date.parse(r.exit.endedAt) : Date.now();
+  return {
+    pid: r.pid,
+    app: r.app,
+    executable: r.executable,
+    args: r.args,
+    startedAt: r.startedAt,
+    runtimeMs: Math.max(0, end - r.startedAtMs),
+    state,
+    exit: r.exit,
+    logPath: r.logPath,
+    adopted: r.adopted,
+  };
+}
+
+export function toUsageInfo(r: ProcessRecord, state: UsageInfo['state']): UsageInfo {
+  return { pid: r.pid, app: r.app, state, ...r.usage, cpuPercent: r.exit ? 0 : r.usage.cpuPercent };
+}

@@ -1,0 +1,63 @@
+import type { Welcome, WorkerToMaster } from '@drover/protocol';
+import type { Link } from './link.js';
+import type { Logger } from './logger.js';
+import { ProcessTable } from './process-table.js';
+import { AppStore } from './store.js';
+import { Supervisor } from './supervisor.js';
+import { Transfers, type ChunkSender } from './transfers.js';
+
+export interface ServicesOptions {
+  stateDir: string;
+  workerName: string;
+  logger: Logger;
+  send(message: WorkerToMaster): boolean;
+}
+
+/** What the request handlers work with: the app store, the supervisor, file transfers. */
+export class Services {
+  readonly store: AppStore;
+  readonly supervisor: Supervisor;
+  readonly transfers: Transfers;
+  readonly logger: Logger;
+  readonly workerName: string;
+  readonly stateDir: string;
+  /** Held while a benchmark runs: one at a time per worker. */
+  benchRunning = false;
+  private link: ChunkSender | null = null;
+
+  private constructor(opts: ServicesOptions, store: AppStore, table: ProcessTable) {
+    this.store = store;
+    this.logger = opts.logger;
+    this.workerName = opts.workerName;
+    this.stateDir = opts.stateDir;
+    this.supervisor = new Supervisor(table, store, opts.workerName, opts.logger, (m) => void opts.send(m));
+    this.transfers = new Transfers(store.stagingDir, opts.logger, opts.send, () => this.chunkSender());
+  }
+
+  static async open(opts: ServicesOptions): Promise<Services> {
+    const store = new AppStore(opts.stateDir, opts.workerName);
+    await store.open();
+    const table = new ProcessTable(opts.stateDir, opts.logger);
+    await table.load();
+    const services = new Services(opts, store, table);
+    await services.supervisor.adopt();
+    return services;
+  }
+
+  attachLink(link: Link): void {
+    this.link = link;
+  }
+
+  onUp(_welcome: Welcome): void {
+    // Deaths that happened while the master was away are in the table; ps shows them.
+  }
+
+  async close(): Promise<void> {
+    await this.supervisor.close();
+  }
+
+  private chunkSender(): ChunkSender {
+    if (!this.link) throw new Error('no link');
+    return this.link;
+  }
+}

@@ -1,0 +1,204 @@
+import { createHash, type Hash } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { DroverError, ErrorCode, TRANSFER_WINDOW_BYTES, encodeChunkHeader, toDroverError, type AppFile, type WorkerToMaster } from '@drover/protocol';
+import type { Logger } from './logger.js';
+import { fileKey } from './store.js';
+
+const ACK_EVERY_BYTES = 1024 * 1024;
+
+interface Upload {
+  ref: number;
+  app: string;
+  file: AppFile;
+  mode: number;
+  tmp: string;
+  fh: FileHandle;
+  hash: Hash;
+  received: number;
+  written: number;
+  acked: number;
+  /** Writes run one after another; each chunk joins the chain. */
+  chain: Promise<void>;
+  error: DroverError | null;
+}
+
+export interface ChunkSender {
+  readonly connected: boolean;
+  sendChunk(header: Buffer, payload: Buffer, done?: (err?: Error) => void): boolean;
+}
+
+/** An outgoing stream of chunks, paced by the receiver's acks so memory stays flat. */
+export class OutgoingTransfer {
+  private sent = 0;
+  private acked = 0;
+  private wake: (() => void) | null = null;
+  private readonly header: Buffer;
+  closed = false;
+
+  constructor(
+    readonly ref: number,
+    private readonly link: ChunkSender,
+  ) {
+    this.header = encodeChunkHeader(ref);
+  }
+
+  get bytesSent(): number {
+    return this.sent;
+  }
+
+  /** Sends one chunk, first waiting while the window of unacknowledged bytes is full. */
+  async write(payload: Buffer, signal: AbortSignal): Promise<void> {
+    while (this.sent - this.acked >= TRANSFER_WINDOW_BYTES) {
+      if (signal.aborted || this.closed) throw cancelled();
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    if (signal.aborted || this.closed) throw cancelled();
+    if (!this.link.sendChunk(this.header, payload)) throw new DroverError(ErrorCode.CANCELLED, 'the master went away');
+    this.sent += payload.length;
+  }
+
+  ack(bytes: number): void {
+    this.acked = Math.max(this.acked, bytes);
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+}
+
+function cancelled(): DroverError {
+  return new DroverError(ErrorCode.CANCELLED, 'cancelled');
+}
+
+/** File data in both directions: uploads from the master (staged, verified) and outgoing streams. */
+export class Transfers {
+  private readonly uploads = new Map<number, Upload>();
+  private readonly outgoing = new Map<number, OutgoingTransfer>();
+  /** Completed uploads waiting for their app's commit: app → file key → staged path. */
+  private readonly staged = new Map<string, Map<string, string>>();
+
+  constructor(
+    private readonly stagingDir: string,
+    private readonly logger: Logger,
+    private readonly send: (message: WorkerToMaster) => boolean,
+    private readonly sender: () => ChunkSender,
+  ) {}
+
+  async begin(ref: number, app: string, file: AppFile, mode: number): Promise<void> {
+    if (this.uploads.has(ref)) throw new DroverError(ErrorCode.BAD_REQUEST, `transfer ${ref} is already open`);
+    const tmp = path.join(this.stagingDir, `${ref}-${file.kind}-${file.name}`);
+    const fh = await open(tmp, 'w', 0o600);
+    this.uploads.set(ref, { ref, app, file, mode, tmp, fh, hash: createHash('sha256'), received: 0, written: 0, acked: 0, chain: Promise.resolve(), error: null });
+  }
+
+  /** One chunk of an upload: hashed and written in order, acknowledged once on disk. */
+  receive(ref: number, payload: Buffer): void {
+    const up = this.uploads.get(ref);
+    if (!up) {
+      this.logger.debug({ ref }, 'chunk for an unknown or finished transfer dropped');
+      return;
+    }
+    if (up.error) return;
+    up.received += payload.length;
+    if (up.received > up.file.size) {
+      up.error = new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`);
+      return;
+    }
+    up.hash.update(payload);
+    up.chain = up.chain.then(async () => {
+      if (up.error) return;
+      try {
+        await up.fh.write(payload);
+        up.written += payload.length;
+        if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
+          up.acked = up.written;
+          this.send({ v: 1, type: 'ack', ref, bytes: up.written });
+        }
+      } catch (err) {
+        up.error = toDroverError(err);
+      }
+    });
+  }
+
+  /** Finishes an upload: all bytes on disk and fsynced, sha256 checked, exec bit set; then staged. */
+  async end(ref: number): Promise<{ size: number; sha256: string }> {
+    const up = this.uploads.get(ref);
+    if (!up) throw new DroverError(ErrorCode.BAD_REQUEST, `no open transfer ${ref}`);
+    this.uploads.delete(ref);
+    try {
+      await up.chain;
+      if (up.error) throw up.error;
+      if (up.written !== up.file.size) {
+        throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received ${up.written} of ${up.file.size} bytes`);
+      }
+      const sha256 = up.hash.digest('hex');
+      if (sha256 !== up.file.sha256) {
+        throw new DroverError(ErrorCode.CHECKSUM_MISMATCH, `${up.file.name}: sha256 ${sha256.slice(0, 12)}… does not match the sent ${up.file.sha256.slice(0, 12)}…`);
+      }
+      await up.fh.chmod(up.mode);
+      await up.fh.sync();
+      await up.fh.close();
+      const forApp = this.staged.get(up.app) ?? new Map<string, string>();
+      this.staged.set(up.app, forApp);
+      const key = fileKey(up.file);
+      const previous = forApp.get(key);
+      if (previous) await rm(previous, { force: true });
+      forApp.set(key, up.tmp);
+      return { size: up.written, sha256 };
+    } catch (err) {
+      await up.fh.close().catch(() => undefined);
+      await rm(up.tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** The staged files of `app`, handed over to the commit (which renames them into place). */
+  takeStaged(app: string): Map<string, string> {
+    const forApp = this.staged.get(app) ?? new Map<string, string>();
+    this.staged.delete(app);
+    return forApp;
+  }
+
+  async discardStaged(files: Map<string, string>): Promise<void> {
+    await Promise.all([...files.values()].map((p) => rm(p, { force: true })));
+  }
+
+  openOutgoing(ref: number): OutgoingTransfer {
+    const t = new OutgoingTransfer(ref, this.sender());
+    this.outgoing.set(ref, t);
+    return t;
+  }
+
+  closeOutgoing(t: OutgoingTransfer): void {
+    t.close();
+    this.outgoing.delete(t.ref);
+  }
+
+  ack(ref: number, bytes: number): void {
+    this.outgoing.get(ref)?.ack(bytes);
+  }
+
+  /** The link dropped: nothing half-received is kept, nothing more is sent. */
+  abortAll(): void {
+    for (const up of this.uploads.values()) {
+      up.error = new DroverError(ErrorCode.CANCELLED, 'the master went away');
+      void up.chain.then(async () => {
+        await up.fh.close().catch(() => undefined);
+        await rm(up.tmp, { force: true });
+      });
+    }
+    this.uploads.clear();
+    for (const files of this.staged.values()) void this.discardStaged(files);
+    this.staged.clear();
+    for (const t of this.outgoing.values()) t.close();
+    this.outgoing.clear();
+  }
+}

@@ -1,0 +1,204 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const MASTER_CLI = path.join(ROOT, 'packages/master/dist/cli.js');
+export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/cli.js');
+export const TOKEN = 'test-token-0123456789abcdef';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+/** Registers teardown work that runs after the current test, last registered first. */
+export function onCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
+}
+
+afterEach(async () => {
+  while (cleanups.length) {
+    try {
+      await cleanups.pop()!();
+    } catch {
+      // keep tearing down
+    }
+  }
+});
+
+export function tempDir(prefix = 'drover-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startProcess(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: 'pipe' | 'ignore' } = {}): Proc {
+  const child = spawn(cmd, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const proc: Proc = {
+    child,
+    pid: child.pid!,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    kill: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  onCleanup(() => proc.kill('SIGKILL'));
+  return proc;
+}
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
+export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface Master extends Proc {
+  port: number;
+  stateDir: string;
+  address: string;
+  exec(line: string, opts?: { json?: boolean; input?: string }): Promise<ExecResult>;
+  execJson<T = unknown>(line: string): Promise<T>;
+}
+
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts the built master on 127.0.0.1 with an ephemeral port, no shell (unless stdin is piped). */
+export async function startMaster(opts: { heartbeatMs?: number; stateDir?: string; port?: number; args?: string[]; stdin?: 'pipe' } = {}): Promise<Master> {
+  const stateDir = opts.stateDir ?? tempDir('drover-master-');
+  const args = [
+    MASTER_CLI,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(opts.port ?? 0),
+    '--token',
+    TOKEN,
+    '--state-dir',
+    stateDir,
+    '--heartbeat-ms',
+    String(opts.heartbeatMs ?? 200),
+    ...(opts.stdin === 'pipe' ? [] : ['--no-shell']),
+    ...(opts.args ?? []),
+  ];
+  const proc = startProcess(process.execPath, args, { stdin: opts.stdin ?? 'ignore' });
+  const m = await waitFor(() => /listening on [^ ]+:(\d+)/.exec(proc.stdout()) ?? (proc.child.exitCode !== null ? Promise.reject(new Error(proc.stderr())) : null), 'the master to listen');
+  const port = Number(m[1]);
+  return Object.assign(proc, {
+    port,
+    stateDir,
+    address: `127.0.0.1:${port}`,
+    exec: (line: string, o: { json?: boolean; input?: string } = {}) => exec(stateDir, line, o),
+    execJson: async <T>(line: string): Promise<T> => {
+      const r = await exec(stateDir, line, { json: true });
+      if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
+      return JSON.parse(r.stdout) as T;
+    },
+  });
+}
+
+/** Runs `master exec` as its own process, as a script would. */
+export function exec(stateDir: string, line: string | null, opts: { json?: boolean; input?: string } = {}): Promise<ExecResult> {
+  const args = [MASTER_CLI, 'exec', ...(line === null ? [] : [line]), '--state-dir', stateDir, ...(opts.json ? ['--json'] : [])];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export interface Worker extends Proc {
+  name: string;
+  stateDir: string;
+}
+
+export function startWorker(master: { address: string }, opts: { name: string; token?: string; stateDir?: string; heartbeatMs?: number; args?: string[] }): Worker {
+  const stateDir = opts.stateDir ?? tempDir(`drover-${opts.name}-`);
+  const proc = startProcess(process.execPath, [
+    WORKER_CLI,
+    '--master',
+    master.address,
+    '--name',
+    opts.name,
+    '--token',
+    opts.token ?? TOKEN,
+    '--state-dir',
+    stateDir,
+    '--heartbeat-ms',
+    String(opts.heartbeatMs ?? 200),
+    ...(opts.args ?? []),
+  ]);
+  return Object.assign(proc, { name: opts.name, stateDir });
+}
+
+export interface WorkerRow {
+  name: string;
+  status: string;
+  address: string;
+  lastHeartbeatMs: number;
+  cpus: number;
+  memoryBytes: number;
+}
+
+/** Starts a master and `n` workers (w1..wn) and waits until all are available. */
+export async function startCluster(n: number, opts: { heartbeatMs?: number } = {}): Promise<{ master: Master; workers: Worker[] }> {
+  const master = await startMaster({ heartbeatMs: opts.heartbeatMs });
+  const workers = Array.from({ length: n }, (_, i) => startWorker(master, { name: `w${i + 1}`, heartbeatMs: opts.heartbeatMs }));
+  await waitForAvailable(master, n);
+  return { master, workers };
+}
+
+export async function waitForAvailable(master: Master, n: number): Promise<WorkerRow[]> {
+  return waitFor(async () => {
+    const rows = await master.execJson<WorkerRow[]>('workers');
+    return rows.filter((r) => r.status === 'available').length >= n ? rows : null;
+  }, `${n} available workers`);
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

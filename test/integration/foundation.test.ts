@@ -1,0 +1,196 @@
+import { describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { PROTOCOL_VERSION } from '@drover/protocol';
+import { TOKEN, exec, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
+
+const H = 200;
+
+function hello(name: string, token = TOKEN) {
+  return {
+    v: 1,
+    type: 'hello',
+    token,
+    protocolVersion: PROTOCOL_VERSION,
+    workerId: `raw-${name}-0001`,
+    name,
+    hostname: 'raw',
+    os: { platform: 'linux', release: 'x', arch: 'x64' },
+    cpus: 1,
+    memoryBytes: 1,
+    gpus: [],
+    agentVersion: 'test',
+  };
+}
+
+/** A hand-driven worker connection: sends what the test says, records what comes back. */
+async function rawClient(address: string) {
+  const ws = new WebSocket(`ws://${address}/worker`);
+  const messages: unknown[] = [];
+  let closed: { code: number; reason: string } | null = null;
+  ws.on('message', (d, isBinary) => messages.push(isBinary ? d : JSON.parse(d.toString())));
+  ws.on('close', (code, reason) => (closed = { code, reason: reason.toString() }));
+  ws.on('error', () => undefined);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  return { ws, messages, closed: () => closed };
+}
+
+describe('foundation', () => {
+  test('workers join, are listed with their facts, and master exec reports them', async () => {
+    const { master } = await startCluster(2, { heartbeatMs: H });
+    const rows = await master.execJson<WorkerRow[]>('workers');
+    expect(rows.map((r) => r.name)).toEqual(['w1', 'w2']);
+    for (const r of rows) {
+      expect(r.status).toBe('available');
+      expect(r.address).toBe('127.0.0.1');
+      expect(r.cpus).toBeGreaterThan(0);
+      expect(r.memoryBytes).toBeGreaterThan(0);
+      expect(r.lastHeartbeatMs).toBeLessThan(2 * H + H);
+    }
+    const human = await master.exec('workers; help');
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/w1\s+127\.0\.0\.1\s+available/);
+    expect(human.stdout).toContain('2 of 2 available');
+    expect(human.stdout).toContain('wait');
+
+    // commands from stdin, one per line, and --json errors in the documented shape
+    const piped = await exec(master.stateDir, null, { input: 'workers --json\nfrobnicate --json\n' });
+    expect(piped.code).toBe(1);
+    const [first, second] = piped.stdout.trim().split('\n');
+    expect(JSON.parse(first!)).toHaveLength(2);
+    expect(JSON.parse(second!)).toEqual({ error: { code: 'UNKNOWN_COMMAND', message: expect.stringContaining('frobnicate') } });
+
+    const waited = await master.execJson<{ available: number }>('wait 2 --timeout 1');
+    expect(waited.available).toBe(2);
+    const short = await master.exec('wait 3 --timeout 0.3');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/^error: only 2 of 3 workers available after 0.3 s\n$/);
+  });
+
+  test('a stopped worker becomes unavailable after 2 missed heartbeats, and available when it resumes', async () => {
+    const { master, workers } = await startCluster(2, { heartbeatMs: H });
+    const w1 = workers[0]!;
+    process.kill(w1.pid, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    try {
+      await waitFor(async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w1')?.status === 'unavailable', 'w1 unavailable', 5000, 10);
+      const took = Date.now() - stoppedAt;
+      // 2 intervals plus at most H/4 of sweep slack, plus a heartbeat that may have just been sent
+      // and the exec round trips of this poll loop.
+      expect(took).toBeGreaterThanOrEqual(2 * H - H);
+      expect(took).toBeLessThan(3 * H + H / 4 + 400);
+      const rows = await master.execJson<WorkerRow[]>('workers');
+      expect(rows.find((r) => r.name === 'w2')?.status).toBe('available');
+      expect(rows.find((r) => r.name === 'w1')!.lastHeartbeatMs).toBeGreaterThan(2 * H);
+    } finally {
+      process.kill(w1.pid, 'SIGCONT');
+    }
+    await waitFor(async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w1')?.status === 'available', 'w1 available again');
+  });
+
+  test('workers reconnect by themselves after the master restarts', async () => {
+    const stateDir = tempDir();
+    const first = await startMaster({ heartbeatMs: H, stateDir });
+    const w = [startWorker(first, { name: 'w1' }), startWorker(first, { name: 'w2' })];
+    await waitForAvailable(first, 2);
+    await first.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    const second = await startMaster({ heartbeatMs: H, stateDir, port: first.port });
+    const rows = await waitForAvailable(second, 2);
+    expect(rows.map((r) => r.name).sort()).toEqual(['w1', 'w2']);
+    expect(w.every((p) => p.child.exitCode === null)).toBe(true);
+  });
+
+  test('a worker with a wrong token is refused with a clear message on both sides', async () => {
+    const master = await startMaster({ heartbeatMs: H });
+    const bad = startWorker(master, { name: 'intruder', token: 'wrong-token-0123456789' });
+    const { code } = await bad.exited;
+    expect(code).toBe(3);
+    expect(bad.stderr()).toMatch(/^worker: the master refused this worker \(4001\): bad token\n$/m);
+    expect(await master.execJson<WorkerRow[]>('workers')).toEqual([]);
+    const log = await import('node:fs').then((fs) => fs.readFileSync(`${master.stateDir}/master.log`, 'utf8').toString()).catch(() => '');
+    expect(log + master.stdout()).toContain('bad token');
+  });
+
+  test('malformed frames get an error or a close, and both processes stay up', async () => {
+    const { master, workers } = await startCluster(1, { heartbeatMs: H });
+
+    // Before hello: anything else closes with 4000 and a reason.
+    const pre = await rawClient(master.address);
+    pre.ws.send('not json');
+    await waitFor(() => pre.closed(), 'close before hello');
+    expect(pre.closed()).toMatchObject({ code: 4000, reason: expect.stringContaining('not JSON') });
+
+    const raw = await rawClient(master.address);
+    raw.ws.send(JSON.stringify(hello('raw1')));
+    await waitFor(() => raw.messages.find((m) => (m as { type: string }).type === 'welcome'), 'welcome');
+    const bad = ['not json', '[1,2]', JSON.stringify({ v: 1, type: 'heartbeat', seq: 'x' }), JSON.stringify({ v: 1, type: 'teleport' }), JSON.stringify({ v: 99, type: 'heartbeat' })];
+    for (const frame of bad) raw.ws.send(frame);
+    raw.ws.send(Buffer.from([1, 2, 3]));
+    await waitFor(() => raw.messages.filter((m) => (m as { type: string }).type === 'protocol-error').length === bad.length + 1, 'a protocol-error per bad frame');
+    const errors = raw.messages.filter((m) => (m as { type: string }).type === 'protocol-error') as { error: { code: string; message: string } }[];
+    expect(errors.every((e) => e.error.code === 'PROTOCOL_ERROR')).toBe(true);
+    expect(errors[0]!.error.message).toContain('not JSON');
+    expect(errors[3]!.error.message).toContain('teleport');
+    expect(raw.closed()).toBeNull();
+
+    // Oversized: the socket is closed (1009), the master carries on.
+    raw.ws.send('x'.repeat(2 * 1024 * 1024));
+    await waitFor(() => raw.closed(), 'close after an oversized frame');
+    expect(raw.closed()!.code).toBe(1009);
+
+    const rows = await master.execJson<WorkerRow[]>('workers');
+    expect(rows.find((r) => r.name === 'w1')?.status).toBe('available');
+    expect(master.child.exitCode).toBeNull();
+    expect(workers[0]!.child.exitCode).toBeNull();
+  });
+
+  test('a worker answers garbage from its master with errors and stays connected', async () => {
+    const { WebSocketServer } = await import('ws');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => wss.once('listening', r));
+    const port = (wss.address() as { port: number }).port;
+    const seen: { type: string; id?: number; ok?: boolean; error?: { code: string } }[] = [];
+    let sock: WebSocket | null = null;
+    wss.on('connection', (ws) => {
+      sock = ws;
+      ws.on('message', (d) => seen.push(JSON.parse(d.toString())));
+    });
+    const worker = startWorker({ address: `127.0.0.1:${port}` }, { name: 'victim' });
+    try {
+      await waitFor(() => seen.find((m) => m.type === 'hello'), 'hello from the worker');
+      sock!.send(JSON.stringify({ v: 1, type: 'welcome', name: 'victim', heartbeatMs: 100, masterVersion: 't' }));
+      await waitFor(() => seen.find((m) => m.type === 'heartbeat'), 'heartbeat');
+      sock!.send('{{{');
+      sock!.send(JSON.stringify({ v: 1, type: 'launch', id: 7, app: '../etc', args: [] }));
+      sock!.send(JSON.stringify({ v: 1, type: 'self-destruct', id: 8 }));
+      sock!.send(Buffer.from('garbage'));
+      await waitFor(() => seen.filter((m) => m.type === 'result' || m.type === 'protocol-error').length >= 4, 'replies to the bad frames');
+      expect(seen.find((m) => m.type === 'result' && m.id === 7)).toMatchObject({ ok: false, error: { code: 'PROTOCOL_ERROR' } });
+      expect(seen.find((m) => m.type === 'result' && m.id === 8)).toMatchObject({ ok: false, error: { code: 'PROTOCOL_ERROR' } });
+      const before = seen.filter((m) => m.type === 'heartbeat').length;
+      await waitFor(() => seen.filter((m) => m.type === 'heartbeat').length > before + 1, 'heartbeats continue');
+      expect(worker.child.exitCode).toBeNull();
+    } finally {
+      await worker.kill();
+      wss.close();
+    }
+  });
+
+  test('master exec without a running master fails with one line', async () => {
+    const r = await exec(tempDir(), 'workers');
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/cannot reach the master .* is it running\?/);
+  });
+
+  test('bad master flags give one line and no stack trace', async () => {
+    const { startProcess, MASTER_CLI } = await import('../helpers/cluster.js');
+    const p = startProcess(process.execPath, [MASTER_CLI, '--port', 'banana', '--state-dir', tempDir()]);
+    const { code } = await p.exited;
+    expect(code).not.toBe(0);
+    expect(p.stderr()).not.toMatch(/\s+at .*\.js:\d+/);
+    const w = startProcess(process.execPath, [(await import('../helpers/cluster.js')).WORKER_CLI, '--master', 'nope', '--token', TOKEN]);
+    expect((await w.exited).code).toBe(2);
+    expect(w.stderr()).toMatch(/^worker: invalid --master "nope": expected HOST:PORT/);
+  });
+});
