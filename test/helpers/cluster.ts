@@ -3,33 +3,38 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MASTER_CLI = path.join(ROOT, 'packages/master/dist/cli.js');
 export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/cli.js');
 export const TOKEN = 'test-token-0123456789abcdef';
 
-const cleanups: (() => Promise<void> | void)[] = [];
+type Cleanup = () => Promise<void> | void;
+const perTest: Cleanup[] = [];
+const perFile: Cleanup[] = [];
 
-/** Registers teardown work that runs after the current test, last registered first. */
-export function onCleanup(fn: () => Promise<void> | void): void {
-  cleanups.push(fn);
+/** Registers teardown work that runs after the current test (or, with 'file', after the file), last first. */
+export function onCleanup(fn: Cleanup, scope: 'test' | 'file' = 'test'): void {
+  (scope === 'test' ? perTest : perFile).push(fn);
 }
 
-afterEach(async () => {
-  while (cleanups.length) {
+async function drain(list: Cleanup[]): Promise<void> {
+  while (list.length) {
     try {
-      await cleanups.pop()!();
+      await list.pop()!();
     } catch {
       // keep tearing down
     }
   }
-});
+}
 
-export function tempDir(prefix = 'drover-'): string {
+afterEach(() => drain(perTest));
+afterAll(() => drain(perFile));
+
+export function tempDir(prefix = 'drover-', scope: 'test' | 'file' = 'test'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }), scope);
   return dir;
 }
 

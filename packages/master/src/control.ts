@@ -15,7 +15,7 @@ import { runLine } from './run-line.js';
  * Closing the connection cancels the running command.
  */
 export type ControlRequest = { type: 'run'; line: string; json: boolean; cwd: string };
-export type ControlReply = { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string }[] };
+export type ControlReply = { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string }[] };
 
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
@@ -82,7 +82,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         interactive: false,
         out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
       }, { json: req.json === true });
-      send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output })) });
+      send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output, ...(r.stderr ? { stderr: r.stderr } : {}) })) });
     });
   });
 }

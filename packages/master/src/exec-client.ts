@@ -43,6 +43,7 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
         continue;
       }
       for (const r of reply.results) {
+        if (r.stderr) process.stderr.write(`${r.stderr}\n`);
         if (!r.output) continue;
         // Human errors go to stderr; JSON always to stdout, so a script reads one stream.
         const stream = r.ok || json || r.output.startsWith('{') ? process.stdout : process.stderr;

@@ -9,6 +9,8 @@ export interface LineResult {
   output: string;
   /** The shell should end. */
   exit: boolean;
+  /** Error lines for stderr, beside JSON output. */
+  stderr?: string;
 }
 
 /** Runs one line (possibly several `;`-separated commands) and returns what to print; no console I/O. */
@@ -41,10 +43,12 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
       throw new DroverError(ErrorCode.UNKNOWN_COMMAND, `unknown command "${name}"${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}; type help for the list`);
     }
     const args = parseCommandArgs(command, argv);
-    const data = await command.run(args, ctx);
-    const failed = command.failed?.(data) ?? false;
-    const output = json ? JSON.stringify(data) : command.format(data, args);
-    return { ok: !failed, output, exit: name === 'exit' };
+    const data = await command.run(args, { ...ctx, json });
+    const errors = command.errors?.(data) ?? [];
+    const failed = (command.failed?.(data) ?? false) || errors.length > 0;
+    if (!json) return { ok: !failed, output: command.format(data, args), exit: name === 'exit' };
+    const output = JSON.stringify(command.toJson ? command.toJson(data) : data);
+    return { ok: !failed, output, exit: false, ...(errors.length ? { stderr: errors.join('\n') } : {}) };
   } catch (err) {
     const e = ctx.signal.aborted ? new DroverError(ErrorCode.CANCELLED, 'cancelled') : toDroverError(err);
     return errorResult(e, json);

@@ -31,6 +31,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Receives the binary chunks the worker streams for this request (log fetches). */
   onChunk?: (payload: Buffer) => void | Promise<void>;
+  /** Use this id (from allocateId) instead of a new one: uploads name their chunks by it. */
+  id?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -74,7 +76,7 @@ export class WorkerSession {
     if (!this.connected || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} is not connected`));
     }
-    const id = this.allocateId();
+    const id = opts.id ?? this.allocateId();
     return new Promise<ResultDataOf<T>>((resolve, reject) => {
       const onAbort = (): void => {
         this.send({ v: 1, type: 'cancel', ref: id });

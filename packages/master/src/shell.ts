@@ -88,6 +88,7 @@ export async function startShell(opts: ShellOptions): Promise<{ notice(text: str
     running = null;
     for (const r of results) {
       if (r.output) write(`${r.output}\n`);
+      if (r.stderr) write(`${r.stderr}\n`);
       if (r.exit) return leave();
     }
   };

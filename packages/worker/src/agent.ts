@@ -26,7 +26,7 @@ export interface AgentOptions {
 
 /** The worker agent: one link to the master, and the services that answer its requests. */
 export class Agent {
-  private link!: Link;
+  private link: Link | null = null;
   private readonly inflight = new Map<number, AbortController>();
   private services!: Services;
 
@@ -35,7 +35,7 @@ export class Agent {
   async start(): Promise<void> {
     const { opts } = this;
     const [workerId, gpus] = await Promise.all([loadWorkerId(opts.stateDir), detectGpus()]);
-    this.services = await Services.open({ stateDir: opts.stateDir, workerName: opts.name, logger: opts.logger, send: (m) => this.link.send(m) });
+    this.services = await Services.open({ stateDir: opts.stateDir, workerName: opts.name, logger: opts.logger, send: (m) => this.link?.send(m) ?? false });
     const sampler = new LoadSampler();
     const hello = (): Hello => ({
       v: 1,
@@ -51,7 +51,7 @@ export class Agent {
       gpus,
       agentVersion: AGENT_VERSION,
     });
-    this.link = new Link({
+    const link = new Link({
       url: opts.url,
       logger: opts.logger,
       heartbeatMs: opts.heartbeatMs,
@@ -63,8 +63,9 @@ export class Agent {
       onDown: () => this.abortAll(),
       onRefused: (code, reason) => opts.onFatal(`the master refused this worker (${code}): ${reason}`),
     });
-    this.services.attachLink(this.link);
-    this.link.start();
+    this.link = link;
+    this.services.attachLink(link);
+    link.start();
   }
 
   async stop(): Promise<void> {
@@ -97,11 +98,11 @@ export class Agent {
     const ctx: HandlerContext = { services: this.services, signal: controller.signal, logger: this.opts.logger };
     try {
       const data = await handleRequest(request, ctx);
-      this.link.send({ v: 1, type: 'result', id: request.id, ok: true, data });
+      this.link?.send({ v: 1, type: 'result', id: request.id, ok: true, data });
     } catch (err) {
       const error = toDroverError(err);
       this.opts.logger.warn({ type: request.type, id: request.id, code: error.code, err: error.cause ?? error }, error.message);
-      this.link.send({ v: 1, type: 'result', id: request.id, ok: false, error: error.toJSON() });
+      this.link?.send({ v: 1, type: 'result', id: request.id, ok: false, error: error.toJSON() });
     } finally {
       this.inflight.delete(request.id);
     }

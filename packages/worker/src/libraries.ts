@@ -8,7 +8,13 @@ import { DroverError, ErrorCode } from '@drover/protocol';
  */
 export function checkLibraries(exe: string, env: NodeJS.ProcessEnv, workerName: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('ldd', [exe], { env, timeout: 10_000, maxBuffer: 1024 * 1024 }, (_err, stdout) => {
+    execFile('ldd', [exe], { env, timeout: 10_000, maxBuffer: 1024 * 1024 }, (_err, stdout, stderr) => {
+      // A library that is found but cannot be loaded (truncated, wrong architecture) stops ldd early.
+      const broken = /error while loading shared libraries: (\S+?): (.+)$/m.exec(`${String(stdout ?? '')}\n${String(stderr ?? '')}`);
+      if (broken) {
+        const name = broken[1]!.split('/').pop()!;
+        return reject(new DroverError(ErrorCode.LIBRARY_MISSING, `${name} cannot be loaded on ${workerName} (${broken[2]!.trim()}): copy it with --lib`));
+      }
       const missing = String(stdout ?? '')
         .split('\n')
         .map((line) => /^\s*(\S+)\s+=>\s+not found/.exec(line)?.[1])

@@ -14,6 +14,8 @@ export interface CommandContext {
   signal: AbortSignal;
   /** Folder that relative paths on the master's machine are resolved against. */
   cwd: string;
+  /** True when the result is printed as JSON (--json on the line or on master exec). */
+  json?: boolean;
   /** True in the interactive shell: progress bars and live status are welcome. */
   interactive: boolean;
   out: Output;
@@ -50,6 +52,10 @@ export interface Command<D = unknown> {
   format(data: D, args: ParsedArgs): string;
   /** True when the data reports a failure on some worker (the command's exit status turns non-zero). */
   failed?(data: D): boolean;
+  /** What --json prints, when it is not the data itself. */
+  toJson?(data: D): unknown;
+  /** Failures that --json output has no room for: printed to stderr, and the command fails. */
+  errors?(data: D): string[];
 }
 
 /** Keeps the data type of a command's run and format in step. */

@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { CHUNK_BYTES, DroverError, ErrorCode, toDroverError, type AppFile } from '@drover/protocol';
+import type { WorkerSession } from './session.js';
+
+/** A file to copy: where it is here, and what it becomes in the app folder. */
+export interface SourceFile extends AppFile {
+  source: string;
+  mode: number;
+}
+
+/** Hashes a file in a stream (flat memory whatever its size). */
+export async function describeFile(source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
+  const info = await stat(source).catch((err: NodeJS.ErrnoException) => {
+    throw new DroverError(ErrorCode.NOT_FOUND, `no file at ${source} (${err.code})`);
+  });
+  if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${source} is not a regular file`);
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  return { kind, name, size: info.size, sha256: hash.digest('hex'), source, mode: kind === 'exe' ? 0o755 : 0o644 };
+}
+
+export interface CopyOutcome {
+  files: { file: SourceFile; sent: boolean }[];
+}
+
+/**
+ * Copies an app's files to one worker: asks what it has, sends only what differs (chunks paced
+ * by the worker's acks), then commits. Until the commit the worker keeps the previous version.
+ */
+export async function copyToWorker(
+  session: WorkerSession,
+  app: string,
+  files: SourceFile[],
+  opts: { signal: AbortSignal; onProgress(sentBytes: number): void },
+): Promise<CopyOutcome> {
+  const inventory = await session.request('inventory', { app }, { signal: opts.signal });
+  const present = new Set(inventory.files.map((f) => `${f.kind}:${f.name}:${f.sha256}`));
+  const outcome: CopyOutcome = { files: [] };
+  let sentBytes = 0;
+  for (const file of files) {
+    const already = present.has(`${file.kind}:${file.name}:${file.sha256}`);
+    if (!already) {
+      await uploadFile(session, app, file, opts.signal, (n) => opts.onProgress((sentBytes += n)));
+    } else {
+      opts.onProgress((sentBytes += file.size));
+    }
+    outcome.files.push({ file, sent: !already });
+  }
+  const exe = files.find((f) => f.kind === 'exe')!;
+  const strip = ({ kind, name, size, sha256 }: SourceFile): AppFile => ({ kind, name, size, sha256 });
+  await session.request('app-commit', {
+    app,
+    executable: exe.name,
+    files: outcome.files.filter((f) => f.sent).map((f) => strip(f.file)),
+    keep: outcome.files.filter((f) => !f.sent).map((f) => strip(f.file)),
+  }, { signal: opts.signal, timeoutMs: 120_000 });
+  return outcome;
+}
+
+async function uploadFile(session: WorkerSession, app: string, file: SourceFile, signal: AbortSignal, progress: (n: number) => void): Promise<void> {
+  const ref = session.allocateId();
+  const { source: _source, mode, ...appFile } = file;
+  await session.request('upload-begin', { app, file: appFile, mode }, { id: ref, signal });
+  let sent = 0;
+  try {
+    const stream = createReadStream(file.source, { highWaterMark: CHUNK_BYTES });
+    try {
+      for await (const chunk of stream) {
+        const buf = chunk as Buffer;
+        if (sent + buf.length > file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.source} grew while it was being copied`);
+        await session.sendChunk(ref, sent, buf, signal);
+        sent += buf.length;
+        progress(buf.length);
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (sent !== file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.source} shrank while it was being copied`);
+    // The worker answers once every byte is on its disk, fsynced, and matches the sha256.
+    await session.request('upload-end', { ref }, { signal, timeoutMs: 300_000 });
+  } catch (err) {
+    // Let the worker drop its partial file; it keeps the previous version either way.
+    if (session.connected) void session.request('upload-end', { ref }, { timeoutMs: 30_000 }).catch(() => undefined);
+    throw toDroverError(err);
+  } finally {
+    session.endUpload(ref);
+  }
+}
