@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import { afterAll, afterEach } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MASTER_CLI = path.join(ROOT, 'packages/master/dist/cli.js');
-export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/cli.js');
+export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/worker.mjs');
 export const TOKEN = 'test-token-0123456789abcdef';
 
 type Cleanup = () => Promise<void> | void;
@@ -206,4 +206,16 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Mounts a tmpfs of `mib` MiB at a new temp folder (root only); null where mounting is not allowed. */
+export function mountTmpfs(mib: number): string | null {
+  const dir = tempDir('drover-tmpfs-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch {
+    return null;
+  }
+  onCleanup(() => void execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
+  return dir;
 }

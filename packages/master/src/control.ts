@@ -15,7 +15,7 @@ import { runLine } from './run-line.js';
  * Closing the connection cancels the running command.
  */
 export type ControlRequest = { type: 'run'; line: string; json: boolean; cwd: string };
-export type ControlReply = { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string }[] };
+export type ControlReply = { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string; thrown?: boolean }[] };
 
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
@@ -71,7 +71,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         req = JSON.parse(raw) as ControlRequest;
         if (req.type !== 'run' || typeof req.line !== 'string') throw new Error('bad request');
       } catch {
-        send({ type: 'done', ok: false, results: [{ ok: false, output: 'error: malformed control request' }] });
+        send({ type: 'done', ok: false, results: [{ ok: false, thrown: true, output: 'error: malformed control request' }] });
         return;
       }
       logger.info({ line: req.line }, 'exec');
@@ -82,7 +82,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         interactive: false,
         out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
       }, { json: req.json === true });
-      send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output, ...(r.stderr ? { stderr: r.stderr } : {}) })) });
+      send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })) });
     });
   });
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
  */
 export function findWorkerCommand(): string[] {
   if (process.env.DROVER_WORKER_CLI) return [process.execPath, process.env.DROVER_WORKER_CLI];
-  const sibling = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/dist/cli.js');
+  const sibling = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/dist/worker.mjs');
   if (existsSync(sibling)) return [process.execPath, sibling];
   return ['worker'];
 }

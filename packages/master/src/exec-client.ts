@@ -45,8 +45,8 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
       for (const r of reply.results) {
         if (r.stderr) process.stderr.write(`${r.stderr}\n`);
         if (!r.output) continue;
-        // Human errors go to stderr; JSON always to stdout, so a script reads one stream.
-        const stream = r.ok || json || r.output.startsWith('{') ? process.stdout : process.stderr;
+        // A failed command's error line goes to stderr; JSON always to stdout, so a script reads one stream.
+        const stream = r.thrown && !r.output.startsWith('{') ? process.stderr : process.stdout;
         stream.write(`${r.output}\n`);
       }
       if (!reply.ok) failed = true;

@@ -11,6 +11,8 @@ export interface LineResult {
   exit: boolean;
   /** Error lines for stderr, beside JSON output. */
   stderr?: string;
+  /** The command failed as a whole: its output is the error (stderr, for human output). */
+  thrown?: boolean;
 }
 
 /** Runs one line (possibly several `;`-separated commands) and returns what to print; no console I/O. */
@@ -56,7 +58,7 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
 }
 
 function errorResult(e: DroverError, json: boolean): LineResult {
-  return { ok: false, output: json ? JSON.stringify({ error: e.toJSON() }) : `error: ${e.message}`, exit: false };
+  return { ok: false, output: json ? JSON.stringify({ error: e.toJSON() }) : `error: ${e.message}`, exit: false, thrown: true };
 }
 
 /** Parses a command's words strictly; errors name the command and show its usage. */

@@ -119,8 +119,12 @@ export class WorkerSession {
       if (!this.connected) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} went away`);
       if (signal?.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
       await new Promise<void>((resolve) => {
-        win.wake = resolve;
-        signal?.addEventListener('abort', () => resolve(), { once: true });
+        const done = (): void => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        win.wake = done;
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
     if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} went away`);

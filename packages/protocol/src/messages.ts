@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { AppFile, BenchRun, Bytes, ErrorBody, ExitInfo, FileName, Gpu, Id, Load, Name, ProcessInfo, Sha256, UsageInfo } from './schemas.js';
 
 const v = z.literal(1);

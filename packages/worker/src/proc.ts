@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { ProcessState } from '@drover/protocol';
 
@@ -50,6 +51,15 @@ export function parseStat(text: string): ProcStat | null {
   return Number.isFinite(stat.startTicks) ? stat : null;
 }
 
+/** Reads /proc/PID/stat at once (procfs never waits on a disk): for the launch path. */
+export function readStatSync(pid: number): ProcStat | null {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
 /** Reads /proc/PID/stat; null when the process is gone. */
 export async function readStat(pid: number): Promise<ProcStat | null> {
   try {
@@ -83,10 +93,10 @@ export async function readMemory(pid: number): Promise<ProcMemory | null> {
   return { rssBytes: rss, maxRssBytes: hwm };
 }
 
-/** Reads the soft core-file size limit of a process: 0 means a crash leaves no core. */
-export async function readCoreLimit(pid: number): Promise<number | null> {
+/** Reads the soft core-file size limit of a process (procfs, at once): 0 means a crash leaves no core. */
+export function readCoreLimitSync(pid: number): number | null {
   try {
-    const text = await readFile(`/proc/${pid}/limits`, 'utf8');
+    const text = readFileSync(`/proc/${pid}/limits`, 'utf8');
     const m = /^Max core file size\s+(\S+)/m.exec(text);
     if (!m) return null;
     return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppFile, DroverError, ErrorCode, checkFileName, checkName } from '@drover/protocol';
-import { z } from 'zod';
+import * as z from 'zod';
 import { syncDir, writeFileAtomic } from './atomic.js';
 
 const Manifest = z.object({
@@ -19,6 +19,8 @@ export class AppStore {
   readonly stagingDir: string;
   readonly logsDir: string;
   private readonly trashDir: string;
+  /** Manifests read once and kept until the app is copied again or deleted. */
+  private readonly manifests = new Map<string, Manifest>();
 
   constructor(
     readonly stateDir: string,
@@ -34,6 +36,8 @@ export class AppStore {
   async open(): Promise<void> {
     await rm(this.stagingDir, { recursive: true, force: true });
     await rm(this.trashDir, { recursive: true, force: true });
+    // benchmark files of an agent that died mid-run
+    await rm(path.join(this.stateDir, 'bench'), { recursive: true, force: true });
     for (const dir of [this.appsDir, this.stagingDir, this.logsDir]) await mkdir(dir, { recursive: true });
   }
 
@@ -51,8 +55,11 @@ export class AppStore {
   }
 
   async manifest(app: string): Promise<Manifest | null> {
+    const cached = this.manifests.get(app);
+    if (cached) return cached;
     try {
       const parsed = Manifest.safeParse(JSON.parse(await readFile(path.join(this.appDir(app), 'manifest.json'), 'utf8')));
+      if (parsed.success) this.manifests.set(app, parsed.data);
       return parsed.success ? parsed.data : null;
     } catch (err) {
       if (err instanceof DroverError) throw err;
@@ -76,6 +83,7 @@ export class AppStore {
   async commit(app: string, executable: string, staged: Map<string, string>, files: AppFile[], keep: AppFile[]): Promise<AppFile[]> {
     const dir = this.appDir(app);
     const old = await this.manifest(app);
+    this.manifests.delete(app);
     for (const k of keep) {
       const had = old?.files.find((f) => f.kind === k.kind && f.name === k.name && f.sha256 === k.sha256);
       if (!had) throw new DroverError(ErrorCode.BAD_REQUEST, `${k.name} is not present on ${this.workerName} with sha256 ${k.sha256.slice(0, 12)}…; copy again`);
@@ -94,12 +102,14 @@ export class AppStore {
     await syncDir(dir);
     const manifest: Manifest = { app, executable, files: all, updatedAt: new Date().toISOString() };
     await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+    this.manifests.set(app, manifest);
     return all;
   }
 
   /** Removes an app's folder: moved aside in one rename, then deleted, so no half-app is ever seen. */
   async remove(app: string): Promise<string[]> {
     const manifest = await this.requireManifest(app);
+    this.manifests.delete(app);
     await mkdir(this.trashDir, { recursive: true });
     const aside = path.join(this.trashDir, `${app}-${randomBytes(4).toString('hex')}`);
     await rename(this.appDir(app), aside);

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, rename, rm } from 'node:fs/promises';
+import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pidusage from 'pidusage';
 import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
 import { checkLibraries } from './libraries.js';
 import type { Logger } from './logger.js';
-import { CLK_TCK, readCoreLimit, readMemory, readStat } from './proc.js';
+import { CLK_TCK, readCoreLimitSync, readMemory, readStat, readStatSync } from './proc.js';
 import { type ProcessRecord, ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
 import { describeSignal, isCoreSignal } from './signals.js';
 import type { AppStore } from './store.js';
@@ -28,7 +28,8 @@ export interface SignalOutcome {
 export class Supervisor {
   private readonly children = new Map<number, ChildProcess>();
   private readonly waiters = new Map<number, Set<() => void>>();
-  private readonly libsChecked = new Set<string>();
+  /** App versions whose executable and libraries were checked: the checks run once per copy. */
+  private readonly checked = new Set<string>();
   private sampler: NodeJS.Timeout | null = null;
   private sampling = false;
 
@@ -64,28 +65,32 @@ export class Supervisor {
   async launch(app: string, args: string[]): Promise<ProcessRecord> {
     const manifest = await this.store.requireManifest(app);
     const exe = this.store.filePath(app, { kind: 'exe', name: manifest.executable });
-    await this.store.checkExecutable(exe, app);
     const libDir = path.join(this.store.appDir(app), 'lib');
     const env = { ...process.env, LD_LIBRARY_PATH: [libDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'), DROVER_APP: app, DROVER_WORKER: this.workerName };
-    // ldd once per copied version: names the library the loader cannot find before the app dies of it.
-    const version = manifest.updatedAt + manifest.files.map((f) => f.sha256).join();
-    if (!this.libsChecked.has(version)) {
+    // Once per copied version: is it runnable here, and does the loader find every library?
+    // A missing library is then an error naming it, not a process that dies at once.
+    const version = `${app}:${manifest.updatedAt}:${manifest.files.map((f) => f.sha256).join()}`;
+    if (!this.checked.has(version)) {
+      await this.store.checkExecutable(exe, app);
       await checkLibraries(exe, env, this.workerName);
-      this.libsChecked.add(version);
+      this.checked.add(version);
     }
 
+    // Sync on purpose: open, close and rename touch no file data and cost microseconds, where
+    // each thread-pool round trip would add a tick to every launch.
     const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.log`);
-    const log = await open(startingLog, 'a', 0o640);
     let child: ChildProcess;
+    const fd = openSync(startingLog, 'a', 0o640);
     try {
-      child = spawn(exe, args, { cwd: this.store.appDir(app), env, detached: true, stdio: ['ignore', log.fd, log.fd] });
+      child = spawn(exe, args, { cwd: this.store.appDir(app), env, detached: true, stdio: ['ignore', fd, fd] });
     } finally {
-      await log.close();
+      closeSync(fd);
     }
     const pid = child.pid;
     if (pid === undefined) {
+      this.checked.delete(version);
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
-      await rm(startingLog, { force: true });
+      rmSync(startingLog, { force: true });
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       throw new DroverError(ErrorCode.EXEC_FAILED, `could not start ${manifest.executable} on ${this.workerName}: ${code} (${err.message})`, { cause: err });
     }
@@ -95,6 +100,9 @@ export class Supervisor {
     this.children.set(pid, child);
 
     const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
+    renameSync(startingLog, logPath);
+    const stat = readStatSync(pid);
+    const coreLimit = readCoreLimitSync(pid);
     const now = Date.now();
     const record: ProcessRecord = {
       pid,
@@ -103,21 +111,15 @@ export class Supervisor {
       args,
       startedAt: new Date(now).toISOString(),
       startedAtMs: now,
-      startTicks: null,
-      logPath: startingLog,
+      startTicks: stat?.startTicks ?? null,
+      logPath,
       exit: null,
       adopted: false,
-      coreLimit: null,
+      coreLimit: coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit,
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
     };
     this.table.add(record);
-    await rename(startingLog, logPath);
-    record.logPath = logPath;
-    const [stat, coreLimit] = await Promise.all([readStat(pid), readCoreLimit(pid)]);
-    record.startTicks = stat?.startTicks ?? null;
-    record.coreLimit = coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit;
-    this.table.save();
     this.ensureSampler();
     setTimeout(() => void this.sample(), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');

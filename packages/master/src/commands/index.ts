@@ -1,4 +1,5 @@
 import { deleteCommand, launchCommand } from './apps.js';
+import { benchCommand } from './bench.js';
 import { copyCommand } from './copy.js';
 import { exitCommand, helpCommand } from './help.js';
 import { joinCommand } from './join.js';
@@ -21,6 +22,7 @@ export const commands: Command[] = [
   killCommand,
   usageCommand,
   logsCommand,
+  benchCommand,
   joinCommand,
   exitCommand,
 ];

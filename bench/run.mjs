@@ -1,0 +1,219 @@
+// npm run bench: drover's figures beside baselines measured in the same run, as ratios.
+// Figures drift from run to run (~20%); the ratios are what to compare.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import WebSocket, { WebSocketServer } from 'ws';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const MASTER = path.join(ROOT, 'packages/master/dist/cli.js');
+const WORKER = path.join(ROOT, 'packages/worker/dist/worker.mjs');
+const TOKEN = 'bench-token-0123456789abcdef';
+const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 256);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'drover-bench-'));
+const children = [];
+const cleanup = () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+};
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const timeCmd = (cmd, args) => {
+  const t = now();
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`);
+  return now() - t;
+};
+const rows = [];
+const report = (what, drover, baseline, unit, target) => {
+  const ratio = drover / baseline;
+  rows.push({ what, drover, baseline, unit, ratio, target });
+  const verdict = target === undefined ? '' : ratio <= target ? `  ok (target <= ${target}x)` : `  OVER TARGET (<= ${target}x)`;
+  console.log(`${what.padEnd(44)} drover ${fmt(drover)} ${unit}  baseline ${fmt(baseline)} ${unit}  ratio ${ratio.toFixed(2)}x${verdict}`);
+};
+const fmt = (n) => (n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3)).padStart(8);
+
+function start(cmd, args, env = {}) {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(c);
+  let out = '';
+  c.stdout.on('data', (d) => (out += d));
+  c.stderr.on('data', (d) => (out += d));
+  return { child: c, out: () => out };
+}
+
+async function until(check, what, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A client of the master's control socket: what master exec does, without a process per call. */
+async function control(stateDir) {
+  const sock = net.connect(path.join(stateDir, 'master.sock'));
+  await new Promise((r, j) => sock.once('connect', r).once('error', j));
+  const lines = readline.createInterface({ input: sock })[Symbol.asyncIterator]();
+  return {
+    async run(line) {
+      sock.write(`${JSON.stringify({ type: 'run', line, json: true, cwd: process.cwd() })}\n`);
+      for (;;) {
+        const reply = JSON.parse((await lines.next()).value);
+        if (reply.type !== 'done') continue;
+        if (!reply.ok) throw new Error(`${line}: ${reply.results.map((r) => r.output).join(' ')}`);
+        return JSON.parse(reply.results[0].output);
+      }
+    },
+    close: () => sock.end(),
+  };
+}
+
+const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+
+console.log(`drover bench on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${SIZE_MIB} MiB x ${RUNS} runs\n`);
+
+// ---------------------------------------------------------------- a master and one worker
+const mstate = path.join(tmp, 'master');
+const master = start(process.execPath, [MASTER, '--no-shell', '--host', '127.0.0.1', '--port', '0', '--token', TOKEN, '--state-dir', mstate, '--log-level', 'warn']);
+const port = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(master.out()), 'the master'))[1]);
+const wstate = path.join(tmp, 'worker');
+const worker = start(process.execPath, [WORKER, '--master', `127.0.0.1:${port}`, '--name', 'w1', '--token', TOKEN, '--state-dir', wstate, '--log-level', 'warn']);
+const ctl = await control(mstate);
+await until(async () => (await ctl.run('workers')).some((w) => w.status === 'available'), 'the worker');
+
+// ---------------------------------------------------------------- 1. disk benchmark vs dd / cp / rm
+console.log('1. bench (create / copy / delete) against dd, cp and rm on the same folder');
+const dir = path.join(tmp, 'disk');
+execFileSync('mkdir', ['-p', dir]);
+const source = path.join(tmp, 'source.bin');
+execFileSync('dd', ['if=/dev/urandom', `of=${source}`, 'bs=1M', `count=${SIZE_MIB}`], { stdio: 'ignore' });
+const tools = { creation: [], copy: [], deletion: [] };
+const drover = { creation: [], copy: [], deletion: [] };
+const runDrover = async (keep) => {
+  const [e] = await ctl.run(`bench w1 --size ${SIZE_MIB}MiB --runs 1 --dir ${dir}`);
+  if (!keep) return;
+  drover.creation.push(e.creationTimeMs);
+  drover.copy.push(e.copyTimeMs);
+  drover.deletion.push(e.deletionTimeMs);
+};
+const runTools = (keep) => {
+  const a = path.join(dir, 'a');
+  const b = path.join(dir, 'b');
+  const c = timeCmd('dd', [`if=${source}`, `of=${a}`, 'bs=1M', 'conv=fsync']);
+  const p = timeCmd('cp', [a, b]) + timeCmd('sync', []);
+  const d = timeCmd('rm', [a, b]) + timeCmd('sync', []);
+  if (!keep) return;
+  tools.creation.push(c);
+  tools.copy.push(p);
+  tools.deletion.push(d);
+};
+// One untimed round of each first: on a VM the first touch of fresh page cache is slow, and
+// whichever ran first would pay for it. Then alternate which goes first.
+await runDrover(false);
+runTools(false);
+for (let i = 0; i < RUNS; i++) {
+  if (i % 2 === 0) {
+    await runDrover(true);
+    runTools(true);
+  } else {
+    runTools(true);
+    await runDrover(true);
+  }
+}
+report('creation (median ms) vs dd bs=1M conv=fsync', median(drover.creation), median(tools.creation), 'ms', 1.25);
+report('copy (median ms) vs cp + sync', median(drover.copy), median(tools.copy), 'ms');
+report('deletion (median ms) vs rm + sync', median(drover.deletion), median(tools.deletion), 'ms');
+
+// ---------------------------------------------------------------- 2. command round trip vs a bare ws round trip
+console.log('\n2. a command through the master (ps w1) against a bare ws JSON round trip between two processes');
+const echo = start(process.execPath, ['-e', `const {WebSocketServer}=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const s=new WebSocketServer({host:'127.0.0.1',port:0},()=>console.log('port',s.address().port));s.on('connection',w=>w.on('message',d=>w.send(d.toString())));`]);
+const echoPort = Number((await until(() => /port (\d+)/.exec(echo.out()), 'the echo server'))[1]);
+const ws = new WebSocket(`ws://127.0.0.1:${echoPort}`);
+await new Promise((r) => ws.once('open', r));
+const bare = [];
+for (let i = 0; i < 2000; i++) {
+  const t = now();
+  await new Promise((r) => {
+    ws.once('message', r);
+    ws.send(JSON.stringify({ v: 1, type: 'ps', id: i }));
+  });
+  if (i >= 200) bare.push(now() - t);
+}
+const viaMaster = [];
+for (let i = 0; i < 2000; i++) {
+  const t = now();
+  await ctl.run('ps w1');
+  if (i >= 200) viaMaster.push(now() - t);
+}
+report('round trip p50 (ms)', pct(viaMaster, 0.5) , pct(bare, 0.5), 'ms');
+report('round trip p99 (ms)', pct(viaMaster, 0.99), pct(bare, 0.99), 'ms');
+
+// ---------------------------------------------------------------- 3. launch vs a bare spawn
+console.log('\n3. launch through drover against a bare child_process.spawn of the same program');
+const prog = '/bin/true';
+await ctl.run(`copy w1 ${prog} --as t`);
+const bareSpawn = [];
+for (let i = 0; i < 200; i++) {
+  const t = now();
+  await new Promise((r) => spawn(prog, [], { stdio: 'ignore', detached: true }).once('spawn', r));
+  bareSpawn.push(now() - t);
+}
+const launches = [];
+for (let i = 0; i < 200; i++) {
+  const t = now();
+  await ctl.run('launch w1 t');
+  launches.push(now() - t);
+}
+report('launch p50 (ms), end to end from the control socket', pct(launches, 0.5), pct(bareSpawn, 0.5), 'ms');
+report('launch p50 minus a command round trip (ms)', Math.max(0.001, pct(launches, 0.5) - pct(viaMaster, 0.5)), pct(bareSpawn, 0.5), 'ms');
+
+// ---------------------------------------------------------------- 4. copy throughput vs cp
+console.log('\n4. copy to a worker over loopback against cp to the same disk');
+const copies = [];
+const cps = [];
+for (let i = 0; i < RUNS; i++) {
+  writeFileSync(source, 'x', { flag: 'a' }); // a new sha256 each run, so it is really sent
+  let t = now();
+  await ctl.run(`copy w1 ${source} --as big`);
+  copies.push(now() - t);
+  t = now();
+  timeCmd('cp', [source, path.join(dir, `cp-${i}`)]);
+  timeCmd('sync', []);
+  cps.push(now() - t);
+}
+const mibps = (ms) => SIZE_MIB / (ms / 1000);
+report('copy time (ms): copy to a worker vs cp + sync', median(copies), median(cps), 'ms');
+console.log(`  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`);
+
+// ---------------------------------------------------------------- 5. worker agent memory vs a bare ws client
+console.log('\n5. worker agent resident memory against a bare Node process holding one ws client');
+const fresh = start(process.execPath, [WORKER, '--master', `127.0.0.1:${port}`, '--name', 'fresh', '--token', TOKEN, '--state-dir', path.join(tmp, 'fresh'), '--log-level', 'warn']);
+const baseline = start(process.execPath, ['-e', `const W=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const w=new W('ws://127.0.0.1:${echoPort}');setInterval(()=>w.readyState===1&&w.send('{}'),1000);`]);
+await new Promise((r) => setTimeout(r, 3000));
+report('idle agent RSS (MiB); target under 60 MiB', rssOf(fresh.child.pid) / 2 ** 20, rssOf(baseline.child.pid) / 2 ** 20, 'MiB');
+const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.child.pid}/status`, 'utf8'))[1]) / 1024;
+console.log(`  the agent that did all of the above: RSS ${(rssOf(worker.child.pid) / 2 ** 20).toFixed(0)} MiB now, peak ${hwm.toFixed(0)} MiB`);
+if (rssOf(fresh.child.pid) / 2 ** 20 >= 60) rows.push({ ratio: 2, target: 1 });
+
+ctl.close();
+ws.close();
+const over = rows.filter((r) => r.target !== undefined && r.ratio > r.target);
+console.log(over.length ? `\n${over.length} figure(s) over target` : '\nall targets met');
+process.exit(0);
