@@ -9,6 +9,7 @@ import { startDevCluster, type DevCluster } from './dev-cluster.js';
 import { Fleet } from './fleet.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
+import { loadInstaller } from './installer.js';
 import { startShell } from './shell.js';
 import { resolveToken } from './token.js';
 
@@ -19,6 +20,8 @@ export interface MasterOptions {
   tokenFile?: string;
   heartbeatMs: number;
   stateDir: string;
+  /** HOST[:PORT] that VMs should use to reach this master (default: derived from --host). */
+  advertise?: string;
   shell: boolean;
   dev: number;
   logLevel: string;
@@ -31,16 +34,18 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
   const fleet = new Fleet(token, opts.heartbeatMs, logger);
 
-  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger }).catch((err: NodeJS.ErrnoException) => {
+  const installer = loadInstaller();
+  if (installer.missing) logger.warn(installer.missing);
+  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle }).catch((err: NodeJS.ErrnoException) => {
     fleet.close();
     if (err.code === 'EADDRINUSE') throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
     if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
     throw err;
   });
-  const advertised = `${advertisedHost(opts.host)}:${server.port}`;
+  const advertised = advertise(opts.advertise, opts.host, server.port);
   const joinInfo = (): ReturnType<CommandContext['joinInfo']> => ({
     workerCommand: `worker --master ${advertised} --token ${token}`,
-    installCommand: null,
+    installCommand: installer.missing ? null : `curl -fsSL http://${advertised}/install.sh | sudo sh -s -- --token ${token}`,
   });
   const base = { fleet, commands, joinInfo };
   let control;
@@ -54,7 +59,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
 
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
   say(`drover master listening on ${opts.host}:${server.port} (state ${opts.stateDir})`);
-  say(`join a VM:  ${joinInfo().workerCommand}`);
+  const join = joinInfo();
+  say(`join a VM:  ${join.installCommand ?? join.workerCommand}`);
   logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');
 
   let dev: DevCluster | null = null;
@@ -120,7 +126,12 @@ function waitForWorkers(fleet: Fleet, n: number, ms: number): Promise<void> {
   });
 }
 
-/** The address a VM should dial: the bound host, or this machine's first external IPv4 for a wildcard. */
+/** HOST:PORT a VM should dial: --advertise, else the bound host, else this machine's first external IPv4. */
+function advertise(given: string | undefined, host: string, port: number): string {
+  if (given) return given.includes(':') && !given.startsWith('[') && given.split(':').length === 2 ? given : `${given}:${port}`;
+  return `${advertisedHost(host)}:${port}`;
+}
+
 function advertisedHost(host: string): string {
   if (host !== '0.0.0.0' && host !== '::') return host.includes(':') ? `[${host}]` : host;
   for (const addrs of Object.values(os.networkInterfaces())) {

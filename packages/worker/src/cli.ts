@@ -16,8 +16,8 @@ function fail(message: string): never {
 const argv = yargs(hideBin(process.argv))
   .scriptName('worker')
   .usage('$0 --master HOST:PORT [options]\n\nThe drover worker agent: joins a master and runs the apps it is sent.')
-  .option('master', { type: 'string', demandOption: true, describe: 'Master address, HOST:PORT (or ws://HOST:PORT)' })
-  .option('name', { type: 'string', describe: 'Worker name (default: the host name)' })
+  .option('master', { type: 'string', describe: 'Master address, HOST:PORT (or ws://HOST:PORT); default $DROVER_MASTER' })
+  .option('name', { type: 'string', describe: 'Worker name (default: $DROVER_NAME, else the host name)' })
   .option('token', { type: 'string', describe: 'Join token (default: $DROVER_TOKEN)' })
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
@@ -29,9 +29,11 @@ const argv = yargs(hideBin(process.argv))
   .help()
   .parseSync();
 
-const url = parseMasterAddress(argv.master);
+const master = argv.master ?? process.env.DROVER_MASTER;
+if (!master) fail('no master: pass --master HOST:PORT or set DROVER_MASTER');
+const url = parseMasterAddress(master);
 if (!url.ok) fail(url.error);
-const name = argv.name ?? toWorkerName(os.hostname());
+const name = argv.name ?? (process.env.DROVER_NAME || toWorkerName(os.hostname()));
 const badName = checkName(name, 'worker name');
 if (badName) fail(badName);
 const token = argv.token ?? process.env.DROVER_TOKEN ?? '';

@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * What the master serves so a VM can join with one line: the install script (with this
+ * master's address filled in), the self-contained worker bundle and its sha256, and the
+ * systemd unit. Files are found in this checkout; $DROVER_DEPLOY_DIR and $DROVER_WORKER_BUNDLE
+ * point elsewhere.
+ */
+export interface Installer {
+  /** Why the installer cannot be served, or null when it can. */
+  missing: string | null;
+  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export function loadInstaller(): Installer {
+  const deployDir = process.env.DROVER_DEPLOY_DIR ?? path.resolve(here, '../../../deploy');
+  const bundlePath = process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
+  let script: string;
+  let unit: Buffer;
+  let bundle: Buffer;
+  let sha: Buffer;
+  try {
+    script = readFileSync(path.join(deployDir, 'install.sh'), 'utf8');
+    unit = readFileSync(path.join(deployDir, 'systemd/drover-worker.service'));
+    bundle = readFileSync(bundlePath);
+    sha = readFileSync(`${bundlePath}.sha256`);
+  } catch (err) {
+    const missing = `installer files not found (${(err as NodeJS.ErrnoException).path ?? String(err)}); run npm run build`;
+    return { missing, handle: () => false };
+  }
+  const send = (res: http.ServerResponse, type: string, body: string | Buffer): void => {
+    res.writeHead(200, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.end(body);
+  };
+  return {
+    missing: null,
+    handle(req, res) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+      switch ((req.url ?? '').split('?')[0]) {
+        case '/install.sh': {
+          // The script learns the master's address from where it was fetched.
+          const host = req.headers.host ?? '';
+          const master = /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? host : '__DROVER_MASTER__';
+          send(res, 'text/x-shellscript; charset=utf-8', script.replace('"__DROVER_MASTER__"', `"${master}"`));
+          return true;
+        }
+        case '/worker.mjs':
+          send(res, 'text/javascript; charset=utf-8', bundle);
+          return true;
+        case '/worker.mjs.sha256':
+          send(res, 'text/plain; charset=utf-8', sha);
+          return true;
+        case '/drover-worker.service':
+          send(res, 'text/plain; charset=utf-8', unit);
+          return true;
+        default:
+          return false;
+      }
+    },
+  };
+}
