@@ -1,10 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach } from 'vitest';
 
+const require = createRequire(import.meta.url);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MASTER_CLI = path.join(ROOT, 'packages/master/dist/cli.js');
 export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/worker.mjs');
@@ -156,8 +158,21 @@ export interface Worker extends Proc {
   stateDir: string;
 }
 
+/** Kills every process whose executable lives under `dir`: apps a test launched outlive their worker by design. */
+export function killAppsUnder(dir: string): void {
+  const { readdirSync, readlinkSync } = require('node:fs') as typeof import('node:fs');
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readlinkSync(`/proc/${pid}/exe`).startsWith(`${dir}/`)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+}
+
 export function startWorker(master: { address: string }, opts: { name: string; token?: string; stateDir?: string; heartbeatMs?: number; args?: string[] }): Worker {
   const stateDir = opts.stateDir ?? tempDir(`drover-${opts.name}-`);
+  onCleanup(() => killAppsUnder(stateDir));
   const proc = startProcess(process.execPath, [
     WORKER_CLI,
     '--master',

@@ -176,6 +176,36 @@ describe('foundation', () => {
     }
   });
 
+  test('a different worker claiming a live name is refused; the same worker reconnecting replaces its session', async () => {
+    const { master, workers } = await startCluster(1, { heartbeatMs: H });
+    const impostor = startWorker(master, { name: 'w1' });
+    await waitFor(() => impostor.stdout().includes('a worker named w1 is already connected from 127.0.0.1'), 'the refusal in the impostor log');
+    expect(impostor.child.exitCode).toBeNull(); // it keeps trying: the name may free up
+    const rows = await master.execJson<WorkerRow[]>('workers');
+    expect(rows).toHaveLength(1);
+    await impostor.kill();
+
+    // The real w1 restarted with its state dir (same worker id) takes its name back at once.
+    await workers[0]!.kill('SIGKILL');
+    const again = startWorker(master, { name: 'w1', stateDir: workers[0]!.stateDir });
+    await waitFor(() => again.stdout().includes('joined the master'), 'w1 back');
+    expect((await master.execJson<WorkerRow[]>('workers'))[0]).toMatchObject({ name: 'w1', status: 'available', connected: true });
+  });
+
+  test('shutdown: master exec exit stops the master; SIGTERM stops a worker; both exit 0', async () => {
+    const { master, workers } = await startCluster(1, { heartbeatMs: H });
+    const w = workers[0]!;
+    const started = Date.now();
+    await w.kill('SIGTERM');
+    expect(await w.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(3000);
+    const r = await master.exec('exit');
+    expect(r.code).toBe(0);
+    expect(await master.exited).toEqual({ code: 0, signal: null });
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(`${master.stateDir}/master.sock`)).toBe(false);
+  });
+
   test('master exec without a running master fails with one line', async () => {
     const r = await exec(tempDir(), 'workers');
     expect(r.code).toBe(2);

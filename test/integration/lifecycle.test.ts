@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { MASTER_CLI, pidAlive, startCluster, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
 
 const gcc = haveGcc();
@@ -181,6 +181,15 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const asJson = await master.execJson<{ text: string; bytes: number }>(`logs w1 ${pid} --tail 1`);
     expect(asJson).toMatchObject({ text: 'done\n', bytes: 5 });
     expect((await master.exec('logs w1 nosuchapp')).stderr).toMatch(/never launched on w1/);
+
+    // Ctrl-C ends a --follow of a process that does not end, keeping what arrived.
+    const long = await master.execJson<{ pid: number }>('launch w1 ticker -- 100000');
+    const follower = startProcess(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${long.pid} --follow`, '--state-dir', master.stateDir]);
+    await waitFor(() => follower.stdout().includes('tick 2\n'), 'followed lines', 10_000, 10);
+    follower.child.kill('SIGINT');
+    expect((await follower.exited).code).toBe(130);
+    expect(follower.stdout()).toMatch(/^tick 0\ntick 1\ntick 2\n/);
+    expect((await psOf(master, long.pid)).state).toMatch(/running|sleeping/);
   });
 
   test('a copy of a file over 100 MiB keeps the worker and master memory flat', async () => {

@@ -25,6 +25,8 @@ export async function startControlServer(
   stateDir: string,
   context: Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>,
   logger: Logger,
+  /** `exit` was run: the master should stop (after the reply is sent). */
+  onExit: () => void,
 ): Promise<{ close(): Promise<void> }> {
   const file = socketPath(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -32,7 +34,7 @@ export async function startControlServer(
     throw new DroverError(ErrorCode.BUSY, `a master is already running with state dir ${stateDir}; stop it or pick another --state-dir`);
   }
   await rm(file, { force: true });
-  const server = net.createServer((socket) => serve(socket, context, logger));
+  const server = net.createServer((socket) => serve(socket, context, logger, onExit));
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -55,7 +57,7 @@ export async function startControlServer(
   };
 }
 
-function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>, logger: Logger): void {
+function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>, logger: Logger, onExit: () => void): void {
   const abort = new AbortController();
   socket.on('error', () => abort.abort());
   socket.on('close', () => abort.abort());
@@ -83,6 +85,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
       }, { json: req.json === true });
       send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })) });
+      if (results.some((r) => r.exit)) socket.end(onExit);
     });
   });
 }

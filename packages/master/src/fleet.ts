@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
+  AGENT_VERSION,
   CloseCode,
   DroverError,
   ErrorCode,
@@ -136,7 +137,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.sessions.set(hello.name, session);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
     ws.on('close', (code, reason) => this.onClose(session, code, reason.toString()));
-    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: hello.agentVersion });
+    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
     this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
     this.emit('joined', session);
   }

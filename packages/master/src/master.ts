@@ -48,9 +48,10 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     installCommand: installer.missing ? null : `curl -fsSL http://${advertised}/install.sh | sudo sh -s -- --token ${token}`,
   });
   const base = { fleet, commands, joinInfo };
+  let stopRequested: (() => void) | null = null;
   let control;
   try {
-    control = await startControlServer(opts.stateDir, base, logger);
+    control = await startControlServer(opts.stateDir, base, logger, () => stopRequested?.());
   } catch (err) {
     await server.close();
     fleet.close();
@@ -84,6 +85,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     })();
     return stopping;
   };
+  stopRequested = () => void stop();
   process.on('SIGTERM', () => void stop());
 
   if (opts.shell) {

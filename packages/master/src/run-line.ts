@@ -50,7 +50,7 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
     const failed = (command.failed?.(data) ?? false) || errors.length > 0;
     if (!json) return { ok: !failed, output: command.format(data, args), exit: name === 'exit' };
     const output = JSON.stringify(command.toJson ? command.toJson(data) : data);
-    return { ok: !failed, output, exit: false, ...(errors.length ? { stderr: errors.join('\n') } : {}) };
+    return { ok: !failed, output, exit: name === 'exit', ...(errors.length ? { stderr: errors.join('\n') } : {}) };
   } catch (err) {
     const e = ctx.signal.aborted ? new DroverError(ErrorCode.CANCELLED, 'cancelled') : toDroverError(err);
     return errorResult(e, json);

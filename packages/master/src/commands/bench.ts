@@ -110,11 +110,12 @@ export const benchCommand = defineCommand<BenchEntry[]>({
     }
     const ok = entries.filter((e) => e.ok);
     if (ok.length > 1) {
-      const extreme = (key: 'creationTimeMs' | 'copyTimeMs' | 'deletionTimeMs'): string => {
+      const extreme = (label: string, key: 'creationTimeMs' | 'copyTimeMs' | 'deletionTimeMs'): string => {
         const sorted = [...ok].sort((a, b) => a[key]! - b[key]!);
-        return `fastest ${sorted[0]!.worker} (${fmtMs(sorted[0]![key]!)} ms), slowest ${sorted.at(-1)!.worker} (${fmtMs(sorted.at(-1)![key]!)} ms)`;
+        const [fast, slow] = [sorted[0]!, sorted.at(-1)!];
+        return `${label} ${fast.worker} ${fmtMs(fast[key]!)} / ${slow.worker} ${fmtMs(slow[key]!)} ms`;
       };
-      lines.push(`creation: ${extreme('creationTimeMs')}; copy: ${extreme('copyTimeMs')}; deletion: ${extreme('deletionTimeMs')}`);
+      lines.push(`fastest / slowest: ${extreme('creation', 'creationTimeMs')}; ${extreme('copy', 'copyTimeMs')}; ${extreme('deletion', 'deletionTimeMs')}`);
     }
     return lines.join('\n');
   },

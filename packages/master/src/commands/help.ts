@@ -28,7 +28,7 @@ export const helpCommand = defineCommand<HelpData>({
 export const exitCommand = defineCommand<{ exit: true }>({
   name: 'exit',
   usage: 'exit',
-  summary: 'leave the shell and stop the master (workers and their apps keep running)',
+  summary: 'stop the master, from the shell or master exec (workers and their apps keep running)',
   maxArgs: 0,
   async run() {
     return { exit: true };
