@@ -95,7 +95,8 @@ export const BenchRequest = req('bench', {
   fsync: z.boolean(),
 });
 
-export const Request = z.discriminatedUnion('type', [
+/** Every request the master sends; each is answered by one `result` with the same id. */
+const requests = [
   InventoryRequest,
   UploadBeginRequest,
   UploadEndRequest,
@@ -107,30 +108,16 @@ export const Request = z.discriminatedUnion('type', [
   UsageRequest,
   LogsRequest,
   BenchRequest,
-]);
+] as const;
+
+export const Request = z.discriminatedUnion('type', requests);
 export type Request = z.infer<typeof Request>;
 export type RequestType = Request['type'];
 export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 /** What the master fills in for a request: everything but the envelope. */
 export type RequestParams<T extends RequestType> = Omit<RequestOf<T>, 'v' | 'type' | 'id'>;
 
-export const MasterToWorker = z.discriminatedUnion('type', [
-  Welcome,
-  Cancel,
-  Ack,
-  ProtocolError,
-  InventoryRequest,
-  UploadBeginRequest,
-  UploadEndRequest,
-  AppCommitRequest,
-  AppDeleteRequest,
-  LaunchRequest,
-  PsRequest,
-  SignalRequest,
-  UsageRequest,
-  LogsRequest,
-  BenchRequest,
-]);
+export const MasterToWorker = z.discriminatedUnion('type', [Welcome, Cancel, Ack, ProtocolError, ...requests]);
 export type MasterToWorker = z.infer<typeof MasterToWorker>;
 
 /** The data of a successful result, per request type; the master validates each one. */
