@@ -87,14 +87,41 @@ async function control(stateDir) {
 
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 
-console.log(`drover bench on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${SIZE_MIB} MiB x ${RUNS} runs\n`);
+console.log(
+  `drover bench on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${SIZE_MIB} MiB x ${RUNS} runs\n`,
+);
 
 // ---------------------------------------------------------------- a master and one worker
 const mstate = path.join(tmp, 'master');
-const master = start(process.execPath, [MASTER, '--no-shell', '--host', '127.0.0.1', '--port', '0', '--token', TOKEN, '--state-dir', mstate, '--log-level', 'warn']);
+const master = start(process.execPath, [
+  MASTER,
+  '--no-shell',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  '0',
+  '--token',
+  TOKEN,
+  '--state-dir',
+  mstate,
+  '--log-level',
+  'warn',
+]);
 const port = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(master.out()), 'the master'))[1]);
 const wstate = path.join(tmp, 'worker');
-const worker = start(process.execPath, [WORKER, '--master', `127.0.0.1:${port}`, '--name', 'w1', '--token', TOKEN, '--state-dir', wstate, '--log-level', 'warn']);
+const worker = start(process.execPath, [
+  WORKER,
+  '--master',
+  `127.0.0.1:${port}`,
+  '--name',
+  'w1',
+  '--token',
+  TOKEN,
+  '--state-dir',
+  wstate,
+  '--log-level',
+  'warn',
+]);
 const ctl = await control(mstate);
 await until(async () => (await ctl.run('workers')).some((w) => w.status === 'available'), 'the worker');
 
@@ -143,7 +170,10 @@ report('deletion (median ms) vs rm + sync', median(drover.deletion), median(tool
 
 // ---------------------------------------------------------------- 2. command round trip vs a bare ws round trip
 console.log('\n2. a command through the master (ps w1) against a bare ws JSON round trip between two processes');
-const echo = start(process.execPath, ['-e', `const {WebSocketServer}=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const s=new WebSocketServer({host:'127.0.0.1',port:0},()=>console.log('port',s.address().port));s.on('connection',w=>w.on('message',d=>w.send(d.toString())));`]);
+const echo = start(process.execPath, [
+  '-e',
+  `const {WebSocketServer}=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const s=new WebSocketServer({host:'127.0.0.1',port:0},()=>console.log('port',s.address().port));s.on('connection',w=>w.on('message',d=>w.send(d.toString())));`,
+]);
 const echoPort = Number((await until(() => /port (\d+)/.exec(echo.out()), 'the echo server'))[1]);
 const ws = new WebSocket(`ws://127.0.0.1:${echoPort}`);
 await new Promise((r) => ws.once('open', r));
@@ -162,7 +192,7 @@ for (let i = 0; i < 2000; i++) {
   await ctl.run('ps w1');
   if (i >= 200) viaMaster.push(now() - t);
 }
-report('round trip p50 (ms)', pct(viaMaster, 0.5) , pct(bare, 0.5), 'ms');
+report('round trip p50 (ms)', pct(viaMaster, 0.5), pct(bare, 0.5), 'ms');
 report('round trip p99 (ms)', pct(viaMaster, 0.99), pct(bare, 0.99), 'ms');
 
 // ---------------------------------------------------------------- 3. launch vs a bare spawn
@@ -204,8 +234,23 @@ console.log(`  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s (hash,
 
 // ---------------------------------------------------------------- 5. worker agent memory vs a bare ws client
 console.log('\n5. worker agent resident memory against a bare Node process holding one ws client');
-const fresh = start(process.execPath, [WORKER, '--master', `127.0.0.1:${port}`, '--name', 'fresh', '--token', TOKEN, '--state-dir', path.join(tmp, 'fresh'), '--log-level', 'warn']);
-const baseline = start(process.execPath, ['-e', `const W=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const w=new W('ws://127.0.0.1:${echoPort}');setInterval(()=>w.readyState===1&&w.send('{}'),1000);`]);
+const fresh = start(process.execPath, [
+  WORKER,
+  '--master',
+  `127.0.0.1:${port}`,
+  '--name',
+  'fresh',
+  '--token',
+  TOKEN,
+  '--state-dir',
+  path.join(tmp, 'fresh'),
+  '--log-level',
+  'warn',
+]);
+const baseline = start(process.execPath, [
+  '-e',
+  `const W=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const w=new W('ws://127.0.0.1:${echoPort}');setInterval(()=>w.readyState===1&&w.send('{}'),1000);`,
+]);
 await new Promise((r) => setTimeout(r, 3000));
 report('idle agent RSS (MiB); target under 60 MiB', rssOf(fresh.child.pid) / 2 ** 20, rssOf(baseline.child.pid) / 2 ** 20, 'MiB');
 const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.child.pid}/status`, 'utf8'))[1]) / 1024;

@@ -1,12 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach } from 'vitest';
 
-const require = createRequire(import.meta.url);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MASTER_CLI = path.join(ROOT, 'packages/master/dist/cli.js');
 export const WORKER_CLI = path.join(ROOT, 'packages/worker/dist/worker.mjs');
@@ -56,7 +54,9 @@ export function startProcess(cmd: string, args: string[], opts: { env?: NodeJS.P
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   const proc: Proc = {
     child,
     pid: child.pid!,
@@ -82,11 +82,14 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last instanceof Error ? last.message : JSON.stringify(last)})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -124,7 +127,10 @@ export async function startMaster(opts: { heartbeatMs?: number; stateDir?: strin
     ...(opts.args ?? []),
   ];
   const proc = startProcess(process.execPath, args, { stdin: opts.stdin ?? 'ignore' });
-  const m = await waitFor(() => /listening on [^ ]+:(\d+)/.exec(proc.stdout()) ?? (proc.child.exitCode !== null ? Promise.reject(new Error(proc.stderr())) : null), 'the master to listen');
+  const m = await waitFor(
+    () => /listening on [^ ]+:(\d+)/.exec(proc.stdout()) ?? (proc.child.exitCode !== null ? Promise.reject(new Error(proc.stderr())) : null),
+    'the master to listen',
+  );
   const port = Number(m[1]);
   return Object.assign(proc, {
     port,
@@ -160,7 +166,6 @@ export interface Worker extends Proc {
 
 /** Kills every process whose executable lives under `dir`: apps a test launched outlive their worker by design. */
 export function killAppsUnder(dir: string): void {
-  const { readdirSync, readlinkSync } = require('node:fs') as typeof import('node:fs');
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       if (readlinkSync(`/proc/${pid}/exe`).startsWith(`${dir}/`)) process.kill(Number(pid), 'SIGKILL');
@@ -170,7 +175,10 @@ export function killAppsUnder(dir: string): void {
   }
 }
 
-export function startWorker(master: { address: string }, opts: { name: string; token?: string; stateDir?: string; heartbeatMs?: number; args?: string[] }): Worker {
+export function startWorker(
+  master: { address: string },
+  opts: { name: string; token?: string; stateDir?: string; heartbeatMs?: number; args?: string[] },
+): Worker {
   const stateDir = opts.stateDir ?? tempDir(`drover-${opts.name}-`);
   onCleanup(() => killAppsUnder(stateDir));
   const proc = startProcess(process.execPath, [

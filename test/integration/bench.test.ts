@@ -53,7 +53,10 @@ describe('bench', () => {
     expect(r.code).toBe(1);
     const entries = JSON.parse(r.stdout) as Entry[];
     expect(entries.find((e) => e.worker === 'w1')).toMatchObject({ ok: true });
-    expect(entries.find((e) => e.worker === 'tiny')).toMatchObject({ ok: false, error: { code: 'NO_SPACE', message: expect.stringMatching(/free; the benchmark needs 2 x 8.0 MiB \+ 32.0 MiB/) } });
+    expect(entries.find((e) => e.worker === 'tiny')).toMatchObject({
+      ok: false,
+      error: { code: 'NO_SPACE', message: expect.stringMatching(/free; the benchmark needs 2 x 8.0 MiB \+ 32.0 MiB/) },
+    });
     expect(entries.find((e) => e.worker === 'ghost')).toMatchObject({ ok: false, error: { code: 'UNKNOWN_WORKER' } });
     expect(leftovers(path.join(small, 'bench'))).toEqual([]);
   });
@@ -86,7 +89,9 @@ describe('bench', () => {
     const { master } = await startCluster(1);
     const first = master.exec('bench w1 --size 256MiB --runs 3');
     await new Promise((r) => setTimeout(r, 300));
-    const second = await master.execJson<Entry[]>('bench w1 --size 1MiB --runs 1').catch((e: Error) => JSON.parse(e.message.slice(e.message.indexOf('['))) as Entry[]);
+    const second = await master
+      .execJson<Entry[]>('bench w1 --size 1MiB --runs 1')
+      .catch((e: Error) => JSON.parse(e.message.slice(e.message.indexOf('['))) as Entry[]);
     expect(second[0]).toMatchObject({ ok: false, error: { code: 'BUSY', message: 'w1 is already running a benchmark; try again when it ends' } });
     expect((await first).code).toBe(0);
     for (const [line, msg] of [

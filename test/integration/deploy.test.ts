@@ -54,23 +54,38 @@ describe('deploy scripts and units', () => {
   test('the CloudFormation template parses and has the fleet it promises', () => {
     const tags = ['Ref', 'Sub', 'GetAtt', 'Equals', 'Not', 'If', 'Base64', 'Select', 'Join', 'Split', 'GetAZs', 'FindInMap', 'ImportValue', 'Condition'];
     const customTags = tags.flatMap((t) =>
-      (['scalar', 'seq', 'map'] as const).map((nodeClass) => ({ tag: `!${t}`, collection: nodeClass === 'scalar' ? undefined : nodeClass, resolve: (v: unknown) => ({ [t === 'Ref' || t === 'Condition' ? t : `Fn::${t}`]: v }) })),
+      (['scalar', 'seq', 'map'] as const).map((nodeClass) => ({
+        tag: `!${t}`,
+        collection: nodeClass === 'scalar' ? undefined : nodeClass,
+        resolve: (v: unknown) => ({ [t === 'Ref' || t === 'Condition' ? t : `Fn::${t}`]: v }),
+      })),
     );
     const doc = parse(readFileSync(path.join(DEPLOY, 'aws/workers.yaml'), 'utf8'), { customTags: customTags as never }) as {
       Parameters: Record<string, { Type: string; Default?: unknown }>;
       Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
     };
-    expect(Object.keys(doc.Parameters)).toEqual(expect.arrayContaining(['MasterAddress', 'WorkerCount', 'InstanceType', 'AmiId', 'VpcId', 'SubnetIds', 'TokenParameterName']));
+    expect(Object.keys(doc.Parameters)).toEqual(
+      expect.arrayContaining(['MasterAddress', 'WorkerCount', 'InstanceType', 'AmiId', 'VpcId', 'SubnetIds', 'TokenParameterName']),
+    );
     expect(doc.Parameters.AmiId!.Type).toBe('AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>');
     expect(doc.Parameters.SubnetIds!.Type).toBe('List<AWS::EC2::Subnet::Id>');
     const types = Object.fromEntries(Object.entries(doc.Resources).map(([k, v]) => [k, v.Type]));
     expect(Object.values(types)).toEqual(
-      expect.arrayContaining(['AWS::AutoScaling::AutoScalingGroup', 'AWS::EC2::LaunchTemplate', 'AWS::EC2::SecurityGroup', 'AWS::IAM::Role', 'AWS::IAM::InstanceProfile']),
+      expect.arrayContaining([
+        'AWS::AutoScaling::AutoScalingGroup',
+        'AWS::EC2::LaunchTemplate',
+        'AWS::EC2::SecurityGroup',
+        'AWS::IAM::Role',
+        'AWS::IAM::InstanceProfile',
+      ]),
     );
     const asg = doc.Resources.WorkerGroup!.Properties;
     expect(asg.VPCZoneIdentifier).toEqual({ Ref: 'SubnetIds' });
     expect(asg.DesiredCapacity).toEqual({ Ref: 'WorkerCount' });
-    const sg = doc.Resources.WorkerSecurityGroup!.Properties as { SecurityGroupIngress?: unknown; SecurityGroupEgress: { FromPort: unknown; CidrIp: unknown }[] };
+    const sg = doc.Resources.WorkerSecurityGroup!.Properties as {
+      SecurityGroupIngress?: unknown;
+      SecurityGroupEgress: { FromPort: unknown; CidrIp: unknown }[];
+    };
     expect(sg.SecurityGroupIngress).toBeUndefined();
     expect(sg.SecurityGroupEgress).toEqual([expect.objectContaining({ FromPort: { Ref: 'MasterPort' }, CidrIp: { Ref: 'MasterCidr' } })]);
     const userData = JSON.stringify(doc.Resources.WorkerLaunchTemplate!.Properties);
@@ -131,7 +146,8 @@ describe('install.sh against a real master', () => {
     const script = execFileSync('curl', ['-fsS', `http://${master.address}/install.sh`], { encoding: 'utf8' });
     expect(script).toContain(`DEFAULT_MASTER="${master.address}"`);
     const prefix = path.join(tempDir(), 'drover');
-    const run = (...args: string[]) => spawnSync('sh', ['-s', '--', ...args], { input: script, encoding: 'utf8', env: { PATH: process.env.PATH!, HOME: '/nonexistent' } });
+    const run = (...args: string[]) =>
+      spawnSync('sh', ['-s', '--', ...args], { input: script, encoding: 'utf8', env: { PATH: process.env.PATH!, HOME: '/nonexistent' } });
 
     const cases: [string[], RegExp][] = [
       [['--prefix', prefix, '--no-systemd'], /^drover: error: no join token: pass --token TOKEN/],
@@ -140,7 +156,10 @@ describe('install.sh against a real master', () => {
       [['--token', 't0ken-0123456789', '--name', '../x', '--prefix', prefix], /^drover: error: --name must be/],
       [['--frobnicate'], /drover: error: unknown option: --frobnicate/],
       [['--prefix', prefix, '--uninstall'], /^drover: error: nothing to uninstall/],
-      [['--token', 't0ken-0123456789', '--prefix', prefix, '--no-systemd', '--node', '/bin/true'], /^drover: error: --node \/bin\/true is not Node.js 20 or later/],
+      [
+        ['--token', 't0ken-0123456789', '--prefix', prefix, '--no-systemd', '--node', '/bin/true'],
+        /^drover: error: --node \/bin\/true is not Node.js 20 or later/,
+      ],
     ];
     for (const [args, expected] of cases) {
       const r = run(...args);

@@ -27,7 +27,7 @@ async function rawClient(address: string) {
   const ws = new WebSocket(`ws://${address}/worker`);
   const messages: unknown[] = [];
   let closed: { code: number; reason: string } | null = null;
-  ws.on('message', (d, isBinary) => messages.push(isBinary ? d : JSON.parse(d.toString())));
+  ws.on('message', (d: Buffer, isBinary) => messages.push(isBinary ? d : JSON.parse(d.toString())));
   ws.on('close', (code, reason) => (closed = { code, reason: reason.toString() }));
   ws.on('error', () => undefined);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -72,7 +72,12 @@ describe('foundation', () => {
     process.kill(w1.pid, 'SIGSTOP');
     const stoppedAt = Date.now();
     try {
-      await waitFor(async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w1')?.status === 'unavailable', 'w1 unavailable', 5000, 10);
+      await waitFor(
+        async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w1')?.status === 'unavailable',
+        'w1 unavailable',
+        5000,
+        10,
+      );
       const took = Date.now() - stoppedAt;
       // 2 intervals plus at most H/4 of sweep slack, plus a heartbeat that may have just been sent
       // and the exec round trips of this poll loop.
@@ -123,10 +128,19 @@ describe('foundation', () => {
     const raw = await rawClient(master.address);
     raw.ws.send(JSON.stringify(hello('raw1')));
     await waitFor(() => raw.messages.find((m) => (m as { type: string }).type === 'welcome'), 'welcome');
-    const bad = ['not json', '[1,2]', JSON.stringify({ v: 1, type: 'heartbeat', seq: 'x' }), JSON.stringify({ v: 1, type: 'teleport' }), JSON.stringify({ v: 99, type: 'heartbeat' })];
+    const bad = [
+      'not json',
+      '[1,2]',
+      JSON.stringify({ v: 1, type: 'heartbeat', seq: 'x' }),
+      JSON.stringify({ v: 1, type: 'teleport' }),
+      JSON.stringify({ v: 99, type: 'heartbeat' }),
+    ];
     for (const frame of bad) raw.ws.send(frame);
     raw.ws.send(Buffer.from([1, 2, 3]));
-    await waitFor(() => raw.messages.filter((m) => (m as { type: string }).type === 'protocol-error').length === bad.length + 1, 'a protocol-error per bad frame');
+    await waitFor(
+      () => raw.messages.filter((m) => (m as { type: string }).type === 'protocol-error').length === bad.length + 1,
+      'a protocol-error per bad frame',
+    );
     const errors = raw.messages.filter((m) => (m as { type: string }).type === 'protocol-error') as { error: { code: string; message: string } }[];
     expect(errors.every((e) => e.error.code === 'PROTOCOL_ERROR')).toBe(true);
     expect(errors[0]!.error.message).toContain('not JSON');
@@ -153,7 +167,7 @@ describe('foundation', () => {
     let sock: WebSocket | null = null;
     wss.on('connection', (ws) => {
       sock = ws;
-      ws.on('message', (d) => seen.push(JSON.parse(d.toString())));
+      ws.on('message', (d: Buffer) => seen.push(JSON.parse(d.toString())));
     });
     const worker = startWorker({ address: `127.0.0.1:${port}` }, { name: 'victim' });
     try {

@@ -61,14 +61,45 @@ describe('one-line install on real hosts (network namespaces)', () => {
   test.skipIf(!allowed)('two hosts fetch install.sh from the master over the link, join, run a command, and uninstall cleanly', async () => {
     const hosts = makeHosts();
     const stateDir = tempDir();
-    const master = startProcess('ip', ['netns', 'exec', hosts.master, process.execPath, MASTER_CLI, '--host', '198.18.0.1', '--port', '7070', '--token', TOKEN, '--state-dir', stateDir, '--heartbeat-ms', '200', '--no-shell']);
+    const master = startProcess('ip', [
+      'netns',
+      'exec',
+      hosts.master,
+      process.execPath,
+      MASTER_CLI,
+      '--host',
+      '198.18.0.1',
+      '--port',
+      '7070',
+      '--token',
+      TOKEN,
+      '--state-dir',
+      stateDir,
+      '--heartbeat-ms',
+      '200',
+      '--no-shell',
+    ]);
     await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070'), 'the master in its namespace');
     expect(master.stdout()).toContain(`join a VM:  curl -fsSL http://198.18.0.1:7070/install.sh | sudo sh -s -- --token ${TOKEN}`);
 
     const prefixes = { a: path.join(tempDir(), 'drover'), b: path.join(tempDir(), 'drover') };
     const install = (ns: string, prefix: string, name: string, extra = '') =>
-      spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', `curl -fsSL http://198.18.0.1:7070/install.sh | sh -s -- --token ${TOKEN} --prefix ${prefix} --no-systemd --name ${name} ${extra}`], { encoding: 'utf8' });
-    for (const [name, ns] of [['a', hosts.a], ['b', hosts.b]] as const) {
+      spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns,
+          'sh',
+          '-c',
+          `curl -fsSL http://198.18.0.1:7070/install.sh | sh -s -- --token ${TOKEN} --prefix ${prefix} --no-systemd --name ${name} ${extra}`,
+        ],
+        { encoding: 'utf8' },
+      );
+    for (const [name, ns] of [
+      ['a', hosts.a],
+      ['b', hosts.b],
+    ] as const) {
       const r = install(ns, prefixes[name], name);
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toContain('installed; the worker runs in the background');
@@ -96,7 +127,10 @@ describe('one-line install on real hosts (network namespaces)', () => {
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toContain('upgrading the existing install');
 
-    for (const [name, ns] of [['a', hosts.a], ['b', hosts.b]] as const) {
+    for (const [name, ns] of [
+      ['a', hosts.a],
+      ['b', hosts.b],
+    ] as const) {
       const r = install(ns, prefixes[name], name, '--uninstall');
       expect(r.status, r.stderr).toBe(0);
       expect(existsSync(prefixes[name]) ? readdirSync(prefixes[name]) : []).toEqual([]);

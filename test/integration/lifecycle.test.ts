@@ -2,7 +2,18 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { MASTER_CLI, pidAlive, startCluster, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import {
+  MASTER_CLI,
+  pidAlive,
+  startCluster,
+  startMaster,
+  startProcess,
+  startWorker,
+  tempDir,
+  waitFor,
+  waitForAvailable,
+  type Master,
+} from '../helpers/cluster.js';
 import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
 
 const gcc = haveGcc();
@@ -26,7 +37,12 @@ interface Usage {
   maxRssBytes: number;
 }
 interface CopyResult {
-  results: { worker: string; ok: boolean; files: { path: string; dest: string; bytes: number; sha256: string; sent: boolean }[]; error: { code: string } | null }[];
+  results: {
+    worker: string;
+    ok: boolean;
+    files: { path: string; dest: string; bytes: number; sha256: string; sent: boolean }[];
+    error: { code: string } | null;
+  }[];
   warnings: string[];
 }
 
@@ -123,7 +139,13 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const polite = await master.execJson<{ pid: number }>('launch w1 ticker -- 1000');
     await waitFor(async () => (await master.exec(`logs w1 ${polite.pid}`)).stdout.includes('tick 1'), 'ticking');
     const stopped = await master.execJson<{ exit: Proc['exit'] }>(`stop w1 ${polite.pid}`);
-    expect(stopped.exit).toMatchObject({ code: 0, signal: null, signalledBy: 'stop', forced: false, reason: "exited with code 0 after drover's SIGINT (stop)" });
+    expect(stopped.exit).toMatchObject({
+      code: 0,
+      signal: null,
+      signalledBy: 'stop',
+      forced: false,
+      reason: "exited with code 0 after drover's SIGINT (stop)",
+    });
     expect((await master.exec(`logs w1 ${polite.pid} --tail 1`)).stdout).toBe('interrupted\n');
 
     const victim = await master.execJson<{ pid: number }>('launch w1 ticker -- 1000');
@@ -146,7 +168,9 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const u = rows.find((r) => r.pid === pid)!;
     expect(u.maxRssBytes).toBeGreaterThanOrEqual(96 * 1024 * 1024);
     expect(u.cpuUserSeconds + u.cpuSystemSeconds).toBeGreaterThan(0);
-    expect(Object.keys(u)).toEqual(expect.arrayContaining(['worker', 'pid', 'app', 'cpuUserSeconds', 'cpuSystemSeconds', 'cpuPercent', 'rssBytes', 'maxRssBytes']));
+    expect(Object.keys(u)).toEqual(
+      expect.arrayContaining(['worker', 'pid', 'app', 'cpuUserSeconds', 'cpuSystemSeconds', 'cpuPercent', 'rssBytes', 'maxRssBytes']),
+    );
     const human = await master.exec('usage');
     expect(human.stdout).toMatch(/total \(1\)/);
   });
@@ -273,7 +297,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     expect(pidAlive(long.pid)).toBe(true);
     await waitFor(() => !pidAlive(short.pid), 'the short one to end while the agent is down');
     startWorker(master, { name: 'w1', stateDir });
-    await waitFor(async () => (await master.execJson<{ name: string; status: string; lastHeartbeatMs: number }[]>('workers'))[0]?.lastHeartbeatMs! < 300, 'w1 back');
+    await waitFor(async () => ((await master.execJson<{ lastHeartbeatMs: number }[]>('workers'))[0]?.lastHeartbeatMs ?? Infinity) < 300, 'w1 back');
     const adopted = await psOf(master, long.pid);
     expect(adopted).toMatchObject({ state: expect.stringMatching(/running|sleeping/), adopted: true, exit: null });
     const ended = await psOf(master, short.pid);

@@ -3,7 +3,14 @@ import { isSystemLibrary, parseLdd } from '../../packages/master/src/ldd.js';
 
 describe('which libraries copy ships', () => {
   test('system folders and their multiarch subfolders are system; the rest is not', () => {
-    for (const p of ['/lib/libz.so.1', '/lib64/libz.so.1', '/usr/lib/libssl.so.3', '/usr/lib64/libssl.so.3', '/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/aarch64-linux-gnu/libcrypto.so.3']) {
+    for (const p of [
+      '/lib/libz.so.1',
+      '/lib64/libz.so.1',
+      '/usr/lib/libssl.so.3',
+      '/usr/lib64/libssl.so.3',
+      '/lib/x86_64-linux-gnu/libz.so.1',
+      '/usr/lib/aarch64-linux-gnu/libcrypto.so.3',
+    ]) {
       expect(isSystemLibrary(p), p).toBe(true);
     }
     for (const p of ['/usr/local/lib/libfoo.so', '/opt/vendor/lib/libbar.so.2', '/home/me/build/libx.so', '/usr/lib/x86_64-linux-gnu/nested/deeper/liby.so']) {

@@ -22,7 +22,18 @@ const exit = { code: 0, signal: null, reason: 'exited with code 0', signalledBy:
 const workerMessages: [string, object, object][] = [
   [
     'hello',
-    { token: 't', protocolVersion: 1, workerId: 'abcdefgh', name: 'w1', hostname: 'h', os: { platform: 'linux', release: '6', arch: 'x64' }, cpus: 2, memoryBytes: 1, gpus: [], agentVersion: '0' },
+    {
+      token: 't',
+      protocolVersion: 1,
+      workerId: 'abcdefgh',
+      name: 'w1',
+      hostname: 'h',
+      os: { platform: 'linux', release: '6', arch: 'x64' },
+      cpus: 2,
+      memoryBytes: 1,
+      gpus: [],
+      agentVersion: '0',
+    },
     { name: '../w1' },
   ],
   ['heartbeat', { seq: 1, load: { cpuPercent: 1, memoryUsedBytes: 1, memoryTotalBytes: 2, loadAverage: 0.1, processes: 0 } }, { seq: -1 }],
@@ -71,7 +82,11 @@ describe('protocol messages', () => {
     expect(parseWorkerMessage('nope')).toMatchObject({ ok: false, error: { message: expect.stringContaining('not JSON') }, id: null });
     expect(parseWorkerMessage('[]')).toMatchObject({ ok: false, error: { message: expect.stringContaining('not a JSON object') } });
     expect(parseWorkerMessage('{"v":2,"type":"heartbeat"}')).toMatchObject({ ok: false, error: { message: expect.stringContaining('protocol version 2') } });
-    expect(parseMasterMessage('{"v":1,"type":"launch","id":42,"app":"x"}')).toMatchObject({ ok: false, id: 42, error: { message: expect.stringContaining('args') } });
+    expect(parseMasterMessage('{"v":1,"type":"launch","id":42,"app":"x"}')).toMatchObject({
+      ok: false,
+      id: 42,
+      error: { message: expect.stringContaining('args') },
+    });
     expect(parseMasterMessage('{"v":1,"type":"warp","id":5}')).toMatchObject({ ok: false, id: 5, error: { message: expect.stringContaining('"warp"') } });
     expect(parseWorkerMessage('x'.repeat(MAX_FRAME_BYTES + 1))).toMatchObject({ ok: false, error: { message: expect.stringContaining('exceeds') } });
   });

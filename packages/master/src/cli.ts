@@ -70,7 +70,10 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       let lines: string[];
       if (argv.commands !== undefined) lines = [argv.commands];
-      else if (!process.stdin.isTTY) lines = readFileSync(0, 'utf8').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+      else if (!process.stdin.isTTY)
+        lines = readFileSync(0, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim() && !l.trim().startsWith('#'));
       else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
       process.exit(await execCommands(path.resolve(argv['state-dir']), lines, argv.json));
     },

@@ -15,7 +15,8 @@ import { runLine } from './run-line.js';
  * Closing the connection cancels the running command.
  */
 export type ControlRequest = { type: 'run'; line: string; json: boolean; cwd: string };
-export type ControlReply = { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string; thrown?: boolean }[] };
+export type ControlReply =
+  { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string; thrown?: boolean }[] };
 
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
@@ -77,14 +78,22 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         return;
       }
       logger.info({ line: req.line }, 'exec');
-      const results = await runLine(req.line, {
-        ...context,
-        cwd: typeof req.cwd === 'string' ? req.cwd : process.cwd(),
-        signal: abort.signal,
-        interactive: false,
-        out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
-      }, { json: req.json === true });
-      send({ type: 'done', ok: results.every((r) => r.ok), results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })) });
+      const results = await runLine(
+        req.line,
+        {
+          ...context,
+          cwd: typeof req.cwd === 'string' ? req.cwd : process.cwd(),
+          signal: abort.signal,
+          interactive: false,
+          out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
+        },
+        { json: req.json === true },
+      );
+      send({
+        type: 'done',
+        ok: results.every((r) => r.ok),
+        results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })),
+      });
       if (results.some((r) => r.exit)) socket.end(onExit);
     });
   });

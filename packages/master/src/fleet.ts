@@ -128,7 +128,10 @@ export class Fleet extends EventEmitter<FleetEvents> {
     if (existing?.connected) {
       if (existing.workerId !== hello.workerId && existing.status === 'available') {
         this.logger.warn({ peer, worker: hello.name }, 'refused a worker: duplicate name');
-        return ws.close(CloseCode.DUPLICATE_NAME, truncate(`a worker named ${hello.name} is already connected from ${existing.address}; start this one with another --name`));
+        return ws.close(
+          CloseCode.DUPLICATE_NAME,
+          truncate(`a worker named ${hello.name} is already connected from ${existing.address}; start this one with another --name`),
+        );
       }
       existing.close(CloseCode.REPLACED, 'replaced by a newer connection of the same worker');
       existing.markDisconnected('replaced by a newer connection');
@@ -209,5 +212,10 @@ function digest(token: string): Buffer {
 
 /** Close reasons must fit in 123 bytes. */
 function truncate(text: string): string {
-  return Buffer.byteLength(text) <= 123 ? text : `${Buffer.from(text).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}…`;
+  return Buffer.byteLength(text) <= 123
+    ? text
+    : `${Buffer.from(text)
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '')}…`;
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 export interface Installer {
   /** Why the installer cannot be served, or null when it can. */
   missing: string | null;
-  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+  handle: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -39,7 +39,7 @@ export function loadInstaller(): Installer {
   };
   return {
     missing: null,
-    handle(req, res) {
+    handle: (req, res) => {
       if (req.method !== 'GET' && req.method !== 'HEAD') return false;
       switch ((req.url ?? '').split('?')[0]) {
         case '/install.sh': {

@@ -38,7 +38,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   if (installer.missing) logger.warn(installer.missing);
   const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle }).catch((err: NodeJS.ErrnoException) => {
     fleet.close();
-    if (err.code === 'EADDRINUSE') throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
+    if (err.code === 'EADDRINUSE')
+      throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
     if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
     throw err;
   });

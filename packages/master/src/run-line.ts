@@ -42,7 +42,10 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
   try {
     if (!command) {
       const near = ctx.commands.filter((c) => c.name.startsWith(name.slice(0, 2))).map((c) => c.name);
-      throw new DroverError(ErrorCode.UNKNOWN_COMMAND, `unknown command "${name}"${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}; type help for the list`);
+      throw new DroverError(
+        ErrorCode.UNKNOWN_COMMAND,
+        `unknown command "${name}"${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}; type help for the list`,
+      );
     }
     const args = parseCommandArgs(command, argv);
     const data = await command.run(args, { ...ctx, json });
@@ -84,7 +87,7 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
   if (command.maxArgs !== undefined && positionals.length > command.maxArgs) {
     throw badArgs(command, `unexpected argument "${positionals[command.maxArgs]}"`);
   }
-  return { positionals, values: parsed.values as ParsedArgs['values'], rest };
+  return { positionals, values: parsed.values, rest };
 }
 
 export function badArgs(command: Command, why: string): DroverError {

@@ -11,7 +11,13 @@ export interface Server {
 }
 
 /** HTTP + WebSocket on one port: workers upgrade at /worker; plain GETs get a short answer. */
-export async function startServer(opts: { host: string; port: number; fleet: Fleet; logger: Logger; routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean }): Promise<Server> {
+export async function startServer(opts: {
+  host: string;
+  port: number;
+  fleet: Fleet;
+  logger: Logger;
+  routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+}): Promise<Server> {
   const { fleet, logger } = opts;
   const httpServer = http.createServer((req, res) => {
     if (opts.routes?.(req, res)) return;

@@ -92,7 +92,7 @@ export class WorkerSession {
           : null;
       this.pending.set(id, {
         type,
-        resolve: resolve as (d: unknown) => void,
+        resolve: resolve,
         reject,
         timer,
         cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
@@ -148,7 +148,13 @@ export class WorkerSession {
         const parsed = ResultData[p.type].safeParse(message.data ?? {});
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
-          return this.settle(message.id, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.name} sent a malformed ${p.type} result at ${issue?.path.join('.') || 'top'}: ${issue?.message}`));
+          return this.settle(
+            message.id,
+            new DroverError(
+              ErrorCode.PROTOCOL_ERROR,
+              `worker ${this.name} sent a malformed ${p.type} result at ${issue?.path.join('.') || 'top'}: ${issue?.message}`,
+            ),
+          );
         }
         // Chunks the worker sent before its result must be handled first.
         const chunks = this.chunkHandlers.get(message.id);

@@ -21,7 +21,7 @@ export interface ShellOptions {
 }
 
 /** The master> prompt: a thin readline loop around runLine. */
-export async function startShell(opts: ShellOptions): Promise<{ notice(text: string): void; close(): void }> {
+export async function startShell(opts: ShellOptions): Promise<{ notice: (text: string) => void; close: () => void }> {
   const terminal = Boolean((opts.input as { isTTY?: boolean }).isTTY && opts.output.isTTY);
   const history = terminal ? await loadHistory(opts.historyFile) : [];
   const rl = readline.createInterface({

@@ -50,12 +50,16 @@ export async function copyToWorker(
   }
   const exe = files.find((f) => f.kind === 'exe')!;
   const strip = ({ kind, name, size, sha256 }: SourceFile): AppFile => ({ kind, name, size, sha256 });
-  await session.request('app-commit', {
-    app,
-    executable: exe.name,
-    files: outcome.files.filter((f) => f.sent).map((f) => strip(f.file)),
-    keep: outcome.files.filter((f) => !f.sent).map((f) => strip(f.file)),
-  }, { signal: opts.signal, timeoutMs: 120_000 });
+  await session.request(
+    'app-commit',
+    {
+      app,
+      executable: exe.name,
+      files: outcome.files.filter((f) => f.sent).map((f) => strip(f.file)),
+      keep: outcome.files.filter((f) => !f.sent).map((f) => strip(f.file)),
+    },
+    { signal: opts.signal, timeoutMs: 120_000 },
+  );
   return outcome;
 }
 

@@ -65,8 +65,7 @@ export type Welcome = z.infer<typeof Welcome>;
 export const Cancel = z.object({ v, type: z.literal('cancel'), ref: Id });
 export type Cancel = z.infer<typeof Cancel>;
 
-const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
-  z.object({ v, type: z.literal(type), id: Id, ...shape });
+const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.object({ v, type: z.literal(type), id: Id, ...shape });
 
 export const InventoryRequest = req('inventory', { app: Name });
 export const UploadBeginRequest = req('upload-begin', { app: Name, file: AppFile, mode: z.number().int().min(0).max(0o7777) });
@@ -89,7 +88,11 @@ export const LogsRequest = req('logs', {
 });
 export const BenchRequest = req('bench', {
   sizeBytes: z.number().int().positive(),
-  blockBytes: z.number().int().positive().max(64 * 1024 * 1024),
+  blockBytes: z
+    .number()
+    .int()
+    .positive()
+    .max(64 * 1024 * 1024),
   runs: z.number().int().positive().max(1000),
   dir: z.string().max(4096).nullable(),
   fsync: z.boolean(),

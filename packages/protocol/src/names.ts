@@ -19,6 +19,9 @@ export function checkFileName(name: string): string | null {
 
 /** Turns a host name into a valid worker name (used as the worker's default name). */
 export function toWorkerName(hostname: string): string {
-  const cleaned = hostname.split('.')[0]!.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  const cleaned = hostname
+    .split('.')[0]!
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '');
   return (cleaned || 'worker').slice(0, 64);
 }

@@ -3,9 +3,7 @@ import { ErrorCode, type ErrorCode as Code } from './errors.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from './version.js';
 import { MasterToWorker, WorkerToMaster } from './messages.js';
 
-export type Parsed<T> =
-  | { ok: true; message: T }
-  | { ok: false; error: { code: Code; message: string }; id: number | null };
+export type Parsed<T> = { ok: true; message: T } | { ok: false; error: { code: Code; message: string }; id: number | null };
 
 /**
  * Turns one raw text frame into a typed message, once, at the socket.

@@ -1,13 +1,5 @@
 import os from 'node:os';
-import {
-  AGENT_VERSION,
-  PROTOCOL_VERSION,
-  toDroverError,
-  type Hello,
-  type MasterToWorker,
-  type Request,
-  type Welcome,
-} from '@drover/protocol';
+import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type Hello, type MasterToWorker, type Request, type Welcome } from '@drover/protocol';
 import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
 import { Link } from './link.js';
 import type { Logger } from './logger.js';

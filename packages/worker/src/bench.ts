@@ -115,4 +115,3 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 function check(signal: AbortSignal): void {
   if (signal.aborted) throw new DroverError(ErrorCode.CANCELLED, 'benchmark cancelled');
 }
-

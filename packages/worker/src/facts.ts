@@ -23,23 +23,18 @@ export async function loadWorkerId(stateDir: string): Promise<string> {
 /** Lists NVIDIA GPUs when nvidia-smi is present; none otherwise (never fails the agent). */
 export function detectGpus(): Promise<Gpu[]> {
   return new Promise((resolve) => {
-    execFile(
-      'nvidia-smi',
-      ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'],
-      { timeout: 5000 },
-      (err, stdout) => {
-        if (err) return resolve([]);
-        const gpus = stdout
-          .trim()
-          .split('\n')
-          .filter(Boolean)
-          .map((line) => {
-            const [name = 'GPU', mib = '0'] = line.split(',').map((s) => s.trim());
-            return { name, memoryBytes: Math.round(Number(mib) * 1024 * 1024) || 0 };
-          });
-        resolve(gpus);
-      },
-    );
+    execFile('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { timeout: 5000 }, (err, stdout) => {
+      if (err) return resolve([]);
+      const gpus = stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+          const [name = 'GPU', mib = '0'] = line.split(',').map((s) => s.trim());
+          return { name, memoryBytes: Math.round(Number(mib) * 1024 * 1024) || 0 };
+        });
+      resolve(gpus);
+    });
   });
 }
 

@@ -81,9 +81,12 @@ async function logs(request: RequestOf<'logs'>, ctx: HandlerContext): Promise<Re
   const { supervisor, transfers, workerName } = ctx.services;
   const record = request.pid !== null ? supervisor.require(request.pid) : supervisor.table.latestOf(request.app ?? '');
   if (!record) throw new DroverError(ErrorCode.PROCESS_NOT_FOUND, `app "${request.app}" was never launched on ${workerName}`);
-  const offset = request.tail === null ? 0 : await tailOffset(record.logPath, request.tail).catch(() => {
-    throw new DroverError(ErrorCode.NOT_FOUND, `log of pid ${record.pid} is gone on ${workerName}`);
-  });
+  const offset =
+    request.tail === null
+      ? 0
+      : await tailOffset(record.logPath, request.tail).catch(() => {
+          throw new DroverError(ErrorCode.NOT_FOUND, `log of pid ${record.pid} is gone on ${workerName}`);
+        });
   const out = transfers.openOutgoing(request.id);
   try {
     const bytes = await streamLog(record.logPath, offset, out, {

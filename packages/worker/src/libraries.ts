@@ -21,9 +21,7 @@ export function checkLibraries(exe: string, env: NodeJS.ProcessEnv, workerName: 
         .filter((name): name is string => Boolean(name));
       if (missing.length === 0) return resolve();
       const list = missing.join(', ');
-      reject(
-        new DroverError(ErrorCode.LIBRARY_MISSING, `${list} not found on ${workerName}: copy ${missing.length > 1 ? 'them' : 'it'} with --lib`),
-      );
+      reject(new DroverError(ErrorCode.LIBRARY_MISSING, `${list} not found on ${workerName}: copy ${missing.length > 1 ? 'them' : 'it'} with --lib`));
     });
   });
 }

@@ -10,7 +10,7 @@ export interface ServicesOptions {
   stateDir: string;
   workerName: string;
   logger: Logger;
-  send(message: WorkerToMaster): boolean;
+  send: (message: WorkerToMaster) => boolean;
 }
 
 /** What the request handlers work with: the app store, the supervisor, file transfers. */

@@ -86,7 +86,8 @@ export class AppStore {
     this.manifests.delete(app);
     for (const k of keep) {
       const had = old?.files.find((f) => f.kind === k.kind && f.name === k.name && f.sha256 === k.sha256);
-      if (!had) throw new DroverError(ErrorCode.BAD_REQUEST, `${k.name} is not present on ${this.workerName} with sha256 ${k.sha256.slice(0, 12)}…; copy again`);
+      if (!had)
+        throw new DroverError(ErrorCode.BAD_REQUEST, `${k.name} is not present on ${this.workerName} with sha256 ${k.sha256.slice(0, 12)}…; copy again`);
     }
     for (const f of files) {
       if (!staged.has(fileKey(f))) throw new DroverError(ErrorCode.BAD_REQUEST, `${f.name} was not uploaded before commit`);

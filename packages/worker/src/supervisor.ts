@@ -6,7 +6,7 @@ import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessIn
 import { checkLibraries } from './libraries.js';
 import type { Logger } from './logger.js';
 import { CLK_TCK, readCoreLimitSync, readMemory, readStat, readStatSync } from './proc.js';
-import { type ProcessRecord, ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
+import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
 import { describeSignal, isCoreSignal } from './signals.js';
 import type { AppStore } from './store.js';
 
@@ -66,7 +66,12 @@ export class Supervisor {
     const manifest = await this.store.requireManifest(app);
     const exe = this.store.filePath(app, { kind: 'exe', name: manifest.executable });
     const libDir = path.join(this.store.appDir(app), 'lib');
-    const env = { ...process.env, LD_LIBRARY_PATH: [libDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'), DROVER_APP: app, DROVER_WORKER: this.workerName };
+    const env = {
+      ...process.env,
+      LD_LIBRARY_PATH: [libDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
+      DROVER_APP: app,
+      DROVER_WORKER: this.workerName,
+    };
     // Once per copied version: is it runnable here, and does the loader find every library?
     // A missing library is then an error naming it, not a process that dies at once.
     const version = `${app}:${manifest.updatedAt}:${manifest.files.map((f) => f.sha256).join()}`;

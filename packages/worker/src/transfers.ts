@@ -106,7 +106,21 @@ export class Transfers {
     if (this.uploads.has(ref)) throw new DroverError(ErrorCode.BAD_REQUEST, `transfer ${ref} is already open`);
     const tmp = path.join(this.stagingDir, `${ref}-${file.kind}-${file.name}`);
     const fh = await open(tmp, 'w', 0o600);
-    this.uploads.set(ref, { ref, app, file, mode, tmp, fh, hash: createHash('sha256'), received: 0, written: 0, acked: 0, queue: [], draining: null, error: null });
+    this.uploads.set(ref, {
+      ref,
+      app,
+      file,
+      mode,
+      tmp,
+      fh,
+      hash: createHash('sha256'),
+      received: 0,
+      written: 0,
+      acked: 0,
+      queue: [],
+      draining: null,
+      error: null,
+    });
   }
 
   /** One chunk of an upload: hashed and written in order, acknowledged once on disk. */
@@ -161,7 +175,10 @@ export class Transfers {
       }
       const sha256 = up.hash.digest('hex');
       if (sha256 !== up.file.sha256) {
-        throw new DroverError(ErrorCode.CHECKSUM_MISMATCH, `${up.file.name}: sha256 ${sha256.slice(0, 12)}… does not match the sent ${up.file.sha256.slice(0, 12)}…`);
+        throw new DroverError(
+          ErrorCode.CHECKSUM_MISMATCH,
+          `${up.file.name}: sha256 ${sha256.slice(0, 12)}… does not match the sent ${up.file.sha256.slice(0, 12)}…`,
+        );
       }
       await up.fh.chmod(up.mode);
       await up.fh.sync();

@@ -26,7 +26,11 @@ export const deleteCommand = defineCommand<DeleteData>({
   },
   format(results) {
     const lines = results.flatMap((r) =>
-      r.ok ? [`${r.worker}: deleted ${r.data.app} (${r.data.removed.join(', ')})${r.data.stopped.length ? `; stopped pid ${r.data.stopped.join(', ')} first` : ''}`] : [],
+      r.ok
+        ? [
+            `${r.worker}: deleted ${r.data.app} (${r.data.removed.join(', ')})${r.data.stopped.length ? `; stopped pid ${r.data.stopped.join(', ')} first` : ''}`,
+          ]
+        : [],
     );
     return [...lines, ...failureLines(results)].join('\n');
   },
@@ -46,7 +50,8 @@ export const launchCommand = defineCommand<Launched | PerWorker<Launched>[]>({
   name: 'launch',
   usage: 'launch WORKER|all APP [-- ARGS...] [--json]',
   summary: 'start a copied app on workers, its output going to a log file there',
-  details: 'The app runs in its own process group with stdin from /dev/null, stdout and stderr to\nlogs/APP.PID.log in the worker state dir, and its lib/ folder first on LD_LIBRARY_PATH.',
+  details:
+    'The app runs in its own process group with stdin from /dev/null, stdout and stderr to\nlogs/APP.PID.log in the worker state dir, and its lib/ folder first on LD_LIBRARY_PATH.',
   complete: ['worker-or-all'],
   minArgs: 2,
   maxArgs: 2,
@@ -54,7 +59,11 @@ export const launchCommand = defineCommand<Launched | PerWorker<Launched>[]>({
   async run(args, ctx) {
     const [target, name] = args.positionals as [string, string];
     const app = appArg(name);
-    const results = await fanOut(ctx, target, async (s) => ({ worker: s.name, app, ...(await s.request('launch', { app, args: args.rest }, { signal: ctx.signal })) }));
+    const results = await fanOut(ctx, target, async (s) => ({
+      worker: s.name,
+      app,
+      ...(await s.request('launch', { app, args: args.rest }, { signal: ctx.signal })),
+    }));
     if (target !== 'all') return (results[0] as { data: Launched }).data;
     return results;
   },

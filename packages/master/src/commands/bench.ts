@@ -65,7 +65,13 @@ export const benchCommand = defineCommand<BenchEntry[]>({
     if (dir !== null && !path.isAbsolute(dir)) throw badArgs(self, `--dir must be an absolute path on the workers, got "${dir}"`);
     const fsync = args.values['no-fsync'] !== true;
 
-    const names = targets(args.positionals, ctx.fleet.list().filter((s) => s.status === 'available').map((s) => s.name));
+    const names = targets(
+      args.positionals,
+      ctx.fleet
+        .list()
+        .filter((s) => s.status === 'available')
+        .map((s) => s.name),
+    );
     if (names.length === 0) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, 'no worker is available');
     const pending = new Set(names);
     const showProgress = (): void => {
@@ -130,8 +136,9 @@ function targets(positionals: string[], available: string[]): string[] {
 
 function sizeOption(command: Command, name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
-  const bytes = parseSize(String(value));
-  if (bytes === null || bytes <= 0) throw badArgs(command, `--${name} must be a size like 100MiB, 4KiB or 1GiB, got "${String(value)}"`);
+  const text = typeof value === 'string' ? value : '';
+  const bytes = parseSize(text);
+  if (bytes === null || bytes <= 0) throw badArgs(command, `--${name} must be a size like 100MiB, 4KiB or 1GiB, got "${text}"`);
   return bytes;
 }
 
@@ -142,7 +149,13 @@ function stats(values: number[]): PhaseStats {
   return { median: round(median), min: round(sorted[0]!), max: round(sorted.at(-1)!) };
 }
 
-function summarize(worker: string, hostname: string, dir: string, blank: { sizeBytes: number; blockBytes: number; fsync: boolean }, runs: BenchRun[]): BenchEntry {
+function summarize(
+  worker: string,
+  hostname: string,
+  dir: string,
+  blank: { sizeBytes: number; blockBytes: number; fsync: boolean },
+  runs: BenchRun[],
+): BenchEntry {
   const creation = stats(runs.map((r) => r.creationTimeMs));
   const copy = stats(runs.map((r) => r.copyTimeMs));
   const deletion = stats(runs.map((r) => r.deletionTimeMs));
@@ -199,7 +212,12 @@ function fmtMs(ms: number): string {
 }
 
 function formatSize(bytes: number): string {
-  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', MiB], ['KiB', 1024]] as const) if (bytes >= n && bytes % (n / 1024) === 0) return `${+(bytes / n).toFixed(2)} ${unit}`;
+  for (const [unit, n] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', MiB],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= n && bytes % (n / 1024) === 0) return `${+(bytes / n).toFixed(2)} ${unit}`;
   return `${bytes} B`;
 }
 

@@ -52,7 +52,12 @@ export const copyCommand = defineCommand<CopyData>({
     const files = await collectFiles(source, exeName, (args.values.lib as string[] | undefined) ?? [], ctx);
     const warnings = files.warnings;
     const total = files.list.reduce((n, f) => n + f.size, 0);
-    const progress = new Progress(ctx, app, sessions.map((s) => s.name), total);
+    const progress = new Progress(
+      ctx,
+      app,
+      sessions.map((s) => s.name),
+      total,
+    );
     const results = await Promise.all(
       sessions.map(async (s): Promise<CopyResult> => {
         try {
@@ -75,7 +80,8 @@ export const copyCommand = defineCommand<CopyData>({
       if (!r.ok) continue;
       const sent = r.files.filter((f) => f.sent);
       lines.push(`${r.worker}: ${r.app} ${sent.length ? `copied (${formatBytes(sent.reduce((n, f) => n + f.bytes, 0))} sent)` : 'already present'}`);
-      for (const f of r.files) lines.push(`  ${f.dest.padEnd(28)} ${formatBytes(f.bytes).padStart(10)}  ${f.sha256.slice(0, 12)}  ${f.sent ? 'sent' : 'already present'}`);
+      for (const f of r.files)
+        lines.push(`  ${f.dest.padEnd(28)} ${formatBytes(f.bytes).padStart(10)}  ${f.sha256.slice(0, 12)}  ${f.sent ? 'sent' : 'already present'}`);
     }
     return [...lines, ...failureLines(d.results.map((r) => ({ worker: r.worker, ok: r.ok, error: r.error ?? undefined })))].join('\n');
   },
@@ -147,6 +153,8 @@ class Progress {
     const width = 24;
     const bar = '#'.repeat(Math.round(share * width)).padEnd(width, '.');
     const rate = got / ((now - this.started) / 1000);
-    this.ctx.out.progress(`copy ${this.app} [${bar}] ${(share * 100).toFixed(0)}%  ${formatBytes(got)} of ${formatBytes(all)}  ${formatBytes(rate)}/s  ${this.finished.size}/${this.workers.length} workers done`);
+    this.ctx.out.progress(
+      `copy ${this.app} [${bar}] ${(share * 100).toFixed(0)}%  ${formatBytes(got)} of ${formatBytes(all)}  ${formatBytes(rate)}/s  ${this.finished.size}/${this.workers.length} workers done`,
+    );
   }
 }

@@ -21,7 +21,10 @@ export const helpCommand = defineCommand<HelpData>({
       const c = d.commands[0]!;
       return [`usage: ${c.usage}`, '', c.summary, ...(c.details ? ['', c.details] : [])].join('\n');
     }
-    return `${table(['COMMAND', 'WHAT IT DOES'], d.commands.map((c) => [c.name, c.summary]))}\n\nEvery command takes --json. help COMMAND shows its usage. WORKER may be a name or all.`;
+    return `${table(
+      ['COMMAND', 'WHAT IT DOES'],
+      d.commands.map((c) => [c.name, c.summary]),
+    )}\n\nEvery command takes --json. help COMMAND shows its usage. WORKER may be a name or all.`;
   },
 });
 

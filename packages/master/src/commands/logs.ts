@@ -24,7 +24,8 @@ export const logsCommand = defineCommand<LogsData>({
   name: 'logs',
   usage: 'logs WORKER PID|APP [--tail N] [--follow] [--out FILE] [--json]',
   summary: "print a process's log (APP: its newest launch); --follow streams new lines, --out saves it here",
-  details: '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on this\nmachine (relative to where master exec runs), atomically. Works for dead processes too.',
+  details:
+    '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on this\nmachine (relative to where master exec runs), atomically. Works for dead processes too.',
   options: { tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' }, out: { type: 'string' } },
   complete: ['worker'],
   minArgs: 2,
@@ -71,7 +72,11 @@ export const logsCommand = defineCommand<LogsData>({
     };
     try {
       const r = await session
-        .request('logs', { pid: isPid ? Number(which) : null, app: isPid ? null : which, tail, follow }, { signal: ctx.signal, onChunk, timeoutMs: follow ? 0 : 300_000 })
+        .request(
+          'logs',
+          { pid: isPid ? Number(which) : null, app: isPid ? null : which, tail, follow },
+          { signal: ctx.signal, onChunk, timeoutMs: follow ? 0 : 300_000 },
+        )
         .catch((err: unknown) => {
           // Ctrl-C is how a --follow ends: keep what arrived.
           if (follow && ctx.signal.aborted) return { pid: isPid ? Number(which) : null, app: isPid ? '' : which, bytes: received };

@@ -54,7 +54,16 @@ export const psCommand = defineCommand<Gathered<ProcessInfo>>({
     if (d.rows.length === 0) return ['no processes launched yet', ...d.errors].join('\n');
     const body = table(
       ['WORKER', 'PID', 'APP', 'STATE', 'STARTED', 'RUNTIME', 'ARGS', 'EXIT'],
-      d.rows.map((p) => [p.worker, p.pid, p.app, p.state, p.startedAt.replace('T', ' ').slice(0, 19), formatDuration(p.runtimeMs), p.args.join(' ') || '-', describeExit(p.exit)]),
+      d.rows.map((p) => [
+        p.worker,
+        p.pid,
+        p.app,
+        p.state,
+        p.startedAt.replace('T', ' ').slice(0, 19),
+        formatDuration(p.runtimeMs),
+        p.args.join(' ') || '-',
+        describeExit(p.exit),
+      ]),
     );
     return [body, ...d.errors].join('\n');
   },
@@ -77,7 +86,18 @@ export const usageCommand = defineCommand<Gathered<UsageInfo>>({
     const workers = [...new Set(d.rows.map((r) => r.worker))];
     for (const w of workers) {
       const mine = d.rows.filter((r) => r.worker === w);
-      for (const u of mine) rows.push([w, u.pid, u.app, u.state, u.cpuUserSeconds.toFixed(2), u.cpuSystemSeconds.toFixed(2), u.cpuPercent.toFixed(1), formatBytes(u.rssBytes), formatBytes(u.maxRssBytes)]);
+      for (const u of mine)
+        rows.push([
+          w,
+          u.pid,
+          u.app,
+          u.state,
+          u.cpuUserSeconds.toFixed(2),
+          u.cpuSystemSeconds.toFixed(2),
+          u.cpuPercent.toFixed(1),
+          formatBytes(u.rssBytes),
+          formatBytes(u.maxRssBytes),
+        ]);
       const live = mine.filter((u) => u.state !== 'dead');
       const sum = (f: (u: UsageInfo) => number, of = mine): number => of.reduce((n, u) => n + f(u), 0);
       rows.push([
@@ -130,11 +150,11 @@ export const stopCommand = defineCommand<SignalData>({
   maxArgs: 2,
   async run(args, ctx) {
     const [worker, pidText] = args.positionals as [string, string];
-    const pid = parsePid(this as Command, pidText);
+    const pid = parsePid(this, pidText);
     let timeoutMs: number | null = null;
     if (args.values.timeout !== undefined) {
       const s = Number(args.values.timeout);
-      if (!Number.isFinite(s) || s <= 0) throw badArgs(this as Command, `--timeout must be seconds > 0, got "${String(args.values.timeout)}"`);
+      if (!Number.isFinite(s) || s <= 0) throw badArgs(this, `--timeout must be seconds > 0, got "${String(args.values.timeout)}"`);
       timeoutMs = Math.round(s * 1000);
     }
     const session = ctx.fleet.get(worker);
@@ -154,11 +174,10 @@ export const killCommand = defineCommand<SignalData>({
   maxArgs: 2,
   async run(args, ctx) {
     const [worker, pidText] = args.positionals as [string, string];
-    const pid = parsePid(this as Command, pidText);
+    const pid = parsePid(this, pidText);
     const r = await ctx.fleet.get(worker).request('signal', { pid, mode: 'kill', timeoutMs: null }, { signal: ctx.signal, timeoutMs: 20_000 });
     return { worker, ...r };
   },
   format: (d) => formatSignal(d, 'SIGKILL'),
   failed: (d) => !d.alreadyEnded && d.exit === null,
 });
-

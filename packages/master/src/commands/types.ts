@@ -60,5 +60,5 @@ export interface Command<D = unknown> {
 
 /** Keeps the data type of a command's run and format in step. */
 export function defineCommand<D>(command: Command<D>): Command {
-  return command as unknown as Command;
+  return command;
 }

@@ -11,9 +11,9 @@ export const waitCommand = defineCommand<{ available: number; wanted: number; wa
   maxArgs: 1,
   async run(args, ctx) {
     const wanted = Number(args.positionals[0]);
-    if (!Number.isInteger(wanted) || wanted < 0) throw badArgs(this as never, `N must be a whole number, got "${args.positionals[0]}"`);
+    if (!Number.isInteger(wanted) || wanted < 0) throw badArgs(this, `N must be a whole number, got "${args.positionals[0]}"`);
     const timeoutS = args.values.timeout === undefined ? 60 : Number(args.values.timeout);
-    if (!Number.isFinite(timeoutS) || timeoutS < 0) throw badArgs(this as never, `--timeout must be seconds >= 0, got "${String(args.values.timeout)}"`);
+    if (!Number.isFinite(timeoutS) || timeoutS < 0) throw badArgs(this, `--timeout must be seconds >= 0, got "${String(args.values.timeout)}"`);
     const started = Date.now();
     const { fleet, signal } = ctx;
     await new Promise<void>((resolve, reject) => {
