@@ -72,6 +72,13 @@ async function control(stateDir) {
   await new Promise((r, j) => sock.once('connect', r).once('error', j));
   const lines = readline.createInterface({ input: sock })[Symbol.asyncIterator]();
   return {
+    async runHuman(line) {
+      sock.write(`${JSON.stringify({ type: 'run', line, json: false, cwd: process.cwd() })}\n`);
+      for (;;) {
+        const reply = JSON.parse((await lines.next()).value);
+        if (reply.type === 'done') return reply.results[0].output;
+      }
+    },
     async run(line) {
       sock.write(`${JSON.stringify({ type: 'run', line, json: true, cwd: process.cwd() })}\n`);
       for (;;) {
@@ -256,6 +263,63 @@ report('idle agent RSS (MiB); target under 60 MiB', rssOf(fresh.child.pid) / 2 *
 const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.child.pid}/status`, 'utf8'))[1]) / 1024;
 console.log(`  the agent that did all of the above: RSS ${(rssOf(worker.child.pid) / 2 ** 20).toFixed(0)} MiB now, peak ${hwm.toFixed(0)} MiB`);
 if (rssOf(fresh.child.pid) / 2 ** 20 >= 60) rows.push({ ratio: 2, target: 1 });
+
+// ---------------------------------------------------------------- 6. fleet scale: many workers on one master
+const FLEET = Number(process.env.BENCH_FLEET ?? 5000);
+console.log(`\n6. ${FLEET} simulated workers heartbeating once a second: the master against a bare ws server that parses the same frames`);
+const cpuMs = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2)
+    .split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+};
+async function fleetLoad(serverPid, address, path) {
+  const rss0 = rssOf(serverPid);
+  const sim = start(process.execPath, [fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)), address, String(FLEET), TOKEN, path]);
+  const ready = Number((await until(() => /ready (\d+)/.exec(sim.out()), 'the simulated fleet', 120_000))[1]);
+  await new Promise((r) => setTimeout(r, 2000));
+  const c0 = cpuMs(serverPid);
+  const t0 = now();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const share = ((cpuMs(serverPid) - c0) / (now() - t0)) * 100;
+  const perConn = (rssOf(serverPid) - rss0) / Math.max(1, ready) / 1024;
+  sim.child.kill('SIGKILL');
+  return { ready, share, perConn };
+}
+const bigState = path.join(tmp, 'fleet-master');
+const big = start(process.execPath, [
+  MASTER,
+  '--no-shell',
+  '--host',
+  '127.0.0.1',
+  '--port',
+  '0',
+  '--token',
+  TOKEN,
+  '--state-dir',
+  bigState,
+  '--log-level',
+  'warn',
+]);
+const bigPort = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(big.out()), 'the fleet master'))[1]);
+const drv = await fleetLoad(big.child.pid, `127.0.0.1:${bigPort}`, '/worker');
+const bigCtl = await control(bigState);
+const listed = await bigCtl.run('workers');
+let t = now();
+await bigCtl.run('workers');
+const listMs = now() - t;
+t = now();
+await bigCtl.runHuman('workers');
+const tableMs = now() - t;
+bigCtl.close();
+const bare2 = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
+const barePort = Number((await until(() => /port (\d+)/.exec(bare2.out()), 'the baseline server'))[1]);
+const base = await fleetLoad(bare2.child.pid, `127.0.0.1:${barePort}`, '/');
+console.log(
+  `  ${drv.ready} workers joined (${listed.filter((w) => w.status === 'available').length} available); over all of them \`workers --json\` took ${listMs.toFixed(1)} ms, the table ${tableMs.toFixed(1)} ms`,
+);
+report(`master CPU at ${FLEET} heartbeats/s (% of a core)`, drv.share, base.share, '%');
+report('memory per worker connection (KiB)', drv.perConn, base.perConn, 'KiB');
 
 ctl.close();
 ws.close();

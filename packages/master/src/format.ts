@@ -4,9 +4,9 @@ export function table(header: string[], rows: (string | number)[][]): string {
   const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || /^-?[\d.,]+( ?[%a-zA-Z]+)?$/.test(String(r[i]))));
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells
-    .map((r) =>
+    .map((r, row) =>
       r
-        .map((c, i) => (numeric[i] && cells.indexOf(r) > 0 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+        .map((c, i) => (numeric[i] && row > 0 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
         .join('  ')
         .trimEnd(),
     )
