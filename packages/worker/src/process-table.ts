@@ -33,7 +33,8 @@ export interface ProcessRecord {
   usage: Usage;
 }
 
-const MAX_DEAD_RECORDS = 1000;
+/** Dead launches remembered (with their logs); older ones are forgotten and their logs removed. */
+export const MAX_DEAD_RECORDS = 1000;
 
 /** The launched-process table: in memory, written to disk atomically after every change. */
 export class ProcessTable {
@@ -87,10 +88,12 @@ export class ProcessTable {
     return latest;
   }
 
-  add(record: ProcessRecord): void {
+  /** Adds a launch; returns the oldest dead records it dropped to stay within the limit. */
+  add(record: ProcessRecord): ProcessRecord[] {
     this.records.set(record.pid, record);
-    this.prune();
+    const dropped = this.prune();
     this.save();
+    return dropped;
   }
 
   /** Schedules a write of the table; writes coalesce, the last state always lands. */
@@ -115,9 +118,11 @@ export class ProcessTable {
     while (this.writing) await this.writing;
   }
 
-  private prune(): void {
+  private prune(): ProcessRecord[] {
     const dead = this.all().filter((r) => r.exit !== null);
-    for (const r of dead.slice(0, Math.max(0, dead.length - MAX_DEAD_RECORDS))) this.records.delete(r.pid);
+    const dropped = dead.slice(0, Math.max(0, dead.length - MAX_DEAD_RECORDS));
+    for (const r of dropped) this.records.delete(r.pid);
+    return dropped;
   }
 }
 

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import pidusage from 'pidusage';
 import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
@@ -124,7 +125,8 @@ export class Supervisor {
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
     };
-    this.table.add(record);
+    // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
+    for (const old of this.table.add(record)) void rm(old.logPath, { force: true }).catch(() => undefined);
     this.ensureSampler();
     setTimeout(() => void this.sample(), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');
