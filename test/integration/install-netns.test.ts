@@ -117,9 +117,13 @@ describe('one-line install on real hosts (network namespaces)', () => {
     // A command runs on both: copy and launch a program, and read its output back.
     const ran = await exec(stateDir, 'copy all /bin/echo --as hello; launch all hello -- from-the-fleet', { json: true });
     expect(ran.code, ran.stdout + ran.stderr).toBe(0);
-    const launched = JSON.parse(ran.stdout.trim().split('\n')[1]!) as { worker: string; ok: boolean; data: { pid: number } }[];
+    const launched = JSON.parse(ran.stdout.trim().split('\n')[1]!) as { worker: string; ok: boolean; pid: number }[];
+    expect(launched.map((l) => [l.worker, l.ok]).sort()).toEqual([
+      ['a', true],
+      ['b', true],
+    ]);
     for (const l of launched) {
-      await waitFor(async () => (await exec(stateDir, `logs ${l.worker} ${l.data.pid}`)).stdout === 'from-the-fleet\n', `output on ${l.worker}`);
+      await waitFor(async () => (await exec(stateDir, `logs ${l.worker} ${l.pid}`)).stdout === 'from-the-fleet\n', `output on ${l.worker}`);
     }
 
     // Re-running upgrades in place; the worker comes back.

@@ -36,15 +36,13 @@ interface Usage {
   rssBytes: number;
   maxRssBytes: number;
 }
-interface CopyResult {
-  results: {
-    worker: string;
-    ok: boolean;
-    files: { path: string; dest: string; bytes: number; sha256: string; sent: boolean }[];
-    error: { code: string } | null;
-  }[];
+type CopyResult = {
+  worker: string;
+  ok: boolean;
+  files: { path: string; dest: string; bytes: number; sha256: string; sent: boolean }[];
+  error: { code: string } | null;
   warnings: string[];
-}
+}[];
 
 const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -68,8 +66,8 @@ describe.skipIf(!gcc)('app lifecycle', () => {
   test('copy ships the non-system library, skips what is present, and the worker loads it', async () => {
     const { master, workers } = await startCluster(2);
     const first = await master.execJson<CopyResult>(`copy all ${fx.usesLib} --as greeter`);
-    expect(first.results.map((r) => r.worker)).toEqual(['w1', 'w2']);
-    for (const r of first.results) {
+    expect(first.map((r) => r.worker)).toEqual(['w1', 'w2']);
+    for (const r of first) {
       expect(r.ok).toBe(true);
       expect(r.files.map((f) => [f.dest, f.sent])).toEqual([
         ['uses-lib', true],
@@ -229,7 +227,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const peak1 = { worker: vmHwm(worker.pid), master: vmHwm(master.pid) };
     const r = await master.execJson<CopyResult>(`copy w1 ${big} --as big`);
     const peak2 = { worker: vmHwm(worker.pid), master: vmHwm(master.pid) };
-    expect(r.results[0]!.files[0]).toMatchObject({ bytes: 320 * 1024 * 1024, sent: true, sha256: sha(big) });
+    expect(r[0]!.files[0]).toMatchObject({ bytes: 320 * 1024 * 1024, sent: true, sha256: sha(big) });
     expect(sha(path.join(worker.stateDir, 'apps/big/big.bin'))).toBe(sha(big));
     const MiB = 1024 * 1024;
     for (const side of ['worker', 'master'] as const) {
@@ -265,7 +263,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const again = await startMaster({ stateDir, port: master.port });
     await waitForAvailable(again, 1);
     const done = await again.execJson<CopyResult>(`copy w1 ${app}`);
-    expect(done.results[0]!.files[0]!.sent).toBe(true);
+    expect(done[0]!.files[0]!.sent).toBe(true);
     expect(sha(installed)).toBe(sha(app));
   });
 
@@ -277,8 +275,8 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(`error: app "greeter" has running processes on w1: pid ${pid}; stop them first or use --force\n`);
     expect(existsSync(path.join(workers[0]!.stateDir, 'apps/greeter/uses-lib'))).toBe(true);
-    const forced = await master.execJson<{ worker: string; ok: boolean; data: { removed: string[]; stopped: number[] } }[]>('delete w1 greeter --force');
-    expect(forced[0]!.data).toEqual({ app: 'greeter', removed: ['uses-lib', 'lib/libgreet.so.1'], stopped: [pid] });
+    const forced = await master.execJson<object[]>('delete w1 greeter --force');
+    expect(forced).toEqual([{ worker: 'w1', ok: true, error: null, app: 'greeter', removed: ['uses-lib', 'lib/libgreet.so.1'], stopped: [pid] }]);
     expect(existsSync(path.join(workers[0]!.stateDir, 'apps/greeter'))).toBe(false);
     expect(existsSync(path.join(workers[0]!.stateDir, 'apps'))).toBe(true);
     expect(pidAlive(pid)).toBe(false);

@@ -62,7 +62,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
   say(`drover master listening on ${opts.host}:${server.port} (state ${opts.stateDir})`);
   const join = joinInfo();
-  say(`join a VM:  ${join.installCommand ?? join.workerCommand}`);
+  if (join.installCommand) say(`join a VM:  ${join.installCommand}`);
+  say(`${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`);
   logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');
 
   let dev: DevCluster | null = null;

@@ -10,6 +10,11 @@ function appArg(name: string): string {
 
 type DeleteData = PerWorker<{ app: string; removed: string[]; stopped: number[] }>[];
 
+/** Per-worker entries as JSON: `{worker, ok, error, ...data}`, one flat object each. */
+function flatten<T extends object>(results: PerWorker<T>[]): object[] {
+  return results.map((r) => (r.ok ? { worker: r.worker, ok: true, error: null, ...r.data } : { worker: r.worker, ok: false, error: r.error }));
+}
+
 export const deleteCommand = defineCommand<DeleteData>({
   name: 'delete',
   usage: 'delete WORKER|all APP [--force] [--json]',
@@ -35,6 +40,7 @@ export const deleteCommand = defineCommand<DeleteData>({
     return [...lines, ...failureLines(results)].join('\n');
   },
   failed: (results) => results.some((r) => !r.ok),
+  toJson: flatten,
 });
 
 interface Launched {
@@ -73,4 +79,5 @@ export const launchCommand = defineCommand<Launched | PerWorker<Launched>[]>({
     return [...lines, ...failureLines(list)].join('\n');
   },
   failed: (data) => Array.isArray(data) && data.some((r) => !r.ok),
+  toJson: (data) => (Array.isArray(data) ? flatten(data) : data),
 });

@@ -20,6 +20,8 @@ interface CopyResult {
   ok: boolean;
   files: CopiedFile[];
   error: ErrorBody | null;
+  /** Libraries that could not be found on the master (not copied). */
+  warnings: string[];
 }
 
 type CopyData = { results: CopyResult[]; warnings: string[] };
@@ -62,10 +64,10 @@ export const copyCommand = defineCommand<CopyData>({
       sessions.map(async (s): Promise<CopyResult> => {
         try {
           const outcome = await copyToWorker(s, app, files.list, { signal: ctx.signal, onProgress: (n) => progress.update(s.name, n) });
-          return { worker: s.name, app, ok: true, error: null, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
+          return { worker: s.name, app, ok: true, error: null, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
         } catch (err) {
           if (target !== 'all') throw err;
-          return { worker: s.name, app, ok: false, error: toDroverError(err).toJSON(), files: [] };
+          return { worker: s.name, app, ok: false, error: toDroverError(err).toJSON(), warnings, files: [] };
         } finally {
           progress.done(s.name);
         }
@@ -86,6 +88,7 @@ export const copyCommand = defineCommand<CopyData>({
     return [...lines, ...failureLines(d.results.map((r) => ({ worker: r.worker, ok: r.ok, error: r.error ?? undefined })))].join('\n');
   },
   failed: (d) => d.results.some((r) => !r.ok),
+  toJson: (d) => d.results,
 });
 
 function describe(file: SourceFile, sent: boolean): CopiedFile {
