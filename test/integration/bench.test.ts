@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { MASTER_CLI, mountTmpfs, onCleanup, startCluster, startProcess, startWorker, waitFor, waitForAvailable, tempDir } from '../helpers/cluster.js';
@@ -86,9 +86,10 @@ describe('bench', () => {
   });
 
   test('a second benchmark on a busy worker is refused, and bad options are one-line errors', async () => {
-    const { master } = await startCluster(1);
+    const { master, workers } = await startCluster(1);
+    const benchDir = path.join(workers[0]!.stateDir, 'bench');
     const first = master.exec('bench w1 --size 256MiB --runs 3');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => existsSync(benchDir) && leftovers(benchDir).length > 0, 'the first benchmark to be running', 10_000, 5);
     const second = await master
       .execJson<Entry[]>('bench w1 --size 1MiB --runs 1')
       .catch((e: Error) => JSON.parse(e.message.slice(e.message.indexOf('['))) as Entry[]);

@@ -43,7 +43,7 @@ describe('master> shell', () => {
     type('\x03'); // Ctrl-C drops the line
     await waitFor(() => term.stdout().includes('^C'), 'Ctrl-C echo');
     type('wait 5 --timeout 30\r');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => term.stdout().includes('waiting for 5 workers: 1 available'), 'the live status of wait');
     type('\x03'); // Ctrl-C cancels the running command
     await waitFor(() => term.stdout().includes('error: cancelled'), 'the running command cancelled');
 

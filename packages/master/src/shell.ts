@@ -77,7 +77,8 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
         progress: (text) => {
           if (!terminal) return;
           if (text === null) return clearProgress();
-          const width = (opts.output.columns ?? 80) - 1;
+          // A terminal that reports no size (columns 0) still gets a whole line.
+          const width = Math.max(20, (opts.output.columns || 80) - 1);
           write(`\r\x1b[K${text.slice(0, width)}`);
           progressShown = true;
         },
