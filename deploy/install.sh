@@ -9,6 +9,7 @@
 set -eu
 
 DEFAULT_MASTER="__DROVER_MASTER__"
+DEFAULT_SCHEME="__DROVER_SCHEME__"
 DEFAULT_PREFIX=/opt/drover
 SERVICE=drover-worker
 UNIT_FILE=/etc/systemd/system/$SERVICE.service
@@ -17,10 +18,12 @@ SYSTEM_USER=drover
 usage() {
   cat <<'EOF'
 usage: install.sh [--token TOKEN] [--master HOST:PORT] [--name NAME] [--prefix DIR]
-                  [--state-dir DIR] [--node PATH] [--no-systemd] [--uninstall]
+                  [--state-dir DIR] [--node PATH] [--ca FILE] [--no-systemd] [--uninstall]
 
   --token TOKEN     the join token the master printed (or set DROVER_TOKEN)
-  --master H:P      the master (default: where this script was served from)
+  --master H:P      the master (default: where this script was served from);
+                    https://H:P for a master with TLS
+  --ca FILE         PEM CA that signed the master's TLS certificate (a private CA)
   --name NAME       worker name (default: the host name)
   --prefix DIR      install here instead of /opt/drover (state goes in DIR/state)
   --state-dir DIR   worker state (default: /var/lib/drover, or DIR/state with --prefix)
@@ -42,6 +45,7 @@ NAME=""
 PREFIX=$DEFAULT_PREFIX
 STATE_DIR=""
 NODE=""
+CA=""
 USE_SYSTEMD=auto
 UNINSTALL=0
 
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
     --state-dir) [ $# -ge 2 ] || die "--state-dir needs a value"; STATE_DIR=$2; shift 2 ;;
     --node) [ $# -ge 2 ] || die "--node needs a value"; NODE=$2; shift 2 ;;
+    --ca) [ $# -ge 2 ] || die "--ca needs a value"; CA=$2; shift 2 ;;
     --no-systemd) USE_SYSTEMD=no; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -107,7 +112,7 @@ uninstall() {
   state=$(sed -n 's/^state=//p' "$RECORD")
   [ -n "$state" ] && [ "$state" != / ] && rm -rf "$state"
   if grep -qx 'user' "$RECORD"; then userdel "$SYSTEM_USER" >/dev/null 2>&1 || true; fi
-  rm -rf "$PREFIX/bin/worker" "$PREFIX/lib/worker.mjs" "$PREFIX/etc/worker.env" "$PREFIX/run" "$PREFIX/log"
+  rm -rf "$PREFIX/bin/worker" "$PREFIX/lib/worker.mjs" "$PREFIX/etc/worker.env" "$PREFIX/etc/ca.pem" "$PREFIX/run" "$PREFIX/log"
   for d in bin lib etc; do rmdir "$PREFIX/$d" 2>/dev/null || true; done
   rm -f "$RECORD"
   rmdir "$PREFIX" 2>/dev/null || true
@@ -124,11 +129,23 @@ fi
 
 [ -n "$TOKEN" ] || die "no join token: pass --token TOKEN (the master prints it; 'join' in master> shows it)"
 case "$TOKEN" in *[!A-Za-z0-9._~+/=-]*) die "the token has characters a drover token never has; copy it again" ;; esac
+SCHEME=http
+case "$DEFAULT_SCHEME" in https) SCHEME=https ;; esac
 if [ -z "$MASTER" ]; then
   case "$DEFAULT_MASTER" in
     __DROVER_MASTER*) die "no master address: pass --master HOST:PORT" ;;
     *) MASTER=$DEFAULT_MASTER ;;
   esac
+fi
+case "$MASTER" in
+  https://*) SCHEME=https; MASTER=${MASTER#https://} ;;
+  http://*) SCHEME=http; MASTER=${MASTER#http://} ;;
+esac
+MASTER=${MASTER%/}
+if [ -n "$CA" ]; then
+  [ -r "$CA" ] || die "--ca $CA is not a readable file"
+  grep -q 'BEGIN CERTIFICATE' "$CA" || die "--ca $CA is not a PEM certificate"
+  [ "$SCHEME" = https ] || die "--ca is for a master with TLS (https://HOST:PORT)"
 fi
 case "$MASTER" in
   *:*) ;;
@@ -143,9 +160,13 @@ if [ "$USE_SYSTEMD" = yes ] || [ "$PREFIX" = "$DEFAULT_PREFIX" ]; then
 fi
 
 if command -v curl >/dev/null 2>&1; then
-  fetch() { curl -fsSL --retry 3 --connect-timeout 10 -o "$2" "$1"; }
+  fetch() {
+    if [ -n "$CA" ]; then curl -fsSL --retry 3 --connect-timeout 10 --cacert "$CA" -o "$2" "$1"; else curl -fsSL --retry 3 --connect-timeout 10 -o "$2" "$1"; fi
+  }
 elif command -v wget >/dev/null 2>&1; then
-  fetch() { wget -q -T 10 -t 3 -O "$2" "$1"; }
+  fetch() {
+    if [ -n "$CA" ]; then wget -q -T 10 -t 3 --ca-certificate="$CA" -O "$2" "$1"; else wget -q -T 10 -t 3 -O "$2" "$1"; fi
+  }
 else
   die "neither curl nor wget is installed; install one of them and run this again"
 fi
@@ -199,7 +220,7 @@ say "using Node.js $("$NODE" --version) at $NODE"
 
 # ------------------------------------------------------------------ download and stage
 
-BASE="http://$MASTER"
+BASE="$SCHEME://$MASTER"
 mkdir -p "$PREFIX"
 STAGE=$(mktemp -d "$PREFIX/.staging.XXXXXX")
 COMMITTED=0
@@ -235,15 +256,23 @@ cat >"$STAGE/worker" <<EOF
 # drover worker (installed by install.sh). Settings come from $PREFIX/etc/worker.env.
 if [ -r "$PREFIX/etc/worker.env" ]; then
   . "$PREFIX/etc/worker.env"
-  export DROVER_TOKEN DROVER_MASTER DROVER_NAME
+  export DROVER_TOKEN DROVER_MASTER DROVER_NAME DROVER_CA
 fi
 exec "$NODE" "$PREFIX/lib/worker.mjs" "\$@"
 EOF
+WORKER_MASTER=$MASTER
+WORKER_CA=""
+if [ "$SCHEME" = https ]; then WORKER_MASTER="wss://$MASTER"; fi
+if [ -n "$CA" ]; then
+  cp "$CA" "$STAGE/ca.pem"
+  WORKER_CA=$PREFIX/etc/ca.pem
+fi
 umask 077
 {
   printf "DROVER_TOKEN='%s'\n" "$TOKEN"
-  printf "DROVER_MASTER='%s'\n" "$MASTER"
+  printf "DROVER_MASTER='%s'\n" "$WORKER_MASTER"
   printf "DROVER_NAME='%s'\n" "$NAME"
+  printf "DROVER_CA='%s'\n" "$WORKER_CA"
 } >"$STAGE/worker.env"
 umask 022
 "$NODE" --check "$STAGE/worker.mjs" 2>/dev/null || die "the downloaded worker does not parse with $NODE; nothing was installed"
@@ -264,6 +293,10 @@ chmod 0600 "$STAGE/worker.env"
 mv -f "$STAGE/worker.mjs" "$PREFIX/lib/worker.mjs"
 mv -f "$STAGE/worker" "$PREFIX/bin/worker"
 mv -f "$STAGE/worker.env" "$PREFIX/etc/worker.env"
+if [ -f "$STAGE/ca.pem" ]; then
+  chmod 0644 "$STAGE/ca.pem"
+  mv -f "$STAGE/ca.pem" "$PREFIX/etc/ca.pem"
+fi
 mv -f "$STAGE/record" "$RECORD"
 
 if [ "$PREFIX" = "$DEFAULT_PREFIX" ] && is_root; then
@@ -295,4 +328,4 @@ else
   say "installed; the worker runs in the background (pid $(cat "$PIDFILE"), log $LOGFILE)"
   say "stop it with: kill \$(cat $PIDFILE)   remove it with: sh install.sh --prefix $PREFIX --uninstall"
 fi
-say "joining the master at $MASTER"
+say "joining the master at $SCHEME://$MASTER"

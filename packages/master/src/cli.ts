@@ -31,6 +31,8 @@ await yargs(hideBin(process.argv))
         .option('token-file', { type: 'string', describe: 'Read the join token from this file' })
         .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval; 2 missed make a worker unavailable' })
         .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
+        .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve workers over TLS (wss, https)' })
+        .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
         .option('advertise', { type: 'string', describe: 'HOST[:PORT] VMs use to reach this master (default: from --host)' })
         .option('shell', { type: 'boolean', default: true, describe: 'Run the interactive master> shell (--no-shell to serve only)' })
         .option('dev', { type: 'number', default: 0, describe: 'Also start N local workers (a local cluster)' })
@@ -49,6 +51,8 @@ await yargs(hideBin(process.argv))
           heartbeatMs: argv['heartbeat-ms'],
           stateDir: path.resolve(argv['state-dir']),
           advertise: argv.advertise,
+          tlsCert: argv['tls-cert'],
+          tlsKey: argv['tls-key'],
           shell: argv.shell,
           dev: argv.dev,
           logLevel: argv['log-level'],

@@ -17,7 +17,7 @@ export interface Installer {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-export function loadInstaller(): Installer {
+export function loadInstaller(scheme: 'http' | 'https'): Installer {
   const deployDir = process.env.DROVER_DEPLOY_DIR ?? path.resolve(here, '../../../deploy');
   const bundlePath = process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
   let script: string;
@@ -46,7 +46,7 @@ export function loadInstaller(): Installer {
           // The script learns the master's address from where it was fetched.
           const host = req.headers.host ?? '';
           const master = /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? host : '__DROVER_MASTER__';
-          send(res, 'text/x-shellscript; charset=utf-8', script.replace('"__DROVER_MASTER__"', `"${master}"`));
+          send(res, 'text/x-shellscript; charset=utf-8', script.replace('"__DROVER_MASTER__"', `"${master}"`).replace('"__DROVER_SCHEME__"', `"${scheme}"`));
           return true;
         }
         case '/worker.mjs':

@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
@@ -22,6 +23,9 @@ export interface MasterOptions {
   stateDir: string;
   /** HOST[:PORT] that VMs should use to reach this master (default: derived from --host). */
   advertise?: string;
+  /** PEM files: serve workers over TLS (wss, and https for the installer). */
+  tlsCert?: string;
+  tlsKey?: string;
   shell: boolean;
   dev: number;
   logLevel: string;
@@ -34,9 +38,10 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
   const fleet = new Fleet(token, opts.heartbeatMs, logger);
 
-  const installer = loadInstaller();
+  const tls = await loadTls(opts.tlsCert, opts.tlsKey);
+  const installer = loadInstaller(tls ? 'https' : 'http');
   if (installer.missing) logger.warn(installer.missing);
-  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle }).catch((err: NodeJS.ErrnoException) => {
+  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle, tls }).catch((err: NodeJS.ErrnoException) => {
     fleet.close();
     if (err.code === 'EADDRINUSE')
       throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
@@ -45,8 +50,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   });
   const advertised = advertise(opts.advertise, opts.host, server.port);
   const joinInfo = (): ReturnType<CommandContext['joinInfo']> => ({
-    workerCommand: `worker --master ${advertised} --token ${token}`,
-    installCommand: installer.missing ? null : `curl -fsSL http://${advertised}/install.sh | sudo sh -s -- --token ${token}`,
+    workerCommand: `worker --master ${tls ? 'wss://' : ''}${advertised} --token ${token}`,
+    installCommand: installer.missing ? null : `curl -fsSL ${tls ? 'https' : 'http'}://${advertised}/install.sh | sudo sh -s -- --token ${token}`,
   });
   const base = { fleet, commands, joinInfo };
   let stopRequested: (() => void) | null = null;
@@ -60,7 +65,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   }
 
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
-  say(`drover master listening on ${opts.host}:${server.port} (state ${opts.stateDir})`);
+  say(`drover master listening on ${opts.host}:${server.port}${tls ? ' with TLS' : ''} (state ${opts.stateDir})`);
   const join = joinInfo();
   if (join.installCommand) say(`join a VM:  ${join.installCommand}`);
   say(`${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`);
@@ -111,6 +116,23 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     process.on('SIGINT', () => void stop());
   }
   await done;
+}
+
+/** Reads --tls-cert and --tls-key (both or neither); a clear error names the file that failed. */
+async function loadTls(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new DroverError(ErrorCode.BAD_ARGUMENTS, '--tls-cert and --tls-key go together');
+  const read = (file: string, what: string): Promise<Buffer> =>
+    readFile(file).catch((err: NodeJS.ErrnoException) => {
+      throw new DroverError(ErrorCode.NOT_FOUND, `cannot read ${what} ${file} (${err.code})`);
+    });
+  const pair = { cert: await read(certFile, '--tls-cert'), key: await read(keyFile, '--tls-key') };
+  try {
+    createSecureContext(pair);
+  } catch (err) {
+    throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--tls-cert/--tls-key are not a usable PEM certificate and key: ${(err as Error).message}`);
+  }
+  return pair;
 }
 
 function waitForWorkers(fleet: Fleet, n: number, ms: number): Promise<void> {

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { CHUNK_BYTES, CHUNK_HEADER_BYTES, MAX_FRAME_BYTES } from '@drover/protocol';
@@ -17,13 +18,16 @@ export async function startServer(opts: {
   fleet: Fleet;
   logger: Logger;
   routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** PEM certificate chain and key: serve https and wss instead of http and ws. */
+  tls?: { cert: Buffer; key: Buffer };
 }): Promise<Server> {
   const { fleet, logger } = opts;
-  const httpServer = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (opts.routes?.(req, res)) return;
     res.writeHead(req.url === '/' ? 200 : 404, { 'content-type': 'text/plain' });
     res.end(req.url === '/' ? 'drover master\n' : 'not found\n');
-  });
+  };
+  const httpServer = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : http.createServer(handler);
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,

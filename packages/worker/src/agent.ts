@@ -8,6 +8,7 @@ import { Services } from './services.js';
 
 export interface AgentOptions {
   url: string;
+  ca?: Buffer;
   name: string;
   token: string;
   stateDir: string;
@@ -45,6 +46,7 @@ export class Agent {
     });
     const link = new Link({
       url: opts.url,
+      ca: opts.ca,
       logger: opts.logger,
       heartbeatMs: opts.heartbeatMs,
       hello,

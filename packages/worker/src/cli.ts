@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
@@ -19,6 +20,7 @@ const argv = yargs(hideBin(process.argv))
   .option('master', { type: 'string', describe: 'Master address, HOST:PORT (or ws://HOST:PORT); default $DROVER_MASTER' })
   .option('name', { type: 'string', describe: 'Worker name (default: $DROVER_NAME, else the host name)' })
   .option('token', { type: 'string', describe: 'Join token (default: $DROVER_TOKEN)' })
+  .option('ca', { type: 'string', describe: 'PEM CA certificate(s) to trust for a wss:// master (default: $DROVER_CA, else the system CAs)' })
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
@@ -41,9 +43,20 @@ if (!token) fail('no join token: pass --token or set DROVER_TOKEN (the master pr
 if (!Number.isInteger(argv['heartbeat-ms']) || argv['heartbeat-ms'] < 10) fail(`--heartbeat-ms must be an integer >= 10, got ${argv['heartbeat-ms']}`);
 const stateDir = path.resolve(argv['state-dir'] ?? process.env.STATE_DIRECTORY ?? path.join(os.homedir(), '.drover', 'worker'));
 
+const caFile = argv.ca ?? process.env.DROVER_CA;
+let ca: Buffer | undefined;
+if (caFile) {
+  try {
+    ca = readFileSync(caFile);
+  } catch (err) {
+    fail(`cannot read --ca ${caFile} (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
 const logger = createLogger(argv['log-level']);
 const agent = new Agent({
   url: url.url,
+  ca,
   name,
   token,
   stateDir,

@@ -16,8 +16,10 @@ import { backoffDelay } from './backoff.js';
 import type { Logger } from './logger.js';
 
 export interface LinkOptions {
-  /** ws:// URL of the master's worker endpoint. */
+  /** ws:// or wss:// URL of the master's worker endpoint. */
   url: string;
+  /** PEM CA certificates to trust for wss (a private CA); the system's otherwise. */
+  ca?: Buffer;
   logger: Logger;
   /** Heartbeat interval until the master's welcome names its own. */
   heartbeatMs: number;
@@ -103,6 +105,7 @@ export class Link {
       maxPayload: MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES,
       handshakeTimeout: 10_000,
       generateMask: zeroMask,
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
     });
     this.ws = ws;
     this.welcomed = false;
@@ -121,8 +124,13 @@ export class Link {
       this.lastHeard = Date.now();
     });
     // Without an error listener a refused or reset connection would crash the agent.
-    ws.on('error', (err) => {
-      logger.debug({ err: err.message }, 'connection error');
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      // A certificate the worker does not trust will not fix itself: say so loudly.
+      if (/CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO_VERIFY/i.test(err.code ?? '')) {
+        logger.error({ code: err.code }, `TLS: the master's certificate is not trusted (${err.message}); pass --ca with its CA`);
+      } else {
+        logger.debug({ err: err.message }, 'connection error');
+      }
     });
     ws.on('close', (code, reasonBuf) => {
       if (this.ws !== ws) return;
