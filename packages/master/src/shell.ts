@@ -1,4 +1,6 @@
+import { readdirSync, type Dirent } from 'node:fs';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import readline from 'node:readline';
 import type { Command, CommandContext, Completion } from './commands/types.js';
 import type { Fleet } from './fleet.js';
@@ -31,7 +33,7 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
     history,
     historySize: HISTORY_SIZE,
     removeHistoryDuplicates: true,
-    completer: (line: string) => complete(line, opts.commands, opts.fleet),
+    completer: (line: string) => complete(line, opts.commands, opts.fleet, opts.context.cwd),
     prompt: 'master> ',
   });
   let running: AbortController | null = null;
@@ -161,7 +163,7 @@ async function loadHistory(file: string): Promise<string[]> {
 }
 
 /** Tab completion: command names first, then what the command takes at that position. */
-export function complete(line: string, commands: Command[], fleet: Fleet): [string[], string] {
+export function complete(line: string, commands: Command[], fleet: Pick<Fleet, 'names'>, cwd = process.cwd()): [string[], string] {
   const lastCommand = line.slice(line.lastIndexOf(';') + 1).trimStart();
   let words: string[];
   try {
@@ -177,6 +179,8 @@ export function complete(line: string, commands: Command[], fleet: Fleet): [stri
   }
   const command = commands.find((c) => c.name === words[0]);
   if (!command) return [[], current];
+  // Options that take a file on this machine.
+  if (words.at(-1) === '--lib' || words.at(-1) === '--out') return [completePath(current, cwd), current];
   if (current.startsWith('-')) {
     const flags = ['--json', ...Object.keys(command.options ?? {}).map((o) => `--${o}`)];
     return [flags.filter((f) => f.startsWith(current)), current];
@@ -187,5 +191,24 @@ export function complete(line: string, commands: Command[], fleet: Fleet): [stri
   if (kind === 'worker' || kind === 'worker-or-all') candidates = fleet.names();
   if (kind === 'worker-or-all') candidates = ['all', ...candidates];
   if (kind === 'command') candidates = commands.map((c) => c.name);
+  if (kind === 'path') return [completePath(current, cwd), current];
   return [candidates.filter((c) => c.startsWith(current)).map((c) => `${c} `), current];
+}
+
+/** Files and folders (with a trailing /) that complete `current`, relative to `cwd`. */
+function completePath(current: string, cwd: string): string[] {
+  const slash = current.lastIndexOf('/');
+  const dirPart = slash >= 0 ? current.slice(0, slash + 1) : '';
+  const base = current.slice(slash + 1);
+  const dir = path.resolve(cwd, dirPart || '.');
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => e.name.startsWith(base) && (base.startsWith('.') || !e.name.startsWith('.')))
+    .map((e) => `${dirPart}${e.name}${e.isDirectory() ? '/' : ' '}`)
+    .sort();
 }
