@@ -96,11 +96,16 @@ export class ProcessTable {
     return dropped;
   }
 
-  /** Schedules a write of the table; writes coalesce, the last state always lands. */
+  /**
+   * Schedules a write of the table; writes coalesce, the last state always lands. The
+   * serialization waits for the next turn of the event loop, so a launch's reply is not held up
+   * by stringifying up to a thousand records.
+   */
   save(): void {
     this.dirty = true;
     if (this.writing) return;
     this.writing = (async () => {
+      await new Promise((resolve) => setImmediate(resolve));
       while (this.dirty) {
         this.dirty = false;
         try {
