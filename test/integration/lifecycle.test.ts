@@ -3,16 +3,17 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, wr
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
-  MASTER_CLI,
   pidAlive,
+  type Master,
+  MASTER_CLI,
+  mountTmpfs,
+  tempDir,
   startCluster,
   startMaster,
   startProcess,
   startWorker,
-  tempDir,
   waitFor,
   waitForAvailable,
-  type Master,
 } from '../helpers/cluster.js';
 import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
 
@@ -236,6 +237,51 @@ describe.skipIf(!gcc)('app lifecycle', () => {
       expect(peak2[side] - peak1[side], `${side} peak growth from 64 to 320 MiB`).toBeLessThan(96 * MiB);
       expect(peak2[side] - peak0[side], `${side} peak growth overall`).toBeLessThan(176 * MiB);
     }
+  });
+
+  test('copy all: a worker whose disk fills gets an error entry and keeps its old version; the others get the new one', async () => {
+    const small = mountTmpfs(24);
+    if (!small) {
+      console.warn('copy disk-full test SKIPPED: cannot mount a tmpfs here (needs root)');
+      return;
+    }
+    const { master, workers } = await startCluster(1);
+    startWorker(master, { name: 'tiny', stateDir: small });
+    await waitForAvailable(master, 2);
+    const dir = tempDir();
+    const app = path.join(dir, 'payload');
+    writeBigFile(app, 2, 1);
+    const v1 = sha(app);
+    await master.execJson(`copy all ${app}`);
+    writeBigFile(app, 40, 2);
+    const r = await master.exec(`copy all ${app} --json`);
+    expect(r.code).toBe(1);
+    const results = JSON.parse(r.stdout) as CopyResult;
+    expect(results.find((x) => x.worker === 'w1')).toMatchObject({ ok: true, error: null });
+    expect(results.find((x) => x.worker === 'tiny')).toMatchObject({
+      ok: false,
+      error: { code: 'NO_SPACE', message: 'tiny ran out of disk space receiving payload; the previous version is kept' },
+    });
+    expect(sha(path.join(workers[0]!.stateDir, 'apps/payload/payload'))).toBe(sha(app));
+    expect(sha(path.join(small, 'apps/payload/payload'))).toBe(v1);
+    await waitFor(() => readdirSync(path.join(small, 'staging')).length === 0, 'the partial file on tiny to be removed');
+    const human = await master.exec(`copy all ${app}`);
+    expect(human.stdout).toContain('w1: payload already present');
+    expect(human.stdout).toContain('error on tiny: tiny ran out of disk space receiving payload');
+  });
+
+  test('a worker that dies mid-copy fails that copy with its name, and the master carries on', async () => {
+    const { master, workers } = await startCluster(1);
+    const app = path.join(tempDir(), 'payload');
+    writeBigFile(app, 400, 3);
+    const copying = master.exec(`copy w1 ${app}`);
+    const staging = path.join(workers[0]!.stateDir, 'staging');
+    await waitFor(() => readdirSync(staging).some((f) => statSync(path.join(staging, f)).size > 0), 'the copy to be under way', 20_000, 5);
+    await workers[0]!.kill('SIGKILL');
+    const r = await copying;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: worker w1 disconnected/);
+    expect((await master.execJson<unknown[]>('workers')).length).toBe(1);
   });
 
   test('an interrupted copy keeps the previous version intact', async () => {

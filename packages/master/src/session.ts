@@ -116,7 +116,7 @@ export class WorkerSession {
     const win = this.windows.get(ref) ?? { acked: 0, wake: null };
     this.windows.set(ref, win);
     while (sentSoFar - win.acked >= TRANSFER_WINDOW_BYTES) {
-      if (!this.connected) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} went away`);
+      if (!this.connected) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
       if (signal?.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -127,7 +127,7 @@ export class WorkerSession {
         signal?.addEventListener('abort', done, { once: true });
       });
     }
-    if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} went away`);
+    if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
     this.ws.send(Buffer.concat([encodeChunkHeader(ref), payload]), { binary: true });
   }
 

@@ -31,7 +31,7 @@ export class Services {
     this.workerName = opts.workerName;
     this.stateDir = opts.stateDir;
     this.supervisor = new Supervisor(table, store, opts.workerName, opts.logger, (m) => void opts.send(m));
-    this.transfers = new Transfers(store.stagingDir, opts.logger, opts.send, () => this.chunkSender());
+    this.transfers = new Transfers(store.stagingDir, opts.workerName, opts.logger, opts.send, () => this.chunkSender());
   }
 
   static async open(opts: ServicesOptions): Promise<Services> {

@@ -97,6 +97,7 @@ export class Transfers {
 
   constructor(
     private readonly stagingDir: string,
+    private readonly workerName: string,
     private readonly logger: Logger,
     private readonly send: (message: WorkerToMaster) => boolean,
     private readonly sender: () => ChunkSender,
@@ -148,7 +149,11 @@ export class Transfers {
       try {
         await up.fh.writev(batch);
       } catch (err) {
-        up.error = toDroverError(err);
+        const e = toDroverError(err);
+        up.error =
+          e.code === ErrorCode.NO_SPACE
+            ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, { cause: err })
+            : e;
         break;
       }
       up.written += batch.reduce((n, b) => n + b.length, 0);
