@@ -152,7 +152,9 @@ export class Transfers {
         const e = toDroverError(err);
         up.error =
           e.code === ErrorCode.NO_SPACE
-            ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, { cause: err })
+            ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, {
+                cause: err,
+              })
             : e;
         break;
       }
