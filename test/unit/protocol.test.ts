@@ -40,6 +40,7 @@ const workerMessages: [string, object, object][] = [
   ['result', { id: 3, ok: true, data: { x: 1 } }, { ok: false }],
   ['process-exit', { pid: 9, app: 'a', exit }, { pid: 0 }],
   ['ack', { ref: 3, bytes: 100 }, { bytes: -5 }],
+  ['transfer-error', { ref: 3, error: { code: 'NO_SPACE', message: 'full' } }, { ref: -3 }],
   ['protocol-error', { error: { code: 'PROTOCOL_ERROR', message: 'm' } }, { error: { code: 'NOPE', message: 'm' } }],
 ];
 

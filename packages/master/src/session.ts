@@ -37,6 +37,26 @@ export interface RequestOptions {
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/** Bytes all uploads together may have unacknowledged: copy all to a large fleet stays bounded. */
+const MASTER_IN_FLIGHT_BYTES = 128 * 1024 * 1024;
+const MIN_WINDOW_BYTES = 1024 * 1024;
+let activeUploads = 0;
+
+/** A worker that acknowledges nothing of an upload for this long has stalled it. */
+const UPLOAD_IDLE_MS = 60_000;
+
+interface UploadWindow {
+  acked: number;
+  wake: (() => void) | null;
+  /** Set when the worker reported that it failed (transfer-error). */
+  error: DroverError | null;
+}
+
+/** One upload's window: the full window while few run, a fair share of the master's budget when many do. */
+function uploadWindow(): number {
+  return Math.max(MIN_WINDOW_BYTES, Math.min(TRANSFER_WINDOW_BYTES, Math.floor(MASTER_IN_FLIGHT_BYTES / Math.max(1, activeUploads))));
+}
+
 /** One worker's connection as the master sees it: facts, liveness, and request/response by id. */
 export class WorkerSession {
   readonly name: string;
@@ -52,7 +72,7 @@ export class WorkerSession {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly chunkHandlers = new Map<number, { handle: (p: Buffer) => void | Promise<void>; consumed: number; chain: Promise<void> }>();
-  private readonly windows = new Map<number, { acked: number; wake: (() => void) | null }>();
+  private readonly windows = new Map<number, UploadWindow>();
 
   constructor(
     readonly ws: WebSocket,
@@ -113,26 +133,38 @@ export class WorkerSession {
 
   /** Sends one chunk of upload `ref`, waiting while the worker has a full window unacknowledged. */
   async sendChunk(ref: number, sentSoFar: number, payload: Buffer, signal?: AbortSignal): Promise<void> {
-    const win = this.windows.get(ref) ?? { acked: 0, wake: null };
-    this.windows.set(ref, win);
-    while (sentSoFar - win.acked >= TRANSFER_WINDOW_BYTES) {
+    let win = this.windows.get(ref);
+    if (!win) {
+      win = { acked: 0, wake: null, error: null };
+      this.windows.set(ref, win);
+      activeUploads++;
+    }
+    while (sentSoFar - win.acked >= uploadWindow() || win.error) {
+      if (win.error) throw win.error;
       if (!this.connected) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
       if (signal?.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
+      const acked = win.acked;
+      const w = win;
       await new Promise<void>((resolve) => {
         const done = (): void => {
+          clearTimeout(timer);
           signal?.removeEventListener('abort', done);
           resolve();
         };
-        win.wake = done;
+        const timer = setTimeout(done, UPLOAD_IDLE_MS);
+        w.wake = done;
         signal?.addEventListener('abort', done, { once: true });
       });
+      if (win.acked === acked && !win.error && !signal?.aborted && this.connected) {
+        throw new DroverError(ErrorCode.TIMEOUT, `worker ${this.name} acknowledged nothing of the upload for ${UPLOAD_IDLE_MS / 1000} s`);
+      }
     }
     if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
     this.ws.send(Buffer.concat([encodeChunkHeader(ref), payload]), { binary: true });
   }
 
   endUpload(ref: number): void {
-    this.windows.delete(ref);
+    if (this.windows.delete(ref)) activeUploads--;
   }
 
   /** Handles a validated message (hello excluded). */
@@ -167,6 +199,15 @@ export class WorkerSession {
         const win = this.windows.get(message.ref);
         if (!win) return;
         win.acked = Math.max(win.acked, message.bytes);
+        const wake = win.wake;
+        win.wake = null;
+        wake?.();
+        return;
+      }
+      case 'transfer-error': {
+        const win = this.windows.get(message.ref);
+        if (!win) return;
+        win.error = new DroverError(message.error.code as ErrorCode, message.error.message);
         const wake = win.wake;
         win.wake = null;
         wake?.();

@@ -43,11 +43,15 @@ export type ProcessExit = z.infer<typeof ProcessExit>;
 export const Ack = z.object({ v, type: z.literal('ack'), ref: Id, bytes: Bytes });
 export type Ack = z.infer<typeof Ack>;
 
+/** The receiver of upload `ref` failed (disk full, bad data): the sender should stop at once. */
+export const TransferError = z.object({ v, type: z.literal('transfer-error'), ref: Id, error: ErrorBody });
+export type TransferError = z.infer<typeof TransferError>;
+
 /** Sent by the worker in reply to a frame it could not read (no id to answer to). */
 export const ProtocolError = z.object({ v, type: z.literal('protocol-error'), error: ErrorBody });
 export type ProtocolError = z.infer<typeof ProtocolError>;
 
-export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, Ack, ProtocolError]);
+export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, Ack, TransferError, ProtocolError]);
 export type WorkerToMaster = z.infer<typeof WorkerToMaster>;
 
 // ---------------------------------------------------------------- master → worker

@@ -134,12 +134,20 @@ export class Transfers {
     if (up.error) return;
     up.received += payload.length;
     if (up.received > up.file.size) {
-      up.error = new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`);
+      this.fail(up, new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`));
       return;
     }
     up.hash.update(payload);
     up.queue.push(payload);
     up.draining ??= this.drain(up);
+  }
+
+  /** Marks an upload failed and tells the master at once: it stops sending instead of waiting for acks. */
+  private fail(up: Upload, error: DroverError): void {
+    if (up.error) return;
+    up.error = error;
+    up.queue.length = 0;
+    this.send({ v: 1, type: 'transfer-error', ref: up.ref, error: error.toJSON() });
   }
 
   /** Writes queued chunks in order, batching whatever arrived meanwhile; acks once on disk. */
@@ -150,12 +158,13 @@ export class Transfers {
         await up.fh.writev(batch);
       } catch (err) {
         const e = toDroverError(err);
-        up.error =
+        const reason =
           e.code === ErrorCode.NO_SPACE
             ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, {
                 cause: err,
               })
             : e;
+        this.fail(up, reason);
         break;
       }
       up.written += batch.reduce((n, b) => n + b.length, 0);

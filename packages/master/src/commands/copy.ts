@@ -60,19 +60,17 @@ export const copyCommand = defineCommand<CopyData>({
       sessions.map((s) => s.name),
       total,
     );
-    const results = await Promise.all(
-      sessions.map(async (s): Promise<CopyResult> => {
-        try {
-          const outcome = await copyToWorker(s, app, files.list, { signal: ctx.signal, onProgress: (n) => progress.update(s.name, n) });
-          return { worker: s.name, app, ok: true, error: null, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
-        } catch (err) {
-          if (target !== 'all') throw err;
-          return { worker: s.name, app, ok: false, error: toDroverError(err).toJSON(), warnings, files: [] };
-        } finally {
-          progress.done(s.name);
-        }
-      }),
-    );
+    const results = await mapLimited(sessions, COPY_CONCURRENCY, async (s): Promise<CopyResult> => {
+      try {
+        const outcome = await copyToWorker(s, app, files.list, { signal: ctx.signal, onProgress: (n) => progress.update(s.name, n) });
+        return { worker: s.name, app, ok: true, error: null, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
+      } catch (err) {
+        if (target !== 'all') throw err;
+        return { worker: s.name, app, ok: false, error: toDroverError(err).toJSON(), warnings, files: [] };
+      } finally {
+        progress.done(s.name);
+      }
+    });
     progress.clear();
     return { results, warnings };
   },
@@ -90,6 +88,23 @@ export const copyCommand = defineCommand<CopyData>({
   failed: (d) => d.results.some((r) => !r.ok),
   toJson: (d) => d.results,
 });
+
+/** Workers copied to at once; the rest wait their turn (file handles and sockets stay bounded). */
+const COPY_CONCURRENCY = 32;
+
+/** Like Promise.all over `items`, with at most `limit` calls of `fn` running at a time; order kept. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  return results;
+}
 
 function describe(file: SourceFile, sent: boolean): CopiedFile {
   return { path: file.source, dest: file.kind === 'exe' ? file.name : `lib/${file.name}`, kind: file.kind, bytes: file.size, sha256: file.sha256, sent };
