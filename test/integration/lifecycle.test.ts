@@ -328,6 +328,16 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     expect(existsSync(path.join(workers[0]!.stateDir, 'apps'))).toBe(true);
     expect(pidAlive(pid)).toBe(false);
     expect((await master.exec('delete w1 greeter')).stderr).toMatch(/app "greeter" is not on w1/);
+
+    // Processes that ignore SIGINT are escalated together: one 5 s grace period, not one each.
+    await master.execJson(`copy w1 ${fx.ignoreSigint}`);
+    const a = await master.execJson<{ pid: number }>('launch w1 ignore-sigint');
+    const b = await master.execJson<{ pid: number }>('launch w1 ignore-sigint');
+    const started = Date.now();
+    const both = await master.execJson<{ stopped: number[] }[]>('delete w1 ignore-sigint --force');
+    expect(both[0]!.stopped.sort()).toEqual([a.pid, b.pid].sort());
+    expect(Date.now() - started).toBeLessThan(9000);
+    expect(pidAlive(a.pid) || pidAlive(b.pid)).toBe(false);
   });
 
   test('restarting the worker agent re-adopts a running app and remembers one that ended meanwhile', async () => {
