@@ -26,6 +26,9 @@ interface Upload {
   error: DroverError | null;
 }
 
+/** Received bytes between full GCs during an upload (a few ms each), so the peak stays low. */
+const GC_EVERY_BYTES = 64 * 1024 * 1024;
+
 /** Chunks written with one writev at most: fewer thread-pool round trips per MiB. */
 const MAX_BATCH = 32;
 
@@ -167,7 +170,10 @@ export class Transfers {
         this.fail(up, reason);
         break;
       }
+      const before = up.written;
       up.written += batch.reduce((n, b) => n + b.length, 0);
+      // Every 64 MiB: the chunks written so far are garbage that only a full GC returns.
+      if (Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
       if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
         up.acked = up.written;
         this.send({ v: 1, type: 'ack', ref: up.ref, bytes: up.written });
