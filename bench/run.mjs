@@ -92,6 +92,20 @@ async function control(stateDir) {
   };
 }
 
+/**
+ * Runs one untimed round of each first (on a VM the first touch of fresh memory is slow, and
+ * whichever ran first would pay for it), then RUNS timed rounds, alternating which goes first.
+ */
+async function alternate(drover, baseline) {
+  await drover(false);
+  await baseline(false);
+  for (let i = 0; i < RUNS; i++) {
+    const [first, second] = i % 2 === 0 ? [drover, baseline] : [baseline, drover];
+    await first(true);
+    await second(true);
+  }
+}
+
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 
 console.log(
@@ -158,19 +172,7 @@ const runTools = (keep) => {
   tools.copy.push(p);
   tools.deletion.push(d);
 };
-// One untimed round of each first: on a VM the first touch of fresh page cache is slow, and
-// whichever ran first would pay for it. Then alternate which goes first.
-await runDrover(false);
-runTools(false);
-for (let i = 0; i < RUNS; i++) {
-  if (i % 2 === 0) {
-    await runDrover(true);
-    runTools(true);
-  } else {
-    runTools(true);
-    await runDrover(true);
-  }
-}
+await alternate(runDrover, runTools);
 report('creation (median ms) vs dd bs=1M conv=fsync', median(drover.creation), median(tools.creation), 'ms', 1.25);
 report('copy (median ms) vs cp + sync', median(drover.copy), median(tools.copy), 'ms');
 report('deletion (median ms) vs rm + sync', median(drover.deletion), median(tools.deletion), 'ms');
@@ -240,17 +242,7 @@ const runCp = (keep) => {
   timeCmd('sync', []);
   if (keep) cps.push(now() - t);
 };
-await runCopy(false);
-runCp(false);
-for (let i = 0; i < RUNS; i++) {
-  if (i % 2 === 0) {
-    await runCopy(true);
-    runCp(true);
-  } else {
-    runCp(true);
-    await runCopy(true);
-  }
-}
+await alternate(runCopy, runCp);
 const mibps = (ms) => SIZE_MIB / (ms / 1000);
 report('copy time (ms): copy to a worker vs cp + sync', median(copies), median(cps), 'ms');
 console.log(`  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`);

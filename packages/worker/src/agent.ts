@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type Hello, type MasterToWorker, type Request, type Welcome } from '@drover/protocol';
+import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type Hello, type MasterToWorker, type Request } from '@drover/protocol';
 import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
 import { Link } from './link.js';
 import type { Logger } from './logger.js';
@@ -53,7 +53,6 @@ export class Agent {
       load: () => sampler.sample(this.services.supervisor.liveCount()),
       onMessage: (m) => this.dispatch(m),
       onChunk: (ref, payload) => this.services.transfers.receive(ref, payload),
-      onUp: (w: Welcome) => this.services.onUp(w),
       onDown: () => this.abortAll(),
       onRefused: (code, reason) => opts.onFatal(`the master refused this worker (${code}): ${reason}`),
     });

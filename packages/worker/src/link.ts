@@ -9,7 +9,6 @@ import {
   type Hello,
   type Load,
   type MasterToWorker,
-  type Welcome,
   type WorkerToMaster,
 } from '@drover/protocol';
 import { backoffDelay } from './backoff.js';
@@ -29,8 +28,6 @@ export interface LinkOptions {
   onMessage(message: MasterToWorker): void;
   /** A binary chunk for transfer `ref`. */
   onChunk(ref: number, payload: Buffer): void;
-  /** The connection is up and the master said welcome. */
-  onUp(welcome: Welcome): void;
   /** The connection is gone; in-flight work tied to it should stop. */
   onDown(): void;
   /** The master refused us for a reason that retrying will not fix (bad token, version). */
@@ -180,7 +177,6 @@ export class Link {
       this.heartbeatMs = message.heartbeatMs;
       this.opts.logger.info({ worker: message.name, heartbeatMs: message.heartbeatMs }, 'joined the master');
       this.startHeartbeat();
-      this.opts.onUp(message);
       return;
     }
     if (!this.welcomed) {

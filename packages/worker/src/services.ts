@@ -1,4 +1,4 @@
-import type { Welcome, WorkerToMaster } from '@drover/protocol';
+import type { WorkerToMaster } from '@drover/protocol';
 import type { Link } from './link.js';
 import type { Logger } from './logger.js';
 import { ProcessTable } from './process-table.js';
@@ -46,10 +46,6 @@ export class Services {
 
   attachLink(link: Link): void {
     this.link = link;
-  }
-
-  onUp(_welcome: Welcome): void {
-    // Deaths that happened while the master was away are in the table; ps shows them.
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,3 @@
-import os from 'node:os';
-
 const DESCRIPTIONS: Record<string, string> = {
   SIGHUP: 'hangup',
   SIGINT: 'interrupt',
@@ -30,10 +28,4 @@ export function describeSignal(name: string): string {
 
 export function isCoreSignal(name: string): boolean {
   return CORE_SIGNALS.has(name);
-}
-
-/** Signal name for a number, e.g. 11 → SIGSEGV. */
-export function signalName(num: number): string | null {
-  for (const [name, n] of Object.entries(os.constants.signals)) if (n === num) return name;
-  return null;
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, mkdir, open, readFile, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { AppFile, DroverError, ErrorCode, checkFileName, checkName } from '@drover/protocol';
 import * as z from 'zod';
@@ -148,16 +148,8 @@ export class AppStore {
 
   /** Free bytes in the filesystem holding `dir`. */
   async freeBytes(dir: string): Promise<number> {
-    const { statfs } = await import('node:fs/promises');
     const s = await statfs(dir);
     return s.bavail * s.bsize;
-  }
-
-  async exists(file: string): Promise<boolean> {
-    return stat(file).then(
-      () => true,
-      () => false,
-    );
   }
 }
 
