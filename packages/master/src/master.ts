@@ -65,10 +65,15 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   }
 
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
-  say(`drover master listening on ${opts.host}:${server.port}${tls ? ' with TLS' : ''} (state ${opts.stateDir})`);
   const join = joinInfo();
-  if (join.installCommand) say(`join a VM:  ${join.installCommand}`);
-  say(`${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`);
+  // One write: whoever reads "listening on" (a script, a test) also has the join lines.
+  say(
+    [
+      `drover master listening on ${opts.host}:${server.port}${tls ? ' with TLS' : ''} (state ${opts.stateDir})`,
+      ...(join.installCommand ? [`join a VM:  ${join.installCommand}`] : []),
+      `${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`,
+    ].join('\n'),
+  );
   logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');
 
   let dev: DevCluster | null = null;
