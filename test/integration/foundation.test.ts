@@ -78,14 +78,14 @@ describe('foundation', () => {
         10,
       );
       // The master's own record of the moment it decided: silent for more than 2 intervals,
-      // and no more than H/4 of sweep slack past that (plus timer jitter).
+      // and no more than H/4 of sweep slack past that (plus timer jitter on a loaded machine).
       const line = master
         .stdout()
         .split('\n')
         .find((l) => l.includes('missed 2 heartbeats'));
       const silentMs = (JSON.parse(line!) as { silentMs: number }).silentMs;
       expect(silentMs).toBeGreaterThan(2 * H);
-      expect(silentMs).toBeLessThanOrEqual(2 * H + H / 4 + 60);
+      expect(silentMs).toBeLessThanOrEqual(2 * H + H / 4 + 100);
       const rows = await master.execJson<WorkerRow[]>('workers');
       expect(rows.find((r) => r.name === 'w2')?.status).toBe('available');
       expect(rows.find((r) => r.name === 'w1')!.lastHeartbeatMs).toBeGreaterThan(2 * H);
