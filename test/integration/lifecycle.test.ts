@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -213,6 +214,31 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     expect((await follower.exited).code).toBe(130);
     expect(follower.stdout()).toMatch(/^tick 0\ntick 1\ntick 2\n/);
     expect((await psOf(master, long.pid)).state).toMatch(/running|sleeping/);
+  });
+
+  test('logs to a slow reader pace the worker: neither the master nor master exec buffer the log', async () => {
+    const { master } = await startCluster(1);
+    const text = path.join(tempDir(), 'lines.txt');
+    const line = 'a line of log text, as an app would write it, 64 bytes long....\n';
+    writeFileSync(text, line.repeat(128 * 16384)); // 128 MiB
+    await master.execJson('copy w1 /bin/dd');
+    const { pid } = await master.execJson<{ pid: number }>(`launch w1 dd -- if=${text} bs=1M status=none`);
+    await waitFor(async () => (await psOf(master, pid)).state === 'dead', 'a 128 MiB log to be written');
+    const reader = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid}`, '--state-dir', master.stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    reader.stdout.pause();
+    const masterBefore = vmHwm(master.pid);
+    // Read nothing for a while: the pipe fills, and everything upstream should wait for it.
+    await new Promise((r) => setTimeout(r, 1500));
+    const grew = { master: vmHwm(master.pid) - masterBefore, client: vmHwm(reader.pid!) };
+    let bytes = 0;
+    reader.stdout.on('data', (d: Buffer) => (bytes += d.length));
+    reader.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => reader.on('exit', resolve));
+    expect(code).toBe(0);
+    expect(bytes).toBe(128 * 1024 * 1024);
+    // Unpaced, one side or the other would hold most of the 128 MiB after 1.5 s of not reading.
+    expect(grew.master).toBeLessThan(48 * 1024 * 1024);
+    expect(grew.client).toBeLessThan(96 * 1024 * 1024);
   });
 
   test('a copy of a file over 100 MiB keeps the worker and master memory flat', async () => {

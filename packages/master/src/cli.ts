@@ -5,7 +5,7 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { AGENT_VERSION, toDroverError } from '@drover/protocol';
-import { execCommands } from './exec-client.js';
+import { execCommands, flushStdio } from './exec-client.js';
 import { runMaster } from './master.js';
 
 function fail(message: string, code = 2): never {
@@ -79,7 +79,9 @@ await yargs(hideBin(process.argv))
           .split('\n')
           .filter((l) => l.trim() && !l.trim().startsWith('#'));
       else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
-      process.exit(await execCommands(path.resolve(argv['state-dir']), lines, argv.json));
+      const code = await execCommands(path.resolve(argv['state-dir']), lines, argv.json);
+      await flushStdio();
+      process.exit(code);
     },
   )
   .version(AGENT_VERSION)

@@ -62,8 +62,12 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
   const abort = new AbortController();
   socket.on('error', () => abort.abort());
   socket.on('close', () => abort.abort());
-  const send = (reply: ControlReply): void => {
-    if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+  const send = (reply: ControlReply): Promise<void> => {
+    if (socket.destroyed || socket.write(`${JSON.stringify(reply)}\n`)) return Promise.resolve();
+    return new Promise((resolve) => {
+      socket.once('drain', resolve);
+      socket.once('close', resolve);
+    });
   };
   const lines = readline.createInterface({ input: socket });
   let busy: Promise<void> = Promise.resolve();
@@ -74,7 +78,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         req = JSON.parse(raw) as ControlRequest;
         if (req.type !== 'run' || typeof req.line !== 'string') throw new Error('bad request');
       } catch {
-        send({ type: 'done', ok: false, results: [{ ok: false, thrown: true, output: 'error: malformed control request' }] });
+        await send({ type: 'done', ok: false, results: [{ ok: false, thrown: true, output: 'error: malformed control request' }] });
         return;
       }
       logger.info({ line: req.line }, 'exec');
@@ -89,7 +93,7 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
         },
         { json: req.json === true },
       );
-      send({
+      await send({
         type: 'done',
         ok: results.every((r) => r.ok),
         results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })),

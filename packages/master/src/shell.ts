@@ -74,7 +74,8 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
       out: {
         write: (text) => {
           clearProgress();
-          write(text);
+          if (opts.output.write(text)) return Promise.resolve();
+          return new Promise((resolve) => opts.output.once('drain', resolve));
         },
         progress: (text) => {
           if (!terminal) return;

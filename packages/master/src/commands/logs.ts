@@ -67,7 +67,8 @@ export const logsCommand = defineCommand<LogsData>({
         if (text.length + payload.length > MAX_JSON_TEXT) throw new DroverError(ErrorCode.BAD_ARGUMENTS, 'log too large for --json; use --out FILE');
         text += decoder.write(payload);
       } else {
-        ctx.out.write(decoder.write(payload));
+        // Acknowledged only once the reader took it: a slow terminal or pipe paces the worker.
+        await ctx.out.write(decoder.write(payload));
       }
     };
     try {
@@ -89,7 +90,7 @@ export const logsCommand = defineCommand<LogsData>({
         await rename(tmp, outPath);
         tmp = null;
       } else if (!json) {
-        ctx.out.write(decoder.end());
+        await ctx.out.write(decoder.end());
       }
       return { worker, pid: r.pid, app: r.app, bytes: r.bytes, out: outPath, ...(json && !outPath ? { text: text + decoder.end() } : {}) };
     } finally {

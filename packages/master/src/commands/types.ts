@@ -2,8 +2,11 @@ import type { ParseArgsConfig } from 'node:util';
 import type { Fleet } from '../fleet.js';
 
 export interface Output {
-  /** Streams text as it comes (log lines); a newline is not added. */
-  write(text: string): void;
+  /**
+   * Streams text as it comes (log lines); a newline is not added. Resolves once the reader has
+   * room again, so a slow reader slows the stream instead of filling the master's memory.
+   */
+  write(text: string): Promise<void>;
   /** A one-line status shown in place (interactive shell only); null clears it. */
   progress(text: string | null): void;
 }
