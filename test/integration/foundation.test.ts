@@ -209,6 +209,20 @@ describe('foundation', () => {
     expect((await master.execJson<WorkerRow[]>('workers'))[0]).toMatchObject({ name: 'w1', status: 'available', connected: true });
   });
 
+  test('two agents on one state dir: the second refuses; a lock left by a killed agent is taken over', async () => {
+    const { master, workers } = await startCluster(1, { heartbeatMs: H });
+    const first = workers[0]!;
+    const second = startWorker(master, { name: 'w1b', stateDir: first.stateDir });
+    expect((await second.exited).code).toBe(2);
+    expect(second.stderr()).toBe(
+      `worker: could not start: another worker agent (pid ${first.pid}) is using state dir ${first.stateDir}; stop it or pick another --state-dir\n`,
+    );
+    expect(first.child.exitCode).toBeNull();
+    await first.kill('SIGKILL');
+    const third = startWorker(master, { name: 'w1', stateDir: first.stateDir });
+    await waitFor(() => third.stdout().includes('joined the master'), 'the agent that took the stale lock over');
+  });
+
   test('shutdown: master exec exit stops the master; SIGTERM stops a worker; both exit 0', async () => {
     const { master, workers } = await startCluster(1, { heartbeatMs: H });
     const w = workers[0]!;

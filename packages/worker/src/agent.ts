@@ -5,6 +5,7 @@ import { Link } from './link.js';
 import type { Logger } from './logger.js';
 import { handleRequest, type HandlerContext } from './handlers.js';
 import { Services } from './services.js';
+import { lockStateDir } from './state-lock.js';
 
 export interface AgentOptions {
   url: string;
@@ -22,11 +23,13 @@ export class Agent {
   private link: Link | null = null;
   private readonly inflight = new Map<number, AbortController>();
   private services!: Services;
+  private unlock: (() => Promise<void>) | null = null;
 
   constructor(private readonly opts: AgentOptions) {}
 
   async start(): Promise<void> {
     const { opts } = this;
+    this.unlock = await lockStateDir(opts.stateDir);
     const [workerId, gpus] = await Promise.all([loadWorkerId(opts.stateDir), detectGpus()]);
     this.services = await Services.open({ stateDir: opts.stateDir, workerName: opts.name, logger: opts.logger, send: (m) => this.link?.send(m) ?? false });
     const sampler = new LoadSampler();
@@ -65,6 +68,7 @@ export class Agent {
     this.abortAll();
     this.link?.stop();
     await this.services?.close();
+    await this.unlock?.();
   }
 
   private dispatch(message: MasterToWorker): void {
