@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '@drover/protocol';
-import { TOKEN, exec, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
+import { TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const H = 200;
 
@@ -235,6 +236,28 @@ describe('foundation', () => {
     expect(await master.exited).toEqual({ code: 0, signal: null });
     const { existsSync } = await import('node:fs');
     expect(existsSync(`${master.stateDir}/master.sock`)).toBe(false);
+  });
+
+  test('master --dev N (what npm start runs) starts N local workers and takes them down on exit', async () => {
+    const master = await startMaster({ heartbeatMs: H, args: ['--dev', '2'] });
+    const rows = await waitForAvailable(master, 2);
+    expect(rows.map((r) => r.name)).toEqual(['w1', 'w2']);
+    expect(master.stdout()).toMatch(/started 2 local workers \(w1, w2\); their logs are in .*\/dev/);
+    const pids = spawnSync('pgrep', ['-f', `${master.stateDir}/dev/w`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map(Number);
+    expect(pids).toHaveLength(2);
+    expect((await master.exec('exit')).code).toBe(0);
+    expect((await master.exited).code).toBe(0);
+    await waitFor(() => pids.every((pid) => !pidAlive(pid)), 'the dev workers to exit with the master');
+
+    // Even a master killed outright leaves no dev worker behind: their stdin closes.
+    const killed = await startMaster({ heartbeatMs: H, args: ['--dev', '1'] });
+    await waitForAvailable(killed, 1);
+    const orphan = Number(spawnSync('pgrep', ['-f', `${killed.stateDir}/dev/w1`], { encoding: 'utf8' }).stdout.trim());
+    await killed.kill('SIGKILL');
+    await waitFor(() => !pidAlive(orphan), 'the dev worker of a killed master to exit');
   });
 
   test('master exec without a running master fails with one line', async () => {
