@@ -10,15 +10,30 @@ export interface SourceFile extends AppFile {
   mode: number;
 }
 
-/** Hashes a file in a stream (flat memory whatever its size). */
+/**
+ * sha256 of files already hashed, by identity (device, inode, size, mtime, ctime): redeploying
+ * an unchanged binary does not read it again. Any change to the file changes its key.
+ */
+const hashes = new Map<string, string>();
+const MAX_HASHES = 1024;
+
+/** Hashes a file in a stream (flat memory whatever its size), or recalls the hash of an unchanged one. */
 export async function describeFile(source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
-  const info = await stat(source).catch((err: NodeJS.ErrnoException) => {
+  const info = await stat(source, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
     throw new DroverError(ErrorCode.NOT_FOUND, `no file at ${source} (${err.code})`);
   });
   if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${source} is not a regular file`);
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-  return { kind, name, size: info.size, sha256: hash.digest('hex'), source, mode: kind === 'exe' ? 0o755 : 0o644 };
+  const key = `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+  let sha256 = hashes.get(key);
+  if (sha256 === undefined) {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+    sha256 = hash.digest('hex');
+    if (hashes.size >= MAX_HASHES) hashes.delete(hashes.keys().next().value!);
+    hashes.set(key, sha256);
+  }
+  // Whatever happens to the file after this, the worker checks the sha256 of what it receives.
+  return { kind, name, size: Number(info.size), sha256, source, mode: kind === 'exe' ? 0o755 : 0o644 };
 }
 
 export interface CopyOutcome {
