@@ -224,6 +224,17 @@ describe('foundation', () => {
     await waitFor(() => third.stdout().includes('joined the master'), 'the agent that took the stale lock over');
   });
 
+  test('forget drops disconnected workers, never a connected one', async () => {
+    const { master, workers } = await startCluster(2, { heartbeatMs: H });
+    await workers[1]!.kill('SIGTERM');
+    await waitFor(async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w2')?.status === 'unavailable', 'w2 gone');
+    expect((await master.exec('forget w1')).stderr).toBe('error: worker w1 is connected; only disconnected workers can be forgotten\n');
+    expect((await master.exec('forget nobody')).stderr).toBe('error: unknown worker "nobody"\n');
+    expect(await master.execJson('forget gone')).toEqual({ forgotten: ['w2'] });
+    expect((await master.execJson<WorkerRow[]>('workers')).map((r) => r.name)).toEqual(['w1']);
+    expect((await master.exec('forget gone')).stdout).toBe('no disconnected workers to forget\n');
+  });
+
   test('shutdown: master exec exit stops the master; SIGTERM stops a worker; both exit 0', async () => {
     const { master, workers } = await startCluster(1, { heartbeatMs: H });
     const w = workers[0]!;

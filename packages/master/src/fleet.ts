@@ -88,6 +88,25 @@ export class Fleet extends EventEmitter<FleetEvents> {
     return [this.get(target)];
   }
 
+  /**
+   * Drops disconnected workers from the list: `name`, or every disconnected one with `gone`.
+   * A connected worker is never forgotten (it would only join again).
+   */
+  forget(name: string): string[] {
+    if (name !== 'gone') {
+      const s = this.sessions.get(name);
+      if (!s) throw new DroverError(ErrorCode.UNKNOWN_WORKER, `unknown worker "${name}"`);
+      if (s.connected) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `worker ${name} is connected; only disconnected workers can be forgotten`);
+      this.sessions.delete(name);
+      return [name];
+    }
+    const gone = this.list()
+      .filter((s) => !s.connected)
+      .map((s) => s.name);
+    for (const n of gone) this.sessions.delete(n);
+    return gone;
+  }
+
   /** Takes a new WebSocket: the first frame must be a valid hello with the right token. */
   accept(ws: WebSocket, req: IncomingMessage): void {
     const peer = req.socket.remoteAddress ?? 'unknown';

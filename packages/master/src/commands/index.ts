@@ -2,6 +2,7 @@ import { deleteCommand, launchCommand } from './apps.js';
 import { benchCommand } from './bench.js';
 import { copyCommand } from './copy.js';
 import { exitCommand, helpCommand } from './help.js';
+import { forgetCommand } from './forget.js';
 import { joinCommand } from './join.js';
 import { logsCommand } from './logs.js';
 import { killCommand, psCommand, stopCommand, usageCommand } from './processes.js';
@@ -24,5 +25,6 @@ export const commands: Command[] = [
   logsCommand,
   benchCommand,
   joinCommand,
+  forgetCommand,
   exitCommand,
 ];
