@@ -112,23 +112,29 @@ console.log(
   `drover bench on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${SIZE_MIB} MiB x ${RUNS} runs\n`,
 );
 
+/** Starts a master on loopback with an ephemeral port; resolves once it listens. */
+async function startMaster(stateDir) {
+  const proc = start(process.execPath, [
+    MASTER,
+    '--no-shell',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--token',
+    TOKEN,
+    '--state-dir',
+    stateDir,
+    '--log-level',
+    'warn',
+  ]);
+  const port = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(proc.out()), 'a master'))[1]);
+  return { proc, port };
+}
+
 // ---------------------------------------------------------------- a master and one worker
 const mstate = path.join(tmp, 'master');
-const master = start(process.execPath, [
-  MASTER,
-  '--no-shell',
-  '--host',
-  '127.0.0.1',
-  '--port',
-  '0',
-  '--token',
-  TOKEN,
-  '--state-dir',
-  mstate,
-  '--log-level',
-  'warn',
-]);
-const port = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(master.out()), 'the master'))[1]);
+const { port } = await startMaster(mstate);
 const wstate = path.join(tmp, 'worker');
 const worker = start(process.execPath, [
   WORKER,
@@ -295,21 +301,7 @@ async function fleetLoad(serverPid, address, path) {
   return { ready, share, perConn };
 }
 const bigState = path.join(tmp, 'fleet-master');
-const big = start(process.execPath, [
-  MASTER,
-  '--no-shell',
-  '--host',
-  '127.0.0.1',
-  '--port',
-  '0',
-  '--token',
-  TOKEN,
-  '--state-dir',
-  bigState,
-  '--log-level',
-  'warn',
-]);
-const bigPort = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(big.out()), 'the fleet master'))[1]);
+const { proc: big, port: bigPort } = await startMaster(bigState);
 const drv = await fleetLoad(big.child.pid, `127.0.0.1:${bigPort}`, '/worker');
 const bigCtl = await control(bigState);
 const listed = await bigCtl.run('workers');
