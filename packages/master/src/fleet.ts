@@ -67,8 +67,10 @@ export class Fleet extends EventEmitter<FleetEvents> {
   get(name: string): WorkerSession {
     const s = this.sessions.get(name);
     if (!s) {
+      // A hint, not a listing: with thousands of workers the error must stay one readable line.
       const known = this.names();
-      const hint = known.length ? `known workers: ${known.join(', ')}` : 'no workers have joined';
+      const shown = known.slice(0, 10).join(', ') + (known.length > 10 ? `, and ${known.length - 10} more (see workers)` : '');
+      const hint = known.length ? `known workers: ${shown}` : 'no workers have joined';
       throw new DroverError(ErrorCode.UNKNOWN_WORKER, `unknown worker "${name}" (${hint})`);
     }
     if (s.status !== 'available') {

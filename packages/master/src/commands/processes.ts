@@ -36,11 +36,6 @@ async function gather<T>(ctx: CommandContext, target: string | undefined, ask: (
 
 const realErrors = (d: Gathered<unknown>): string[] => d.errors.filter((e) => e.startsWith('error'));
 
-export function describeExit(exit: ExitInfo | null): string {
-  if (!exit) return '';
-  return exit.reason;
-}
-
 export const psCommand = defineCommand<Gathered<ProcessInfo>>({
   name: 'ps',
   usage: 'ps [WORKER|all] [--json]',
@@ -62,7 +57,7 @@ export const psCommand = defineCommand<Gathered<ProcessInfo>>({
         p.startedAt.replace('T', ' ').slice(0, 19),
         formatDuration(p.runtimeMs),
         p.args.join(' ') || '-',
-        describeExit(p.exit),
+        p.exit?.reason ?? '',
       ]),
     );
     return [body, ...d.errors].join('\n');
