@@ -100,6 +100,8 @@ export interface Master extends Proc {
   address: string;
   exec(line: string, opts?: { json?: boolean; input?: string }): Promise<ExecResult>;
   execJson<T = unknown>(line: string): Promise<T>;
+  /** The first entry of a command whose JSON is a list of per-worker entries (launch, stop, kill, delete). */
+  execFirst<T = unknown>(line: string): Promise<T>;
 }
 
 export interface ExecResult {
@@ -141,6 +143,13 @@ export async function startMaster(opts: { heartbeatMs?: number; stateDir?: strin
       const r = await exec(stateDir, line, { json: true });
       if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
       return JSON.parse(r.stdout) as T;
+    },
+    execFirst: async <T>(line: string): Promise<T> => {
+      const r = await exec(stateDir, line, { json: true });
+      if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
+      const list = JSON.parse(r.stdout) as T[];
+      if (!Array.isArray(list) || list.length === 0) throw new Error(`exec "${line}" printed no entries: ${r.stdout}`);
+      return list[0]!;
     },
   });
 }
@@ -242,3 +251,17 @@ export function mountTmpfs(mib: number): string | null {
   onCleanup(() => void execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
   return dir;
 }
+
+/** Whether this process may mount a tmpfs (root, outside a restricted container): decided once, for skipIf. */
+export const CAN_MOUNT: boolean = (() => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'drover-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();

@@ -2,7 +2,18 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { MASTER_CLI, mountTmpfs, onCleanup, startCluster, startProcess, startWorker, waitFor, waitForAvailable, tempDir } from '../helpers/cluster.js';
+import {
+  CAN_MOUNT,
+  MASTER_CLI,
+  mountTmpfs,
+  onCleanup,
+  startCluster,
+  startProcess,
+  startWorker,
+  waitFor,
+  waitForAvailable,
+  tempDir,
+} from '../helpers/cluster.js';
 
 interface Entry {
   worker: string;
@@ -36,40 +47,38 @@ describe('bench', () => {
 
     const human = await master.exec('bench w1 w2 --size 2MiB --runs 2 --no-fsync');
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch(/^w1 \(.+\)  2 MiB x 2 runs, no fsync\n  creation .* ms   \(min .*, max .*\) .* MiB\/s\n  copy .* MiB\/s\n  deletion .* ms/m);
+    expect(human.stdout).toMatch(
+      /^w1 \(.+\)  2\.0 MiB x 2 runs, no fsync\n  creation .* ms   \(min .*, max .*\) .* MiB\/s\n  copy .* MiB\/s\n  deletion .* ms/m,
+    );
     expect(human.stdout).toMatch(/^fastest \/ slowest: creation w\d [\d.]+ \/ w\d [\d.]+ ms; copy .*; deletion .* ms$/m);
   });
 
-  test('a worker without room gets an error entry while the other finishes; an unknown one too', async () => {
-    const small = mountTmpfs(24);
-    if (!small) {
-      console.warn('bench full-disk test SKIPPED: cannot mount a tmpfs here (needs root)');
-      return;
-    }
-    const { master } = await startCluster(1);
-    startWorker(master, { name: 'tiny', stateDir: small });
-    await waitForAvailable(master, 2);
-    const r = await master.exec('bench w1 tiny ghost --size 8MiB --runs 1 --json');
-    expect(r.code).toBe(1);
-    const entries = JSON.parse(r.stdout) as Entry[];
-    expect(entries.find((e) => e.worker === 'w1')).toMatchObject({ ok: true });
-    expect(entries.find((e) => e.worker === 'tiny')).toMatchObject({
-      ok: false,
-      error: { code: 'NO_SPACE', message: expect.stringMatching(/free; the benchmark needs 2 x 8.0 MiB \+ 32.0 MiB/) },
-    });
-    expect(entries.find((e) => e.worker === 'ghost')).toMatchObject({ ok: false, error: { code: 'UNKNOWN_WORKER' } });
-    expect(leftovers(path.join(small, 'bench'))).toEqual([]);
-  });
+  test.skipIf(!CAN_MOUNT)(
+    'a worker without room gets an error entry while the other finishes; an unknown one fails it all (needs root for tmpfs)',
+    async () => {
+      const small = mountTmpfs(24)!;
+      const { master } = await startCluster(1);
+      startWorker(master, { name: 'tiny', stateDir: small });
+      await waitForAvailable(master, 2);
+      const unknown = await master.exec('bench w1 tiny ghost --size 8MiB --runs 1 --json');
+      expect(unknown.code).toBe(1);
+      expect(JSON.parse(unknown.stdout)).toMatchObject({ error: { code: 'UNKNOWN_WORKER', message: expect.stringContaining('"ghost"') } });
+      const r = await master.exec('bench w1 tiny --size 8MiB --runs 1 --json');
+      expect(r.code).toBe(1);
+      const entries = JSON.parse(r.stdout) as Entry[];
+      expect(entries.find((e) => e.worker === 'w1')).toMatchObject({ ok: true });
+      expect(entries.find((e) => e.worker === 'tiny')).toMatchObject({
+        ok: false,
+        error: { code: 'NO_SPACE', message: expect.stringMatching(/free; the benchmark needs 2 x 8.0 MiB \+ 32.0 MiB/) },
+      });
+      expect(leftovers(path.join(small, 'bench'))).toEqual([]);
+    },
+  );
 
-  test('a failure midway (the disk runs out of inodes) is an error entry, and the files are gone', async () => {
+  test.skipIf(!CAN_MOUNT)('a failure midway (the disk runs out of inodes) is an error entry, and the files are gone (needs root for tmpfs)', async () => {
     // Room enough for the size check, but inodes for only one file: the copy fails midway.
     const dir = tempDir('drover-inodes-');
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m,nr_inodes=2', 'tmpfs', dir], { stdio: 'pipe' });
-    } catch {
-      console.warn('bench midway-failure test SKIPPED: cannot mount a tmpfs here (needs root)');
-      return;
-    }
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m,nr_inodes=2', 'tmpfs', dir], { stdio: 'pipe' });
     onCleanup(() => void execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
     const { master } = await startCluster(2);
     const r = await master.exec(`bench w1 w2 --size 4MiB --runs 1 --dir ${dir} --json`);

@@ -9,22 +9,14 @@ const DEPLOY = path.join(ROOT, 'deploy');
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 describe('deploy scripts and units', () => {
-  test('shellcheck passes on every shell script', () => {
-    if (!has('shellcheck')) {
-      console.warn('shellcheck SKIPPED: not installed (.ci/run installs it from the distro packages)');
-      return;
-    }
+  test.skipIf(!has('shellcheck'))('shellcheck passes on every shell script (needs shellcheck; .ci/run installs it)', () => {
     const scripts = ['install.sh', 'aws/fleet.sh'].map((s) => path.join(DEPLOY, s));
     const r = spawnSync('shellcheck', ['--shell=sh', ...scripts], { encoding: 'utf8' });
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
 
-  test('the systemd units pass systemd-analyze verify (and a broken one does not)', () => {
-    if (!has('systemd-analyze')) {
-      console.warn('unit verification SKIPPED: systemd-analyze is not installed');
-      return;
-    }
+  test.skipIf(!has('systemd-analyze'))('the systemd units pass systemd-analyze verify, and a broken one does not (needs systemd-analyze)', () => {
     const root = tempDir();
     mkdirSync(path.join(root, 'bin'));
     mkdirSync(path.join(root, 'etc'));

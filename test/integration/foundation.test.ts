@@ -197,7 +197,7 @@ describe('foundation', () => {
   test('a different worker claiming a live name is refused; the same worker reconnecting replaces its session', async () => {
     const { master, workers } = await startCluster(1, { heartbeatMs: H });
     const impostor = startWorker(master, { name: 'w1' });
-    await waitFor(() => impostor.stdout().includes('a worker named w1 is already connected from 127.0.0.1'), 'the refusal in the impostor log');
+    await waitFor(() => impostor.stdout().includes('name w1 belongs to another worker that is connected from 127.0.0.1'), 'the refusal in the impostor log');
     expect(impostor.child.exitCode).toBeNull(); // it keeps trying: the name may free up
     const rows = await master.execJson<WorkerRow[]>('workers');
     expect(rows).toHaveLength(1);
@@ -229,7 +229,7 @@ describe('foundation', () => {
     await workers[1]!.kill('SIGTERM');
     await waitFor(async () => (await master.execJson<WorkerRow[]>('workers')).find((r) => r.name === 'w2')?.status === 'unavailable', 'w2 gone');
     expect((await master.exec('forget w1')).stderr).toBe('error: worker w1 is connected; only disconnected workers can be forgotten\n');
-    expect((await master.exec('forget nobody')).stderr).toBe('error: unknown worker "nobody"\n');
+    expect((await master.exec('forget nobody')).stderr).toBe('error: unknown worker "nobody" (known workers: w1, w2)\n');
     expect(await master.execJson('forget gone')).toEqual({ forgotten: ['w2'] });
     expect((await master.execJson<WorkerRow[]>('workers')).map((r) => r.name)).toEqual(['w1']);
     expect((await master.exec('forget gone')).stdout).toBe('no disconnected workers to forget\n');

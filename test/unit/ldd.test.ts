@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { isSystemLibrary, parseLdd } from '../../packages/master/src/ldd.js';
+import { parseLdd } from '@drover/protocol';
+import { isSystemLibrary, librariesToCopy } from '../../packages/master/src/ldd.js';
 
 describe('which libraries copy ships', () => {
   test('system folders and their multiarch subfolders are system; the rest is not', () => {
@@ -29,12 +30,19 @@ describe('which libraries copy ships', () => {
       '\tlibtool.so.0 => /usr/local/lib/libtool.so.0 (0x00007f05)',
       '\t/lib64/ld-linux-x86-64.so.2 (0x00007f06)',
     ].join('\n');
-    expect(parseLdd(out)).toEqual({
+    expect(librariesToCopy(out)).toEqual({
       libraries: [
         { name: 'libgreet.so.1', path: '/opt/greet/libgreet.so.1' },
         { name: 'libtool.so.0', path: '/usr/local/lib/libtool.so.0' },
       ],
       missing: ['libmissing.so.2'],
     });
+  });
+
+  test('the worker reads the same output: what is missing, and a library that cannot be loaded', () => {
+    const report = parseLdd('\tlibmissing.so.2 => not found\n\tlibgreet.so.1 => /opt/libgreet.so.1 (0x1)\n');
+    expect(report).toEqual({ resolved: [{ name: 'libgreet.so.1', path: '/opt/libgreet.so.1' }], missing: ['libmissing.so.2'], broken: null });
+    const broken = parseLdd('./app: error while loading shared libraries: /srv/app/lib/libfx.so.2: file too short\n');
+    expect(broken.broken).toEqual({ name: 'libfx.so.2', why: 'file too short' });
   });
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AGENT_VERSION, toDroverError } from '@drover/protocol';
+import { AGENT_VERSION, checkHeartbeatMs, toDroverError } from '@drover/protocol';
 import { execCommands, flushStdio } from './exec-client.js';
 import { runMaster } from './master.js';
 
@@ -36,11 +36,18 @@ await yargs(hideBin(process.argv))
         .option('advertise', { type: 'string', describe: 'HOST[:PORT] VMs use to reach this master (default: from --host)' })
         .option('shell', { type: 'boolean', default: true, describe: 'Run the interactive master> shell (--no-shell to serve only)' })
         .option('dev', { type: 'number', default: 0, describe: 'Also start N local workers (a local cluster)' })
+        .option('name-hold', {
+          type: 'number',
+          default: 600,
+          describe: "Seconds a worker name stays its worker's after it was last seen (another machine may not take it meanwhile)",
+        })
         .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
         .conflicts('token', 'token-file'),
     async (argv) => {
       if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) fail(`--port must be 0-65535, got ${argv.port}`);
-      if (!Number.isInteger(argv['heartbeat-ms']) || argv['heartbeat-ms'] < 10) fail(`--heartbeat-ms must be an integer >= 10, got ${argv['heartbeat-ms']}`);
+      const badBeat = checkHeartbeatMs(argv['heartbeat-ms']);
+      if (badBeat) fail(badBeat);
+      if (!Number.isFinite(argv['name-hold']) || argv['name-hold'] < 0) fail(`--name-hold must be seconds >= 0, got ${argv['name-hold']}`);
       if (!Number.isInteger(argv.dev) || argv.dev < 0 || argv.dev > 64) fail(`--dev must be 0-64 workers, got ${argv.dev}`);
       try {
         await runMaster({
@@ -56,6 +63,7 @@ await yargs(hideBin(process.argv))
           shell: argv.shell,
           dev: argv.dev,
           logLevel: argv['log-level'],
+          nameHoldMs: Math.round(argv['name-hold'] * 1000),
         });
         process.exit(0);
       } catch (err) {

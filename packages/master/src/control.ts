@@ -2,29 +2,26 @@ import { mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { CONTROL_VERSION, DroverError, ErrorCode, parseControlRequest, unreachable, type ControlReply, type ControlRun } from '@drover/protocol';
 import type { CommandContext } from './commands/types.js';
 import type { Logger } from './logger.js';
 import { runLine } from './run-line.js';
 
 /**
- * The local control socket `master exec` talks to: newline-delimited JSON over a Unix socket
- * in the state dir, mode 0600, so only the master's user can drive it.
- *   client → {"type":"run","line":"ps all","json":false,"cwd":"/home/me"}
- *   master → {"type":"out","text":"..."}*  then  {"type":"done","ok":true,"output":"..."}
- * Closing the connection cancels the running command.
+ * The local control socket `master exec` talks to: the operator protocol of
+ * `@drover/protocol`'s control.ts, newline-delimited JSON over a Unix socket in the state dir,
+ * mode 0600, so only the master's user can drive it. Closing the connection cancels the
+ * running command.
  */
-export type ControlRequest = { type: 'run'; line: string; json: boolean; cwd: string };
-export type ControlReply =
-  { type: 'out'; text: string } | { type: 'done'; ok: boolean; results: { ok: boolean; output: string; stderr?: string; thrown?: boolean }[] };
-
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
 }
 
+type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>;
+
 export async function startControlServer(
   stateDir: string,
-  context: Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>,
+  context: BaseContext,
   logger: Logger,
   /** `exit` was run: the master should stop (after the reply is sent). */
   onExit: () => void,
@@ -58,7 +55,7 @@ export async function startControlServer(
   };
 }
 
-function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>, logger: Logger, onExit: () => void): void {
+function serve(socket: net.Socket, context: BaseContext, logger: Logger, onExit: () => void): void {
   const abort = new AbortController();
   socket.on('error', () => abort.abort());
   socket.on('close', () => abort.abort());
@@ -73,34 +70,42 @@ function serve(socket: net.Socket, context: Omit<CommandContext, 'signal' | 'out
   let busy: Promise<void> = Promise.resolve();
   lines.on('line', (raw) => {
     busy = busy.then(async () => {
-      let req: ControlRequest;
-      try {
-        req = JSON.parse(raw) as ControlRequest;
-        if (req.type !== 'run' || typeof req.line !== 'string') throw new Error('bad request');
-      } catch {
-        await send({ type: 'done', ok: false, results: [{ ok: false, thrown: true, output: 'error: malformed control request' }] });
+      const parsed = parseControlRequest(raw);
+      if (!parsed.ok) {
+        await send({ v: CONTROL_VERSION, type: 'error', error: { code: ErrorCode.BAD_REQUEST, message: parsed.error } });
         return;
       }
-      logger.info({ line: req.line }, 'exec');
-      const results = await runLine(
-        req.line,
-        {
-          ...context,
-          cwd: typeof req.cwd === 'string' ? req.cwd : process.cwd(),
-          signal: abort.signal,
-          interactive: false,
-          out: { write: (text) => send({ type: 'out', text }), progress: () => undefined },
-        },
-        { json: req.json === true },
-      );
-      await send({
-        type: 'done',
-        ok: results.every((r) => r.ok),
-        results: results.map((r) => ({ ok: r.ok, output: r.output, thrown: r.thrown === true, ...(r.stderr ? { stderr: r.stderr } : {}) })),
-      });
-      if (results.some((r) => r.exit)) socket.end(onExit);
+      const request = parsed.message;
+      switch (request.type) {
+        case 'run':
+          return run(request);
+        default:
+          return unreachable(request.type);
+      }
     });
   });
+
+  const run = async (req: ControlRun): Promise<void> => {
+    logger.info({ line: req.line }, 'exec');
+    const results = await runLine(
+      req.line,
+      {
+        ...context,
+        cwd: req.cwd,
+        signal: abort.signal,
+        interactive: false,
+        out: { write: (text) => send({ v: CONTROL_VERSION, type: 'out', text }), progress: () => undefined },
+      },
+      { json: req.json },
+    );
+    await send({
+      v: CONTROL_VERSION,
+      type: 'done',
+      ok: results.every((r) => r.ok),
+      results: results.map(({ exit: _exit, ...outcome }) => outcome),
+    });
+    if (results.some((r) => r.exit)) socket.end(onExit);
+  };
 }
 
 function isListening(file: string): Promise<boolean> {

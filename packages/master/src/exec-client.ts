@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import net from 'node:net';
-import type { ControlReply } from './control.js';
+import { CONTROL_VERSION, ErrorCode, parseControlReply, unreachable, type ControlRun, type ErrorCode as Code } from '@drover/protocol';
 import { socketPath } from './control.js';
 
 /**
@@ -18,8 +18,7 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'is it running?' : `(${code})`;
-    process.stderr.write(`master exec: cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}\n`);
-    return 2;
+    return failed(ErrorCode.MASTER_UNREACHABLE, `cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}`);
   }
   const nextReply = lineReader(socket);
   process.once('SIGINT', () => {
@@ -27,16 +26,23 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
     process.stderr.write('cancelled\n');
     process.exit(130);
   });
-  let failed = false;
+  /** Says why the whole exec failed: one line, or one JSON document with --json. */
+  function failed(code: Code, message: string): number {
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
+    else process.stderr.write(`master exec: ${message}\n`);
+    return 2;
+  }
+  let anyFailed = false;
   for (const line of lines) {
-    socket.write(`${JSON.stringify({ type: 'run', line, json, cwd: process.cwd() })}\n`);
+    const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd: process.cwd() };
+    socket.write(`${JSON.stringify(request)}\n`);
     for (;;) {
       const next = await nextReply();
-      if (next === null) {
-        process.stderr.write('master exec: the master closed the connection\n');
-        return 2;
-      }
-      const reply = JSON.parse(next) as ControlReply;
+      if (next === null) return failed(ErrorCode.MASTER_UNREACHABLE, 'the master closed the connection');
+      const parsed = parseControlReply(next);
+      if (!parsed.ok) return failed(ErrorCode.PROTOCOL_ERROR, parsed.error);
+      const reply = parsed.message;
+      if (reply.type === 'error') return failed(reply.error.code, reply.error.message);
       if (reply.type === 'out') {
         // A slow reader of our stdout (a pager, a pipe) pauses the socket, and so the master.
         if (!process.stdout.write(reply.text)) {
@@ -53,12 +59,13 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
         const stream = r.thrown && !r.output.startsWith('{') ? process.stderr : process.stdout;
         stream.write(`${r.output}\n`);
       }
-      if (!reply.ok) failed = true;
+      if (reply.type !== 'done') return unreachable(reply);
+      if (!reply.ok) anyFailed = true;
       break;
     }
   }
   socket.end();
-  return failed ? 1 : 0;
+  return anyFailed ? 1 : 0;
 }
 
 /**

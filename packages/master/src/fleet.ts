@@ -8,17 +8,24 @@ import {
   DroverError,
   ErrorCode,
   PROTOCOL_VERSION,
+  checkWorkerName,
   decodeChunk,
   parseWorkerMessage,
+  unreachable,
   type Hello,
   type ProcessExit,
+  type WorkerToMaster,
 } from '@drover/protocol';
+import { monotonic, type Clock } from './clock.js';
 import type { Logger } from './logger.js';
-import { WorkerSession } from './session.js';
+import { UploadBudget } from './upload-budget.js';
+import { WorkerSession } from './worker-session.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
 /** Disconnected workers stay listed (as unavailable) this long, then are forgotten. */
 const FORGET_AFTER_MS = 60 * 60 * 1000;
+/** A name stays its worker's this long after it was last seen (`--name-hold`). */
+export const DEFAULT_NAME_HOLD_MS = 10 * 60 * 1000;
 
 export interface FleetEvents {
   joined: [WorkerSession];
@@ -28,25 +35,42 @@ export interface FleetEvents {
   'process-exit': [WorkerSession, ProcessExit];
 }
 
+export interface FleetOptions {
+  token: string;
+  heartbeatMs: number;
+  logger: Logger;
+  /** Monotonic milliseconds; tests pass a fake one. */
+  clock?: Clock;
+  nameHoldMs?: number;
+  /** False in unit tests that call sweep() by hand. */
+  sweepTimer?: boolean;
+}
+
 /**
- * Every worker session, keyed by name. Liveness is one sweep timer for the whole fleet
- * (not a timer per worker): a worker with no heartbeat for 2 intervals is unavailable.
+ * Every worker session, keyed by name, and the one place worker → master messages are handled.
+ * Liveness is one sweep timer for the whole fleet (not a timer per worker): a worker with no
+ * heartbeat for 2 intervals is unavailable.
  */
 export class Fleet extends EventEmitter<FleetEvents> {
+  readonly heartbeatMs: number;
+  readonly clock: Clock;
+  readonly uploads = new UploadBudget();
   private readonly sessions = new Map<string, WorkerSession>();
-  private readonly sweeper: NodeJS.Timeout;
+  private readonly sweeper: NodeJS.Timeout | null;
   private readonly tokenDigest: Buffer;
+  private readonly logger: Logger;
+  private readonly nameHoldMs: number;
 
-  constructor(
-    token: string,
-    readonly heartbeatMs: number,
-    private readonly logger: Logger,
-  ) {
+  constructor(opts: FleetOptions) {
     super();
-    this.tokenDigest = digest(token);
+    this.heartbeatMs = opts.heartbeatMs;
+    this.logger = opts.logger;
+    this.clock = opts.clock ?? monotonic;
+    this.nameHoldMs = opts.nameHoldMs ?? DEFAULT_NAME_HOLD_MS;
+    this.tokenDigest = digest(opts.token);
     // Sweeping every H/4 bounds the detection slack at H/4 past the 2·H deadline.
-    this.sweeper = setInterval(() => this.sweep(), Math.max(5, Math.floor(heartbeatMs / 4)));
-    this.sweeper.unref();
+    this.sweeper = opts.sweepTimer === false ? null : setInterval(() => this.sweep(), Math.max(5, Math.floor(opts.heartbeatMs / 4)));
+    this.sweeper?.unref();
   }
 
   list(): WorkerSession[] {
@@ -63,31 +87,29 @@ export class Fleet extends EventEmitter<FleetEvents> {
     return n;
   }
 
+  /** The session of `name` whatever its status, or a clear error naming the worker. */
+  find(name: string): WorkerSession {
+    const s = this.sessions.get(name);
+    if (s) return s;
+    // A hint, not a listing: with thousands of workers the error must stay one readable line.
+    const known = this.names();
+    const shown = known.slice(0, 10).join(', ') + (known.length > 10 ? `, and ${known.length - 10} more (see workers)` : '');
+    const hint = known.length ? `known workers: ${shown}` : 'no workers have joined';
+    throw new DroverError(ErrorCode.UNKNOWN_WORKER, `unknown worker "${name}" (${hint})`);
+  }
+
   /** The session of `name`, available, or a clear error naming the worker. */
   get(name: string): WorkerSession {
-    const s = this.sessions.get(name);
-    if (!s) {
-      // A hint, not a listing: with thousands of workers the error must stay one readable line.
-      const known = this.names();
-      const shown = known.slice(0, 10).join(', ') + (known.length > 10 ? `, and ${known.length - 10} more (see workers)` : '');
-      const hint = known.length ? `known workers: ${shown}` : 'no workers have joined';
-      throw new DroverError(ErrorCode.UNKNOWN_WORKER, `unknown worker "${name}" (${hint})`);
-    }
-    if (s.status !== 'available') {
-      const ago = ((Date.now() - s.lastHeartbeatAt) / 1000).toFixed(1);
-      throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${name} is unavailable (last heartbeat ${ago} s ago)`);
-    }
+    const s = this.find(name);
+    if (s.status !== 'available') throw this.unavailableError(s);
     return s;
   }
 
-  /** `all` → every available worker (at least one); a name → that worker. */
-  select(target: string): WorkerSession[] {
-    if (target === 'all') {
-      const up = this.list().filter((s) => s.status === 'available');
-      if (up.length === 0) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, 'no worker is available');
-      return up;
-    }
-    return [this.get(target)];
+  /** Why `s` cannot be asked anything now, in one line. */
+  unavailableError(s: WorkerSession): DroverError {
+    const ago = (s.liveness.silentMs(this.clock()) / 1000).toFixed(1);
+    const why = s.connected ? `missed heartbeats; last one ${ago} s ago` : `disconnected; last heard ${ago} s ago`;
+    return new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${s.name} is unavailable (${why})`);
   }
 
   /**
@@ -96,8 +118,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
    */
   forget(name: string): string[] {
     if (name !== 'gone') {
-      const s = this.sessions.get(name);
-      if (!s) throw new DroverError(ErrorCode.UNKNOWN_WORKER, `unknown worker "${name}"`);
+      const s = this.find(name);
       if (s.connected) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `worker ${name} is connected; only disconnected workers can be forgotten`);
       this.sessions.delete(name);
       return [name];
@@ -128,36 +149,62 @@ export class Fleet extends EventEmitter<FleetEvents> {
   }
 
   close(): void {
-    clearInterval(this.sweeper);
+    if (this.sweeper) clearInterval(this.sweeper);
+    const now = this.clock();
     for (const s of this.sessions.values()) {
       if (s.connected) s.close(CloseCode.SHUTDOWN, 'master shutting down');
-      s.markDisconnected('master shutting down');
+      s.markDisconnected('master shutting down', now);
+    }
+  }
+
+  /** Marks workers silent for 2 intervals unavailable; drops long-disconnected ones. */
+  sweep(now = this.clock()): void {
+    const deadline = 2 * this.heartbeatMs;
+    for (const s of this.sessions.values()) {
+      if (s.liveness.check(now, deadline)) {
+        this.logger.warn({ worker: s.name, silentMs: Math.round(s.liveness.silentMs(now)) }, 'worker missed 2 heartbeats: unavailable');
+        this.emit('unavailable', s);
+      }
+      const since = s.liveness.disconnectedAt;
+      if (since !== null && now - since > FORGET_AFTER_MS) this.sessions.delete(s.name);
     }
   }
 
   private admit(ws: WebSocket, req: IncomingMessage, hello: Hello): void {
     const peer = req.socket.remoteAddress ?? 'unknown';
+    const refuse = (code: number, errorCode: ErrorCode, reason: string): void => {
+      this.logger.warn({ peer, worker: hello.name, code: errorCode }, `refused a worker: ${reason}`);
+      ws.close(code, truncate(reason));
+    };
     if (!timingSafeEqual(digest(hello.token), this.tokenDigest)) {
-      this.logger.warn({ peer, worker: hello.name }, 'refused a worker: bad token');
-      return ws.close(CloseCode.UNAUTHORIZED, hello.token ? 'bad token' : 'missing token');
+      return refuse(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, hello.token ? 'bad token' : 'missing token');
     }
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      this.logger.warn({ peer, worker: hello.name, version: hello.protocolVersion }, 'refused a worker: protocol version');
-      return ws.close(CloseCode.VERSION_MISMATCH, `protocol version ${hello.protocolVersion} is not supported; the master speaks ${PROTOCOL_VERSION}`);
+      const why = `protocol version ${hello.protocolVersion} is not supported; the master speaks ${PROTOCOL_VERSION}`;
+      return refuse(CloseCode.VERSION_MISMATCH, ErrorCode.VERSION_MISMATCH, why);
     }
+    const badName = checkWorkerName(hello.name);
+    if (badName) return refuse(CloseCode.BAD_NAME, ErrorCode.BAD_NAME, badName);
+    const now = this.clock();
     const existing = this.sessions.get(hello.name);
-    if (existing?.connected) {
-      if (existing.workerId !== hello.workerId && existing.status === 'available') {
-        this.logger.warn({ peer, worker: hello.name }, 'refused a worker: duplicate name');
-        return ws.close(
+    if (existing && existing.workerId !== hello.workerId) {
+      // A name belongs to its worker id: another machine may not take it while its owner is
+      // connected, or was seen recently (a network blip), without `forget` first.
+      const seenAgo = existing.connected ? 0 : now - (existing.liveness.disconnectedAt ?? now);
+      if (existing.connected || seenAgo < this.nameHoldMs) {
+        const when = existing.connected ? 'is connected' : `was seen ${Math.round(seenAgo / 1000)} s ago`;
+        return refuse(
           CloseCode.DUPLICATE_NAME,
-          truncate(`a worker named ${hello.name} is already connected from ${existing.address}; start this one with another --name`),
+          ErrorCode.DUPLICATE_NAME,
+          `name ${hello.name} belongs to another worker that ${when} from ${existing.address}; use another --name, or forget ${hello.name} on the master`,
         );
       }
-      existing.close(CloseCode.REPLACED, 'replaced by a newer connection of the same worker');
-      existing.markDisconnected('replaced by a newer connection');
     }
-    const session = new WorkerSession(ws, req, hello, this.logger);
+    if (existing?.connected) {
+      existing.close(CloseCode.REPLACED, 'replaced by a newer connection of the same worker');
+      existing.markDisconnected('replaced by a newer connection', now);
+    }
+    const session = new WorkerSession(ws, req, hello, now, this.uploads, this.logger);
     this.sessions.set(hello.name, session);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
     ws.on('close', (code, reason) => this.onClose(session, code, reason.toString()));
@@ -171,21 +218,33 @@ export class Fleet extends EventEmitter<FleetEvents> {
     if (isBinary) {
       const chunk = decodeChunk(data);
       if (!chunk.ok) return this.protocolError(session, chunk.error, null);
-      return session.receiveChunk(chunk.ref, chunk.payload);
+      if (session.requests.receiveChunk(chunk.ref, chunk.payload) === 'overrun') {
+        this.logger.warn({ worker: session.name, ref: chunk.ref }, 'worker ignored flow control; disconnecting it');
+        session.close(CloseCode.PROTOCOL_VIOLATION, 'sent past the flow-control window');
+      }
+      return;
     }
     const parsed = parseWorkerMessage(data.toString('utf8'));
     if (!parsed.ok) return this.protocolError(session, parsed.error.message, parsed.id);
-    const message = parsed.message;
+    this.handle(session, parsed.message);
+  }
+
+  /** Every worker → master message is handled here, and only here. */
+  private handle(session: WorkerSession, message: WorkerToMaster): void {
     switch (message.type) {
       case 'heartbeat':
-        session.lastHeartbeatAt = Date.now();
         session.load = message.load;
-        if (session.status !== 'available') {
-          session.status = 'available';
+        if (session.liveness.beat(this.clock())) {
           this.logger.info({ worker: session.name }, 'worker available again');
           this.emit('available', session);
         }
         return;
+      case 'result':
+        return session.requests.settleResult(message);
+      case 'ack':
+        return session.ackUpload(message.ref, message.bytes);
+      case 'transfer-error':
+        return session.failUpload(message.ref, message.error);
       case 'process-exit':
         this.emit('process-exit', session, message);
         return;
@@ -195,7 +254,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
       case 'hello':
         return this.protocolError(session, 'hello was already received', null);
       default:
-        session.receive(message);
+        return unreachable(message);
     }
   }
 
@@ -207,23 +266,10 @@ export class Fleet extends EventEmitter<FleetEvents> {
   private onClose(session: WorkerSession, code: number, reason: string): void {
     if (!session.connected) return;
     const why = reason || `connection closed (${code})`;
-    session.markDisconnected(why);
+    session.markDisconnected(why, this.clock());
     if (this.sessions.get(session.name) !== session) return;
     this.logger.info({ worker: session.name, code, reason }, 'worker left');
     this.emit('left', session, why);
-  }
-
-  private sweep(): void {
-    const now = Date.now();
-    const deadline = 2 * this.heartbeatMs;
-    for (const s of this.sessions.values()) {
-      if (s.status === 'available' && now - s.lastHeartbeatAt > deadline) {
-        s.status = 'unavailable';
-        this.logger.warn({ worker: s.name, silentMs: now - s.lastHeartbeatAt }, 'worker missed 2 heartbeats: unavailable');
-        this.emit('unavailable', s);
-      }
-      if (!s.connected && s.disconnectedAt !== null && now - s.disconnectedAt > FORGET_AFTER_MS) this.sessions.delete(s.name);
-    }
   }
 }
 

@@ -24,3 +24,12 @@ export function formatDuration(ms: number): string {
   if (h < 24) return `${h}h${String(m % 60).padStart(2, '0')}m`;
   return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`;
 }
+
+/**
+ * Makes text from workers safe to print on a terminal: control characters (clear screen,
+ * title changes, OSC 52 clipboard writes) are shown escaped, never sent raw. Newlines and
+ * tabs stay. JSON output needs none of this: JSON.stringify escapes them already.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { parseLdd } from '@drover/protocol';
 
 /** Libraries that are part of the C runtime on every Linux machine: never copied, wherever found. */
 const RUNTIME = /^(libc|libpthread|libm|libdl|librt|libutil|libresolv|libnsl|libcrypt|libanl|ld-linux[^/]*|ld64|linux-vdso|linux-gate)\.so/;
@@ -11,17 +12,20 @@ export function isSystemLibrary(file: string): boolean {
   return /^\/(usr\/)?lib(32|64|x32)?\/[a-z0-9_]+-linux-[a-z0-9_]+$/.test(dir);
 }
 
-export interface ResolvedLibrary {
-  /** The name the loader asks for (the soname), which is the name it is stored under. */
-  name: string;
-  /** Where it was found on this machine. */
-  path: string;
-}
-
 export interface LibraryScan {
-  libraries: ResolvedLibrary[];
+  /** Non-system libraries: the name the loader asks for (stored under it) and where it is here. */
+  libraries: { name: string; path: string }[];
   /** Needed libraries this machine could not resolve: not copied. */
   missing: string[];
+}
+
+/** Keeps what ldd reported that must travel with an executable: non-runtime, non-system libraries. */
+export function librariesToCopy(lddOutput: string): LibraryScan {
+  const report = parseLdd(lddOutput);
+  return {
+    libraries: report.resolved.filter((l) => !RUNTIME.test(l.name) && !isSystemLibrary(l.path)),
+    missing: report.missing.filter((name) => !RUNTIME.test(name)),
+  };
 }
 
 /**
@@ -31,27 +35,7 @@ export interface LibraryScan {
 export function scanLibraries(file: string): Promise<LibraryScan> {
   return new Promise((resolve) => {
     execFile('ldd', [file], { timeout: 20_000, maxBuffer: 4 * 1024 * 1024 }, (_err, stdout) => {
-      resolve(parseLdd(String(stdout ?? '')));
+      resolve(librariesToCopy(String(stdout ?? '')));
     });
   });
-}
-
-/** Parses ldd output lines: `libfoo.so.1 => /opt/foo/libfoo.so.1 (0x…)`, `libbar.so => not found`. */
-export function parseLdd(output: string): LibraryScan {
-  const libraries: ResolvedLibrary[] = [];
-  const missing: string[] = [];
-  for (const line of output.split('\n')) {
-    const m = /^\s*(\S+)\s+=>\s+(.*?)\s*(\(0x[0-9a-f]+\))?\s*$/.exec(line);
-    if (!m) continue;
-    const name = m[1]!;
-    const where = m[2]!;
-    if (RUNTIME.test(name)) continue;
-    if (where === 'not found') {
-      missing.push(name);
-      continue;
-    }
-    if (!where.startsWith('/') || isSystemLibrary(where)) continue;
-    libraries.push({ name, path: where });
-  }
-  return { libraries, missing };
 }

@@ -1,6 +1,5 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
-import os from 'node:os';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
 import { commands } from './commands/index.js';
@@ -11,7 +10,9 @@ import { Fleet } from './fleet.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { loadInstaller } from './installer.js';
+import { advertise } from './advertise.js';
 import { startShell } from './shell.js';
+import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
 
 export interface MasterOptions {
@@ -29,6 +30,8 @@ export interface MasterOptions {
   shell: boolean;
   dev: number;
   logLevel: string;
+  /** How long a name stays its worker's after it was last seen. */
+  nameHoldMs?: number;
 }
 
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
@@ -36,7 +39,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
   const token = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
-  const fleet = new Fleet(token, opts.heartbeatMs, logger);
+  const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
   const tls = await loadTls(opts.tlsCert, opts.tlsKey);
   const installer = loadInstaller(tls ? 'https' : 'http');
@@ -80,7 +83,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   if (opts.dev > 0) {
     dev = startDevCluster({ count: opts.dev, port: server.port, token, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs });
     say(`started ${opts.dev} local workers (${dev.names.join(', ')}); their logs are in ${dev.logDir}`);
-    await waitForWorkers(fleet, opts.dev, 10_000);
+    await waitForWorkers(fleet, opts.dev, { timeoutMs: 10_000, quiet: true });
   }
 
   let shell: Awaited<ReturnType<typeof startShell>> | null = null;
@@ -138,35 +141,4 @@ async function loadTls(certFile: string | undefined, keyFile: string | undefined
     throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--tls-cert/--tls-key are not a usable PEM certificate and key: ${(err as Error).message}`);
   }
   return pair;
-}
-
-function waitForWorkers(fleet: Fleet, n: number, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (fleet.availableCount() < n) return;
-      clearTimeout(timer);
-      fleet.off('joined', check);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      fleet.off('joined', check);
-      resolve();
-    }, ms);
-    fleet.on('joined', check);
-    check();
-  });
-}
-
-/** HOST:PORT a VM should dial: --advertise, else the bound host, else this machine's first external IPv4. */
-function advertise(given: string | undefined, host: string, port: number): string {
-  if (given) return given.includes(':') && !given.startsWith('[') && given.split(':').length === 2 ? given : `${given}:${port}`;
-  return `${advertisedHost(host)}:${port}`;
-}
-
-function advertisedHost(host: string): string {
-  if (host !== '0.0.0.0' && host !== '::') return host.includes(':') ? `[${host}]` : host;
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return '127.0.0.1';
 }

@@ -1,18 +1,12 @@
-import { parseArgs } from 'node:util';
-import { DroverError, ErrorCode, toDroverError } from '@drover/protocol';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DroverError, ErrorCode, toDroverError, type LineOutcome } from '@drover/protocol';
 import type { Command, CommandContext, ParsedArgs } from './commands/types.js';
+import { escapeControl } from './format.js';
 import { splitCommands } from './tokenize.js';
 
-export interface LineResult {
-  ok: boolean;
-  /** What to print: human text or JSON, per --json. */
-  output: string;
+export interface LineResult extends LineOutcome {
   /** The shell should end. */
   exit: boolean;
-  /** Error lines for stderr, beside JSON output. */
-  stderr?: string;
-  /** The command failed as a whole: its output is the error (stderr, for human output). */
-  thrown?: boolean;
 }
 
 /** Runs one line (possibly several `;`-separated commands) and returns what to print; no console I/O. */
@@ -49,11 +43,12 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
     }
     const args = parseCommandArgs(command, argv);
     const data = await command.run(args, { ...ctx, json });
-    const errors = command.errors?.(data) ?? [];
-    const failed = (command.failed?.(data) ?? false) || errors.length > 0;
-    if (!json) return { ok: !failed, output: command.format(data, args), exit: name === 'exit' };
-    const output = JSON.stringify(command.toJson ? command.toJson(data) : data);
-    return { ok: !failed, output, exit: name === 'exit', ...(errors.length ? { stderr: errors.join('\n') } : {}) };
+    const failures = command.failures?.(data) ?? [];
+    const exit = name === 'exit';
+    if (json) return { ok: failures.length === 0, output: JSON.stringify(command.toJson ? command.toJson(data) : data), exit, thrown: false };
+    // Text from workers (host names, args, exit reasons) may hold terminal escapes: never print them raw.
+    const output = escapeControl(command.format(data, args));
+    return { ok: failures.length === 0, output, exit, thrown: false, ...(failures.length ? { stderr: escapeControl(failures.join('\n')) } : {}) };
   } catch (err) {
     const e = ctx.signal.aborted ? new DroverError(ErrorCode.CANCELLED, 'cancelled') : toDroverError(err);
     return errorResult(e, json);
@@ -61,35 +56,52 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
 }
 
 function errorResult(e: DroverError, json: boolean): LineResult {
-  return { ok: false, output: json ? JSON.stringify({ error: e.toJSON() }) : `error: ${e.message}`, exit: false, thrown: true };
+  return { ok: false, output: json ? JSON.stringify({ error: e.toJSON() }) : escapeControl(`error: ${e.message}`), exit: false, thrown: true };
 }
 
-/** Parses a command's words strictly; errors name the command and show its usage. */
+/** Parses a command's words strictly, each option through its parser; errors name the command and show its usage. */
 export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
   const dash = argv.indexOf('--');
   const head = dash >= 0 ? argv.slice(0, dash) : argv;
   const rest = dash >= 0 ? argv.slice(dash + 1) : [];
   if (rest.length && !command.takesRest) throw badArgs(command, 'takes no arguments after --');
+  const options: NonNullable<ParseArgsConfig['options']> = { json: { type: 'boolean' } };
+  for (const [key, spec] of Object.entries(command.options ?? {})) {
+    options[key] = {
+      type: spec.type,
+      ...(spec.short ? { short: spec.short } : {}),
+      ...(spec.type === 'string' && spec.multiple ? { multiple: true } : {}),
+    };
+  }
   let parsed;
   try {
-    parsed = parseArgs({
-      args: head,
-      options: { json: { type: 'boolean' }, ...command.options },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgs({ args: head, options, allowPositionals: true, strict: true });
   } catch (err) {
     const message = err instanceof Error ? err.message.split('\n')[0]!.replace(/\. To specify a positional.*$/, '') : String(err);
     throw badArgs(command, message.replace(/^Unknown option/, 'unknown option').replace(/^Option/, 'option'));
+  }
+  const values: Record<string, unknown> = { ...parsed.values };
+  for (const [key, spec] of Object.entries(command.options ?? {})) {
+    const raw = values[key];
+    if (spec.type !== 'string' || !spec.parse || raw === undefined) continue;
+    const parse = spec.parse;
+    const one = (text: string): unknown => {
+      try {
+        return parse(text);
+      } catch (err) {
+        throw badArgs(command, `--${key} must be ${err instanceof Error ? err.message : String(err)}, got "${text}"`);
+      }
+    };
+    values[key] = Array.isArray(raw) ? (raw as string[]).map(one) : one(raw as string);
   }
   const positionals = parsed.positionals;
   if (positionals.length < (command.minArgs ?? 0)) throw badArgs(command, 'missing arguments');
   if (command.maxArgs !== undefined && positionals.length > command.maxArgs) {
     throw badArgs(command, `unexpected argument "${positionals[command.maxArgs]}"`);
   }
-  return { positionals, values: parsed.values, rest };
+  return { positionals, values, rest };
 }
 
-export function badArgs(command: Command, why: string): DroverError {
+export function badArgs(command: Pick<Command, 'name' | 'usage'>, why: string): DroverError {
   return new DroverError(ErrorCode.BAD_ARGUMENTS, `${command.name}: ${why} (usage: ${command.usage})`);
 }

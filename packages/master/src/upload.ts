@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { CHUNK_BYTES, DroverError, ErrorCode, toDroverError, type AppFile } from '@drover/protocol';
-import type { WorkerSession } from './session.js';
+import type { WorkerSession } from './worker-session.js';
 
 /** A file to copy: where it is here, and what it becomes in the app folder. */
 export interface SourceFile extends AppFile {
@@ -89,7 +89,7 @@ async function uploadFile(session: WorkerSession, app: string, file: SourceFile,
       for await (const chunk of stream) {
         const buf = chunk as Buffer;
         if (sent + buf.length > file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.source} grew while it was being copied`);
-        await session.sendChunk(ref, sent, buf, signal);
+        await session.sendChunk(ref, buf, signal);
         sent += buf.length;
         progress(buf.length);
       }

@@ -75,3 +75,8 @@ function firstLine(text: string): string {
   const line = text.split('\n', 1)[0] ?? '';
   return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
+
+/** For the default of an exhaustive switch: a new union member fails to compile where it is not handled. */
+export function unreachable(value: never): never {
+  throw new DroverError(ErrorCode.INTERNAL, `unhandled case ${JSON.stringify(value)}`);
+}

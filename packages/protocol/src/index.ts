@@ -6,3 +6,6 @@ export * from './schemas.js';
 export * from './messages.js';
 export * from './parse.js';
 export * from './sizes.js';
+export * from './flow-window.js';
+export * from './ldd.js';
+export * from './control.js';

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { HEARTBEAT_MAX_MS, HEARTBEAT_MIN_MS } from './version.js';
 import { AppFile, BenchRun, Bytes, ErrorBody, ExitInfo, FileName, Gpu, Id, Load, Name, ProcessInfo, Sha256, UsageInfo } from './schemas.js';
 
 const v = z.literal(1);
@@ -24,16 +25,10 @@ export type Hello = z.infer<typeof Hello>;
 export const Heartbeat = z.object({ v, type: z.literal('heartbeat'), seq: z.number().int().nonnegative(), load: Load });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-export const Result = z
-  .object({
-    v,
-    type: z.literal('result'),
-    id: Id,
-    ok: z.boolean(),
-    data: z.unknown().optional(),
-    error: ErrorBody.optional(),
-  })
-  .refine((r) => r.ok || r.error !== undefined, { message: 'a failed result needs an error' });
+/** The answer to request `id`: its data, or an error. Validated per request type by ResultData. */
+export const ResultOk = z.object({ v, type: z.literal('result'), id: Id, ok: z.literal(true), data: z.unknown() });
+export const ResultError = z.object({ v, type: z.literal('result'), id: Id, ok: z.literal(false), error: ErrorBody });
+export const Result = z.discriminatedUnion('ok', [ResultOk, ResultError]);
 export type Result = z.infer<typeof Result>;
 
 export const ProcessExit = z.object({ v, type: z.literal('process-exit'), pid: z.number().int().positive(), app: Name, exit: ExitInfo });
@@ -60,7 +55,7 @@ export const Welcome = z.object({
   v,
   type: z.literal('welcome'),
   name: Name,
-  heartbeatMs: z.number().int().positive(),
+  heartbeatMs: z.number().int().min(HEARTBEAT_MIN_MS).max(HEARTBEAT_MAX_MS),
   masterVersion: z.string(),
 });
 export type Welcome = z.infer<typeof Welcome>;
@@ -76,7 +71,14 @@ export const UploadBeginRequest = req('upload-begin', { app: Name, file: AppFile
 export const UploadEndRequest = req('upload-end', { ref: Id });
 export const AppCommitRequest = req('app-commit', { app: Name, executable: FileName, files: z.array(AppFile).max(4096), keep: z.array(AppFile).max(4096) });
 export const AppDeleteRequest = req('app-delete', { app: Name, force: z.boolean() });
-export const LaunchRequest = req('launch', { app: Name, args: z.array(z.string().max(65536)).max(4096) });
+/** Environment variable names an app may be given (`launch --env K=V`). */
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const LaunchRequest = req('launch', {
+  app: Name,
+  args: z.array(z.string().max(65536)).max(4096),
+  /** The app's own environment variables, beside the few drover sets. */
+  env: z.record(z.string().regex(ENV_NAME_PATTERN), z.string().max(65536)).optional(),
+});
 export const PsRequest = req('ps', {});
 export const SignalRequest = req('signal', {
   pid: z.number().int().positive(),

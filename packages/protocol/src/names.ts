@@ -25,3 +25,16 @@ export function toWorkerName(hostname: string): string {
     .replace(/^[^A-Za-z0-9]+/, '');
   return (cleaned || 'worker').slice(0, 64);
 }
+
+/** Words that mean something where a worker name goes (`copy all`, `forget gone`, `launch any`). */
+export const RESERVED_WORKER_NAMES: readonly string[] = ['all', 'any', 'gone', 'none'];
+
+/** Like checkName, and refuses the reserved words: a worker named `all` would confuse every command. */
+export function checkWorkerName(name: string): string | null {
+  const bad = checkName(name, 'worker name');
+  if (bad) return bad;
+  if (RESERVED_WORKER_NAMES.includes(name.toLowerCase())) {
+    return `worker name "${name}" is reserved (${RESERVED_WORKER_NAMES.join(', ')} mean something in commands); pick another with --name`;
+  }
+  return null;
+}

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { ERROR_CODES } from './errors.js';
+import { ErrorCode } from './errors.js';
 import { FILE_NAME_PATTERN, NAME_PATTERN } from './names.js';
 
 /** Building blocks shared by several messages. */
@@ -10,7 +10,7 @@ export const Id = z.number().int().nonnegative().max(0xffffffff);
 export const Bytes = z.number().int().nonnegative();
 
 export const ErrorBody = z.object({
-  code: z.enum(ERROR_CODES as [string, ...string[]]),
+  code: z.enum(ErrorCode),
   message: z.string().max(4096),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;

@@ -13,6 +13,16 @@ export const CHUNK_BYTES = 256 * 1024;
 /** Unacknowledged bytes a sender may have in flight for one transfer. */
 export const TRANSFER_WINDOW_BYTES = 8 * 1024 * 1024;
 
+/** Bounds of the heartbeat interval, on both sides: a huge one overflows timers into a busy loop. */
+export const HEARTBEAT_MIN_MS = 100;
+export const HEARTBEAT_MAX_MS = 60_000;
+
+/** Returns an error message when `ms` is not a usable heartbeat interval, else null. */
+export function checkHeartbeatMs(ms: number): string | null {
+  if (Number.isInteger(ms) && ms >= HEARTBEAT_MIN_MS && ms <= HEARTBEAT_MAX_MS) return null;
+  return `--heartbeat-ms must be a whole number of milliseconds from ${HEARTBEAT_MIN_MS} to ${HEARTBEAT_MAX_MS}, got ${ms}`;
+}
+
 /** WebSocket close codes the master uses to refuse or drop a worker. */
 export const CloseCode = {
   /** The first frame was not a valid hello. */
@@ -20,8 +30,12 @@ export const CloseCode = {
   UNAUTHORIZED: 4001,
   VERSION_MISMATCH: 4002,
   DUPLICATE_NAME: 4003,
+  /** The worker's name is not allowed (a reserved word). */
+  BAD_NAME: 4004,
   /** A newer session of the same worker took over. */
   REPLACED: 4005,
   /** The master is shutting down. */
   SHUTDOWN: 4006,
+  /** The peer broke the protocol (ignored flow control). */
+  PROTOCOL_VIOLATION: 4007,
 } as const;

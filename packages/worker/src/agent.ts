@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type Hello, type MasterToWorker, type Request } from '@drover/protocol';
+import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type ErrorCode, type Hello, type MasterToWorker, type Request } from '@drover/protocol';
 import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
 import { Link } from './link.js';
 import type { Logger } from './logger.js';
@@ -15,7 +15,8 @@ export interface AgentOptions {
   stateDir: string;
   heartbeatMs: number;
   logger: Logger;
-  onFatal(message: string): void;
+  /** The master refused this worker for a reason retrying will not fix. */
+  onFatal(message: string, code: ErrorCode): void;
 }
 
 /** The worker agent: one link to the master, and the services that answer its requests. */
@@ -57,7 +58,7 @@ export class Agent {
       onMessage: (m) => this.dispatch(m),
       onChunk: (ref, payload) => this.services.transfers.receive(ref, payload),
       onDown: () => this.abortAll(),
-      onRefused: (code, reason) => opts.onFatal(`the master refused this worker (${code}): ${reason}`),
+      onRefused: (code, reason, errorCode) => opts.onFatal(`the master refused this worker (${code}): ${reason}`, errorCode),
     });
     this.link = link;
     this.services.attachLink(link);
@@ -71,10 +72,11 @@ export class Agent {
     await this.unlock?.();
   }
 
+  /** Every master → worker message is handled here; each request type has its handler in handlers.ts. */
   private dispatch(message: MasterToWorker): void {
     switch (message.type) {
       case 'welcome':
-        return;
+        return; // the link handles it
       case 'protocol-error':
         this.opts.logger.warn({ error: message.error }, 'the master could not read a frame of ours');
         return;
@@ -85,6 +87,7 @@ export class Agent {
         this.services.transfers.ack(message.ref, message.bytes);
         return;
       default:
+        // Only requests are left: a new non-request message type fails to compile here.
         void this.answer(message);
     }
   }

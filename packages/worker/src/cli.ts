@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AGENT_VERSION, checkName, toWorkerName } from '@drover/protocol';
+import { AGENT_VERSION, checkHeartbeatMs, checkWorkerName, toWorkerName } from '@drover/protocol';
 import { Agent } from './agent.js';
 import { createLogger } from './logger.js';
 import { parseMasterAddress } from './address.js';
@@ -36,11 +36,12 @@ if (!master) fail('no master: pass --master HOST:PORT or set DROVER_MASTER');
 const url = parseMasterAddress(master);
 if (!url.ok) fail(url.error);
 const name = argv.name ?? (process.env.DROVER_NAME || toWorkerName(os.hostname()));
-const badName = checkName(name, 'worker name');
+const badName = checkWorkerName(name);
 if (badName) fail(badName);
 const token = argv.token ?? process.env.DROVER_TOKEN ?? '';
 if (!token) fail('no join token: pass --token or set DROVER_TOKEN (the master prints it at start)');
-if (!Number.isInteger(argv['heartbeat-ms']) || argv['heartbeat-ms'] < 10) fail(`--heartbeat-ms must be an integer >= 10, got ${argv['heartbeat-ms']}`);
+const badBeat = checkHeartbeatMs(argv['heartbeat-ms']);
+if (badBeat) fail(badBeat);
 const stateDir = path.resolve(argv['state-dir'] ?? process.env.STATE_DIRECTORY ?? path.join(os.homedir(), '.drover', 'worker'));
 
 const caFile = argv.ca ?? process.env.DROVER_CA;
@@ -62,8 +63,8 @@ const agent = new Agent({
   stateDir,
   heartbeatMs: argv['heartbeat-ms'],
   logger,
-  onFatal: (message) => {
-    logger.fatal(message);
+  onFatal: (message, code) => {
+    logger.fatal({ code }, message);
     process.stderr.write(`worker: ${message}\n`);
     void agent.stop().finally(() => process.exit(3));
   },

@@ -1,4 +1,4 @@
-import { DroverError, ErrorCode, type Request, type RequestOf, type ResultDataOf, type RequestType } from '@drover/protocol';
+import { DroverError, ErrorCode, type RequestOf, type RequestType, type ResultDataOf } from '@drover/protocol';
 import { runBench } from './bench.js';
 import type { Logger } from './logger.js';
 import { streamLog, tailOffset } from './log-stream.js';
@@ -11,52 +11,48 @@ export interface HandlerContext {
   logger: Logger;
 }
 
-/** Answers one request from the master; throws a DroverError for a clear failure. */
-export async function handleRequest(request: Request, ctx: HandlerContext): Promise<ResultDataOf<RequestType>> {
-  switch (request.type) {
-    case 'inventory':
-      return inventory(request, ctx);
-    case 'upload-begin':
-      await ctx.services.transfers.begin(request.id, request.app, request.file, request.mode);
-      return {};
-    case 'upload-end':
-      return ctx.services.transfers.end(request.ref);
-    case 'app-commit':
-      return commit(request, ctx);
-    case 'app-delete':
-      return deleteApp(request, ctx);
-    case 'launch': {
-      const r = await ctx.services.supervisor.launch(request.app, request.args);
-      return { pid: r.pid, state: r.exit ? 'dead' : 'running', startedAt: r.startedAt, logPath: r.logPath };
+type Handler<T extends RequestType> = (request: RequestOf<T>, ctx: HandlerContext) => Promise<ResultDataOf<T>>;
+
+/**
+ * One handler per request type. The mapped type makes a missing handler, or one that returns
+ * another request's result shape, a compile error.
+ */
+export const handlers: { [T in RequestType]: Handler<T> } = {
+  inventory: async (request, ctx) => {
+    const manifest = await ctx.services.store.manifest(request.app);
+    if (!manifest) return { exists: false, executable: null, files: [] };
+    return { exists: true, executable: manifest.executable, files: manifest.files };
+  },
+  'upload-begin': async (request, ctx) => {
+    await ctx.services.transfers.begin(request.id, request.app, request.file, request.mode);
+    return {};
+  },
+  'upload-end': (request, ctx) => ctx.services.transfers.end(request.ref),
+  'app-commit': async (request, ctx) => {
+    const { store, transfers } = ctx.services;
+    const staged = transfers.takeStaged(request.app);
+    try {
+      return { files: await store.commit(request.app, request.executable, staged, request.files, request.keep) };
+    } finally {
+      await transfers.discardStaged(staged);
     }
-    case 'ps':
-      return { processes: await ctx.services.supervisor.list() };
-    case 'signal':
-      return ctx.services.supervisor.signal(request.pid, request.mode, request.timeoutMs, ctx.signal);
-    case 'usage':
-      return { processes: await ctx.services.supervisor.usage() };
-    case 'logs':
-      return logs(request, ctx);
-    case 'bench':
-      return runBench(request, ctx.services, ctx.signal);
-  }
-}
+  },
+  'app-delete': deleteApp,
+  launch: async (request, ctx) => {
+    const r = await ctx.services.supervisor.launch(request.app, request.args, request.env ?? {});
+    return { pid: r.pid, state: r.exit ? 'dead' : 'running', startedAt: r.startedAt, logPath: r.logPath };
+  },
+  ps: async (_request, ctx) => ({ processes: await ctx.services.supervisor.list() }),
+  signal: (request, ctx) => ctx.services.supervisor.signal(request.pid, request.mode, request.timeoutMs, ctx.signal),
+  usage: async (_request, ctx) => ({ processes: await ctx.services.supervisor.usage() }),
+  logs,
+  bench: (request, ctx) => runBench(request, ctx.services, ctx.signal),
+};
 
-async function inventory(request: RequestOf<'inventory'>, ctx: HandlerContext): Promise<ResultDataOf<'inventory'>> {
-  const manifest = await ctx.services.store.manifest(request.app);
-  if (!manifest) return { exists: false, executable: null, files: [] };
-  return { exists: true, executable: manifest.executable, files: manifest.files };
-}
-
-async function commit(request: RequestOf<'app-commit'>, ctx: HandlerContext): Promise<ResultDataOf<'app-commit'>> {
-  const { store, transfers } = ctx.services;
-  const staged = transfers.takeStaged(request.app);
-  try {
-    const files = await store.commit(request.app, request.executable, staged, request.files, request.keep);
-    return { files };
-  } finally {
-    await transfers.discardStaged(staged);
-  }
+/** Answers one request from the master; throws a DroverError for a clear failure. */
+export function handleRequest<T extends RequestType>(request: RequestOf<T>, ctx: HandlerContext): Promise<ResultDataOf<T>> {
+  const handler = handlers[request.type] as Handler<T>;
+  return handler(request, ctx);
 }
 
 async function deleteApp(request: RequestOf<'app-delete'>, ctx: HandlerContext): Promise<ResultDataOf<'app-delete'>> {

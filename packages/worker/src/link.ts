@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import {
   CloseCode,
+  ErrorCode,
   MAX_FRAME_BYTES,
   CHUNK_HEADER_BYTES,
   CHUNK_BYTES,
@@ -31,13 +32,20 @@ export interface LinkOptions {
   /** The connection is gone; in-flight work tied to it should stop. */
   onDown(): void;
   /** The master refused us for a reason that retrying will not fix (bad token, version). */
-  onRefused(code: number, reason: string): void;
+  onRefused(code: number, reason: string, errorCode: ErrorCode): void;
 }
 
 // Client frames must be masked, but a zero mask lets ws skip the XOR: the worker sends the bulk
 // of the data (log fetches) and masking in JavaScript costs ~7x throughput (DESIGN.md).
 const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
+};
+
+/** Refusals that retrying will not fix: the agent stops and says why. */
+const FATAL_CLOSES: Partial<Record<number, ErrorCode>> = {
+  [CloseCode.UNAUTHORIZED]: ErrorCode.UNAUTHORIZED,
+  [CloseCode.VERSION_MISMATCH]: ErrorCode.VERSION_MISMATCH,
+  [CloseCode.BAD_NAME]: ErrorCode.BAD_NAME,
 };
 
 /** The worker's one connection to the master: dial, hello, heartbeat, reconnect with backoff. */
@@ -140,13 +148,16 @@ export class Link {
         logger.warn({ code, reason }, 'lost the master');
         this.opts.onDown();
       }
-      if (code === CloseCode.UNAUTHORIZED || code === CloseCode.VERSION_MISMATCH) {
+      const fatal = FATAL_CLOSES[code];
+      if (fatal) {
         this.stopped = true;
-        this.opts.onRefused(code, reason);
+        this.opts.onRefused(code, reason, fatal);
         return;
       }
       if (code === CloseCode.DUPLICATE_NAME || code === CloseCode.HELLO_EXPECTED) {
-        logger.error({ code, reason }, `master refused this worker: ${reason}`);
+        // The name may be free again later (its owner forgotten): keep trying, but say why.
+        const errorCode = code === CloseCode.DUPLICATE_NAME ? ErrorCode.DUPLICATE_NAME : ErrorCode.PROTOCOL_ERROR;
+        logger.error({ code: errorCode, closeCode: code, reason }, `master refused this worker: ${reason}`);
       }
       this.scheduleReconnect();
     });

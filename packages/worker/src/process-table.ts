@@ -2,6 +2,7 @@ import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExitInfo, ProcessInfo, UsageInfo } from '@drover/protocol';
 import { writeFileAtomic } from './atomic.js';
+import type { Signalled } from './exit-reason.js';
 import type { Logger } from './logger.js';
 
 export interface Usage {
@@ -29,7 +30,7 @@ export interface ProcessRecord {
   adopted: boolean;
   /** Soft RLIMIT_CORE at launch (-1 = unlimited), to tell whether a crash dumped core. */
   coreLimit: number | null;
-  signalled: { by: 'stop' | 'kill'; signal: string; forced: boolean } | null;
+  signalled: Signalled | null;
   usage: Usage;
 }
 

@@ -1,17 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import path from 'node:path';
-import pidusage from 'pidusage';
 import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
-import { checkLibraries } from './libraries.js';
+import { describeExit } from './exit-reason.js';
+import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
-import { CLK_TCK, readCoreLimitSync, readMemory, readStat, readStatSync } from './proc.js';
+import { readStat } from './proc.js';
+import { ProcessHandle } from './process-handle.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
-import { describeSignal, isCoreSignal } from './signals.js';
+import { isCoreSignal } from './signals.js';
 import type { AppStore } from './store.js';
+import { UsageSampler } from './usage-sampler.js';
 
-const SAMPLE_MS = 250;
 const STOP_WAIT_MS = 10_000;
 const KILL_WAIT_MS = 5_000;
 
@@ -23,24 +21,32 @@ export interface SignalOutcome {
 }
 
 /**
- * Launches apps in their own process groups with logs on disk, tracks how they end, signals
- * them, samples their resources, and re-adopts the live ones after an agent restart.
+ * The worker's driver, built as Nomad builds one from small parts: the Launcher starts
+ * processes, a ProcessHandle per live process signals and waits, the ProcessTable remembers
+ * every launch on disk, and the UsageSampler measures them. This class only ties them together
+ * and turns endings into ExitInfo and process-exit messages.
  */
 export class Supervisor {
-  private readonly children = new Map<number, ChildProcess>();
-  private readonly waiters = new Map<number, Set<() => void>>();
-  /** App versions whose executable and libraries were checked: the checks run once per copy. */
-  private readonly checked = new Set<string>();
-  private sampler: NodeJS.Timeout | null = null;
-  private sampling = false;
+  private readonly handles = new Map<number, ProcessHandle>();
+  private readonly launcher: Launcher;
+  private readonly sampler: UsageSampler;
 
   constructor(
     readonly table: ProcessTable,
-    private readonly store: AppStore,
+    store: AppStore,
     private readonly workerName: string,
     private readonly logger: Logger,
     private readonly emit: (message: ProcessExit) => void,
-  ) {}
+  ) {
+    this.launcher = new Launcher(store, workerName);
+    this.sampler = new UsageSampler(
+      () => table.live(),
+      (r) => {
+        // Our own children report their exit with its status; only adopted ones end unseen.
+        if (!this.handles.get(r.pid)?.child) this.finish(r, { code: null, signal: r.signalled?.signal ?? null, known: false });
+      },
+    );
+  }
 
   /** Re-adopts processes launched before an agent restart; marks the ones that ended meanwhile. */
   async adopt(): Promise<void> {
@@ -48,109 +54,58 @@ export class Supervisor {
       const stat = await readStat(r.pid);
       if (stat && r.startTicks !== null && stat.startTicks === r.startTicks && stat.state !== 'zombie') {
         r.adopted = true;
+        this.handles.set(r.pid, new ProcessHandle(r, null));
         this.logger.info({ pid: r.pid, app: r.app }, 're-adopted a running app');
       } else {
-        this.finish(r, { code: null, signal: null, reason: 'ended while the agent was down' });
+        this.finish(r, { code: null, signal: null, known: false, whileDown: true });
       }
     }
     this.table.save();
-    this.ensureSampler();
+    this.sampler.ensure();
   }
 
   liveCount(): number {
-    let n = 0;
-    for (const r of this.table.all()) if (r.exit === null) n++;
-    return n;
+    return this.handles.size;
   }
 
-  async launch(app: string, args: string[]): Promise<ProcessRecord> {
-    const manifest = await this.store.requireManifest(app);
-    const exe = this.store.filePath(app, { kind: 'exe', name: manifest.executable });
-    const libDir = path.join(this.store.appDir(app), 'lib');
-    const env = {
-      ...process.env,
-      LD_LIBRARY_PATH: [libDir, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
-      DROVER_APP: app,
-      DROVER_WORKER: this.workerName,
-    };
-    // Once per copied version: is it runnable here, and does the loader find every library?
-    // A missing library is then an error naming it, not a process that dies at once.
-    const version = `${app}:${manifest.updatedAt}:${manifest.files.map((f) => f.sha256).join()}`;
-    if (!this.checked.has(version)) {
-      await this.store.checkExecutable(exe, app);
-      await checkLibraries(exe, env, this.workerName);
-      this.checked.add(version);
-    }
-
-    // Sync on purpose: open, close and rename touch no file data and cost microseconds, where
-    // each thread-pool round trip would add a tick to every launch.
-    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.log`);
-    let child: ChildProcess;
-    const fd = openSync(startingLog, 'a', 0o640);
-    try {
-      child = spawn(exe, args, { cwd: this.store.appDir(app), env, detached: true, stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    const pid = child.pid;
-    if (pid === undefined) {
-      this.checked.delete(version);
-      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
-      rmSync(startingLog, { force: true });
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new DroverError(ErrorCode.EXEC_FAILED, `could not start ${manifest.executable} on ${this.workerName}: ${code} (${err.message})`, { cause: err });
-    }
+  async launch(app: string, args: string[], env: Record<string, string> = {}): Promise<ProcessRecord> {
+    const { child, record } = await this.launcher.start(app, args, env);
+    const pid = record.pid;
     child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
     child.on('exit', (code, signal) => this.onChildExit(pid, code, signal));
     child.unref();
-    this.children.set(pid, child);
-
-    const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
-    renameSync(startingLog, logPath);
-    const stat = readStatSync(pid);
-    const coreLimit = readCoreLimitSync(pid);
-    const now = Date.now();
-    const record: ProcessRecord = {
-      pid,
-      app,
-      executable: manifest.executable,
-      args,
-      startedAt: new Date(now).toISOString(),
-      startedAtMs: now,
-      startTicks: stat?.startTicks ?? null,
-      logPath,
-      exit: null,
-      adopted: false,
-      coreLimit: coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit,
-      signalled: null,
-      usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
-    };
+    this.handles.set(pid, new ProcessHandle(record, child));
     // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
     for (const old of this.table.add(record)) void rm(old.logPath, { force: true }).catch(() => undefined);
-    this.ensureSampler();
-    setTimeout(() => void this.sample(), 50).unref();
+    this.sampler.ensure();
+    setTimeout(() => void this.sampler.sample(), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');
     return record;
   }
 
-  /** stop: SIGINT to the group, escalating to SIGKILL after `timeoutMs`; kill: SIGKILL at once. */
+  /**
+   * stop: SIGINT to the group, and with `timeoutMs` SIGKILL after it (armed on the process, so
+   * it fires even if this request is cancelled); kill: SIGKILL at once. Answers how it ended.
+   */
   async signal(pid: number, mode: 'stop' | 'kill', timeoutMs: number | null, abort: AbortSignal): Promise<SignalOutcome> {
     const r = this.require(pid);
-    if (r.exit || !(await this.isOurs(r))) {
-      return { pid, state: 'dead', exit: r.exit, alreadyEnded: true };
-    }
+    const h = this.handles.get(pid);
+    if (r.exit || !h || !(await this.isOurs(r))) return { pid, state: 'dead', exit: r.exit, alreadyEnded: true };
     const first = mode === 'stop' ? 'SIGINT' : 'SIGKILL';
     r.signalled = { by: mode, signal: first, forced: false };
     this.table.save();
-    sendToGroup(pid, first);
-    let ended = await this.waitForExit(pid, mode === 'stop' ? (timeoutMs ?? STOP_WAIT_MS) : KILL_WAIT_MS, abort);
-    if (!ended && mode === 'stop' && timeoutMs !== null && !abort.aborted) {
-      r.signalled = { by: 'stop', signal: 'SIGKILL', forced: true };
-      this.table.save();
-      this.logger.info({ pid, timeoutMs }, 'stop timed out; sending SIGKILL');
-      sendToGroup(pid, 'SIGKILL');
-      ended = await this.waitForExit(pid, KILL_WAIT_MS, abort);
+    h.send(first);
+    if (mode === 'stop' && timeoutMs !== null) {
+      h.escalateAfter(timeoutMs, () => {
+        r.signalled = { by: 'stop', signal: 'SIGKILL', forced: true };
+        this.table.save();
+        this.logger.info({ pid, timeoutMs }, 'stop timed out; sending SIGKILL');
+        h.send('SIGKILL');
+      });
     }
+    let ended = await h.waitForExit(mode === 'stop' ? (timeoutMs ?? STOP_WAIT_MS) : KILL_WAIT_MS, abort);
+    // The escalation fires at about the same moment: give SIGKILL its time to work.
+    if (!ended && mode === 'stop' && timeoutMs !== null && !abort.aborted) ended = await h.waitForExit(KILL_WAIT_MS + 1000, abort);
     const state = ended ? 'dead' : ((await readStat(pid))?.state ?? 'dead');
     return { pid, state, exit: r.exit, alreadyEnded: false };
   }
@@ -161,7 +116,7 @@ export class Supervisor {
   }
 
   async usage(): Promise<UsageInfo[]> {
-    await this.sample();
+    await this.sampler.sample();
     return Promise.all(this.table.all().map(async (r) => toUsageInfo(r, await this.stateOf(r))));
   }
 
@@ -173,28 +128,11 @@ export class Supervisor {
 
   /** Resolves true when `pid` has ended, false after `ms` or on abort. */
   waitForExit(pid: number, ms: number, abort?: AbortSignal): Promise<boolean> {
-    const r = this.table.get(pid);
-    if (!r || r.exit) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const set = this.waiters.get(pid) ?? new Set();
-      this.waiters.set(pid, set);
-      const done = (value: boolean): void => {
-        clearTimeout(timer);
-        set.delete(wake);
-        abort?.removeEventListener('abort', onAbort);
-        resolve(value);
-      };
-      const wake = (): void => done(true);
-      const onAbort = (): void => done(false);
-      const timer = setTimeout(() => done(false), ms);
-      set.add(wake);
-      abort?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.handles.get(pid)?.waitForExit(ms, abort) ?? Promise.resolve(true);
   }
 
   async close(): Promise<void> {
-    if (this.sampler) clearInterval(this.sampler);
-    this.sampler = null;
+    this.sampler.stop();
     await this.table.flush();
   }
 
@@ -207,26 +145,27 @@ export class Supervisor {
 
   /** True when `r.pid` is still the process we launched (not a later one that reused the pid). */
   private async isOurs(r: ProcessRecord): Promise<boolean> {
-    if (this.children.has(r.pid)) return true;
+    if (this.handles.get(r.pid)?.child) return true;
     const stat = await readStat(r.pid);
     if (stat && r.startTicks !== null && stat.startTicks === r.startTicks) return true;
-    this.finish(r, { code: null, signal: null, reason: 'ended (exit status unknown: re-adopted after an agent restart)' });
+    this.finish(r, { code: null, signal: null, known: false });
     return false;
   }
 
   private onChildExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
-    this.children.delete(pid);
     const r = this.table.get(pid);
     if (!r || r.exit) return;
-    this.finish(r, { code, signal, reason: describeExit(r, code, signal) });
+    this.finish(r, { code, signal, known: true });
   }
 
-  private finish(r: ProcessRecord, how: { code: number | null; signal: string | null; reason: string }): void {
-    const coreDumped = how.signal !== null && isCoreSignal(how.signal) && r.coreLimit !== null && r.coreLimit !== 0;
+  /** Records how `r` ended, tells the master, and wakes whoever waits for it. */
+  private finish(r: ProcessRecord, how: { code: number | null; signal: string | null; known: boolean; whileDown?: boolean }): void {
+    const coreDumped = how.known && how.signal !== null && isCoreSignal(how.signal) && r.coreLimit !== null && r.coreLimit !== 0;
+    const reason = describeExit({ ...how, signalled: r.signalled });
     r.exit = {
       code: how.code,
       signal: how.signal,
-      reason: coreDumped ? `${how.reason}, core dumped` : how.reason,
+      reason: coreDumped ? `${reason}, core dumped` : reason,
       signalledBy: r.signalled?.by ?? null,
       forced: r.signalled?.forced ?? false,
       coreDumped,
@@ -236,83 +175,9 @@ export class Supervisor {
     this.table.save();
     this.logger.info({ pid: r.pid, app: r.app, exit: r.exit }, 'process ended');
     this.emit({ v: 1, type: 'process-exit', pid: r.pid, app: r.app, exit: r.exit });
-    for (const wake of this.waiters.get(r.pid) ?? []) wake();
-    this.waiters.delete(r.pid);
-    pidusage.clear();
+    const h = this.handles.get(r.pid);
+    this.handles.delete(r.pid);
+    h?.markEnded();
+    this.sampler.forget();
   }
-
-  private ensureSampler(): void {
-    if (this.sampler || this.liveCount() === 0) return;
-    this.sampler = setInterval(() => void this.sample(), SAMPLE_MS);
-    this.sampler.unref();
-  }
-
-  /** Samples CPU and memory of every live process; a dead one keeps its last figures. */
-  private async sample(): Promise<void> {
-    if (this.sampling) return;
-    this.sampling = true;
-    try {
-      const live = this.table.live();
-      if (live.length === 0 && this.sampler) {
-        clearInterval(this.sampler);
-        this.sampler = null;
-      }
-      await Promise.all(live.map((r) => this.sampleOne(r)));
-    } finally {
-      this.sampling = false;
-    }
-  }
-
-  private async sampleOne(r: ProcessRecord): Promise<void> {
-    const [stat, mem] = await Promise.all([readStat(r.pid), readMemory(r.pid)]);
-    if (r.exit) return;
-    if (!stat || (r.startTicks !== null && stat.startTicks !== r.startTicks)) {
-      if (!this.children.has(r.pid)) this.finish(r, { code: null, signal: r.signalled?.signal ?? null, reason: adoptedEnding(r) });
-      return;
-    }
-    let cpuPercent = r.usage.cpuPercent;
-    try {
-      cpuPercent = (await pidusage(r.pid)).cpu;
-    } catch {
-      // gone between the two reads; keep the last figure
-    }
-    r.usage = {
-      cpuUserSeconds: stat.utimeTicks / CLK_TCK,
-      cpuSystemSeconds: stat.stimeTicks / CLK_TCK,
-      cpuPercent: Math.max(0, Math.round(cpuPercent * 10) / 10),
-      rssBytes: mem?.rssBytes ?? r.usage.rssBytes,
-      maxRssBytes: Math.max(mem?.maxRssBytes ?? 0, r.usage.maxRssBytes),
-      sampledAt: new Date().toISOString(),
-    };
-  }
-}
-
-function sendToGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone; its exit is on its way
-    }
-  }
-}
-
-function describeExit(r: ProcessRecord, code: number | null, signal: string | null): string {
-  const sent = r.signalled;
-  if (signal) {
-    if (sent && sent.signal === signal) {
-      if (sent.forced) return `killed by drover (SIGKILL after the stop timeout)`;
-      return sent.by === 'stop' ? `stopped by drover (${signal})` : `killed by drover (${signal})`;
-    }
-    return `killed by ${signal} (${describeSignal(signal)})`;
-  }
-  if (sent) return `exited with code ${code} after drover's ${sent.signal} (${sent.by})`;
-  return `exited with code ${code}`;
-}
-
-function adoptedEnding(r: ProcessRecord): string {
-  if (r.signalled) return `ended after drover's ${r.signalled.signal} (${r.signalled.by}); exit status unknown (re-adopted after an agent restart)`;
-  return 'ended; exit status unknown (re-adopted after an agent restart)';
 }

@@ -1,7 +1,16 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { DroverError, ErrorCode, TRANSFER_WINDOW_BYTES, encodeChunkHeader, toDroverError, type AppFile, type WorkerToMaster } from '@drover/protocol';
+import {
+  DroverError,
+  ErrorCode,
+  SendWindow,
+  TRANSFER_WINDOW_BYTES,
+  encodeChunkHeader,
+  toDroverError,
+  type AppFile,
+  type WorkerToMaster,
+} from '@drover/protocol';
 import type { Logger } from './logger.js';
 import { releaseMemorySoon } from './memory.js';
 import { fileKey } from './store.js';
@@ -39,11 +48,8 @@ export interface ChunkSender {
 
 /** An outgoing stream of chunks, paced by the receiver's acks so memory stays flat. */
 export class OutgoingTransfer {
-  private sent = 0;
-  private acked = 0;
-  private wake: (() => void) | null = null;
+  private readonly window = new SendWindow(() => TRANSFER_WINDOW_BYTES);
   private readonly header: Buffer;
-  closed = false;
 
   constructor(
     readonly ref: number,
@@ -53,42 +59,27 @@ export class OutgoingTransfer {
   }
 
   get bytesSent(): number {
-    return this.sent;
+    return this.window.sent;
+  }
+
+  get closed(): boolean {
+    return this.window.closed;
   }
 
   /** Sends one chunk, first waiting while the window of unacknowledged bytes is full. */
   async write(payload: Buffer, signal: AbortSignal): Promise<void> {
-    while (this.sent - this.acked >= TRANSFER_WINDOW_BYTES) {
-      if (signal.aborted || this.closed) throw cancelled();
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.wake = done;
-        signal.addEventListener('abort', done, { once: true });
-      });
-    }
-    if (signal.aborted || this.closed) throw cancelled();
+    await this.window.waitForRoom({ signal });
     if (!this.link.sendChunk(this.header, payload)) throw new DroverError(ErrorCode.CANCELLED, 'the master went away');
-    this.sent += payload.length;
+    this.window.sentBytes(payload.length);
   }
 
   ack(bytes: number): void {
-    this.acked = Math.max(this.acked, bytes);
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
+    this.window.ack(bytes);
   }
 
   close(): void {
-    this.closed = true;
-    this.wake?.();
+    this.window.close();
   }
-}
-
-function cancelled(): DroverError {
-  return new DroverError(ErrorCode.CANCELLED, 'cancelled');
 }
 
 /** File data in both directions: uploads from the master (staged, verified) and outgoing streams. */

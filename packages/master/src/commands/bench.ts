@@ -1,7 +1,9 @@
 import path from 'node:path';
-import { DroverError, ErrorCode, parseSize, toDroverError, type BenchRun, type ErrorBody } from '@drover/protocol';
+import { DroverError, ErrorCode, formatBytes, type BenchRun, type ErrorBody } from '@drover/protocol';
 import { badArgs } from '../run-line.js';
-import { defineCommand, type Command } from './types.js';
+import { failureLines, fanOut } from './fan-out.js';
+import { size, wholeNumber } from './options.js';
+import { defineCommand } from './types.js';
 
 interface PhaseStats {
   median: number;
@@ -37,7 +39,7 @@ const MiB = 1024 * 1024;
 
 export const benchCommand = defineCommand<BenchEntry[]>({
   name: 'bench',
-  usage: 'bench [WORKER...|all] [--size 100MiB] [--runs 3] [--block 1MiB] [--dir PATH] [--no-fsync] [--json]',
+  usage: 'bench [WORKERS...] [--size 100MiB] [--runs 3] [--block 1MiB] [--dir PATH] [--no-fsync] [--json]',
   summary: 'timed create / copy / delete of a file on workers at once: median, min, max per phase',
   details: [
     'Each worker creates a file of --size random bytes in --block writes and fsyncs it, copies it',
@@ -46,70 +48,50 @@ export const benchCommand = defineCommand<BenchEntry[]>({
     'folder lacks room for 2 x --size + 32 MiB; files are removed whatever happens.',
   ].join('\n'),
   options: {
-    size: { type: 'string' },
-    runs: { type: 'string' },
-    block: { type: 'string' },
+    size: { type: 'string', parse: size() },
+    runs: { type: 'string', parse: wholeNumber(1, 1000) },
+    block: { type: 'string', parse: size(64 * MiB, '64MiB') },
     dir: { type: 'string' },
     'no-fsync': { type: 'boolean' },
   },
   complete: ['worker-or-all', 'worker', 'worker', 'worker', 'worker', 'worker'],
   async run(args, ctx) {
-    const self = this as Command;
-    const sizeBytes = sizeOption(self, 'size', args.values.size, 100 * MiB);
-    const blockBytes = sizeOption(self, 'block', args.values.block, MiB);
-    if (blockBytes > 64 * MiB) throw badArgs(self, '--block must be at most 64MiB');
-    const runsText = args.values.runs === undefined ? '3' : String(args.values.runs);
-    const runs = Number(runsText);
-    if (!/^\d+$/.test(runsText) || runs < 1 || runs > 1000) throw badArgs(self, `--runs must be a whole number from 1 to 1000, got "${runsText}"`);
-    const dir = args.values.dir === undefined ? null : String(args.values.dir);
-    if (dir !== null && !path.isAbsolute(dir)) throw badArgs(self, `--dir must be an absolute path on the workers, got "${dir}"`);
+    const sizeBytes = (args.values.size as number | undefined) ?? 100 * MiB;
+    const blockBytes = (args.values.block as number | undefined) ?? MiB;
+    const runs = (args.values.runs as number | undefined) ?? 3;
+    const dir = (args.values.dir as string | undefined) ?? null;
+    if (dir !== null && !path.isAbsolute(dir)) throw badArgs(this, `--dir must be an absolute path on the workers, got "${dir}"`);
     const fsync = args.values['no-fsync'] !== true;
 
-    const names = targets(
-      args.positionals,
-      ctx.fleet
-        .list()
-        .filter((s) => s.status === 'available')
-        .map((s) => s.name),
-    );
-    if (names.length === 0) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, 'no worker is available');
-    const pending = new Set(names);
+    const target = args.positionals.length === 0 ? 'all' : args.positionals.join(',');
+    const blank = { sizeBytes, blockBytes, fsync };
+    const pending = new Set<string>();
     const showProgress = (): void => {
       if (!ctx.interactive) return;
-      const done = names.filter((n) => !pending.has(n));
-      ctx.out.progress(`bench: running on ${[...pending].join(', ') || '-'}${done.length ? ` (${done.join(', ')} done)` : ''}`);
+      ctx.out.progress(`bench: running on ${[...pending].join(', ') || '-'}`);
     };
-    showProgress();
-    const blank = { sizeBytes, blockBytes, fsync };
-    const entries = await Promise.all(
-      names.map(async (name): Promise<BenchEntry> => {
-        let hostname: string | null = null;
-        try {
-          const session = ctx.fleet.get(name);
-          hostname = session.hello.hostname;
-          const r = await session.request('bench', { sizeBytes, blockBytes, runs, dir, fsync }, { signal: ctx.signal, timeoutMs: 0 });
-          return summarize(name, hostname, r.dir, blank, r.runs);
-        } catch (err) {
-          return { ...emptyEntry(name, hostname, blank), error: toDroverError(err).toJSON() };
-        } finally {
-          pending.delete(name);
-          showProgress();
-        }
-      }),
-    );
+    const results = await fanOut(ctx, target, async (s, signal) => {
+      pending.add(s.name);
+      showProgress();
+      try {
+        const r = await s.request('bench', { sizeBytes, blockBytes, runs, dir, fsync }, { signal, timeoutMs: 0 });
+        return summarize(s.hello.hostname, r.dir, blank, r.runs);
+      } finally {
+        pending.delete(s.name);
+        showProgress();
+      }
+    });
     ctx.out.progress(null);
     if (ctx.signal.aborted) throw new DroverError(ErrorCode.CANCELLED, 'benchmark cancelled; the workers removed their files');
-    return entries;
+    // A failed worker's entry has every field of a successful one, set to null.
+    return results.map((r): BenchEntry => (r.ok ? { ...r } : { ...emptyEntry(r.worker, hostnameOf(ctx, r.worker), blank), error: r.error }));
   },
   format(entries) {
     const lines: string[] = [];
     for (const e of entries) {
       const head = `${e.worker}${e.hostname ? ` (${e.hostname})` : ''}`;
-      if (!e.ok) {
-        lines.push(`${head}  error: ${e.error!.message}`);
-        continue;
-      }
-      lines.push(`${head}  ${formatSize(e.sizeBytes)} x ${e.runs.length} run${e.runs.length > 1 ? 's' : ''}, ${e.fsync ? 'fsync' : 'no fsync'}`);
+      if (!e.ok) continue;
+      lines.push(`${head}  ${formatBytes(e.sizeBytes)} x ${e.runs.length} run${e.runs.length > 1 ? 's' : ''}, ${e.fsync ? 'fsync' : 'no fsync'}`);
       lines.push(phaseLine('creation', e.creation!, e.creationMiBps));
       lines.push(phaseLine('copy', e.copy!, e.copyMiBps));
       lines.push(phaseLine('deletion', e.deletion!, null));
@@ -125,21 +107,11 @@ export const benchCommand = defineCommand<BenchEntry[]>({
     }
     return lines.join('\n');
   },
-  failed: (entries) => entries.some((e) => !e.ok),
+  failures: failureLines,
 });
 
-/** Worker names from the positionals: none or `all` means every available worker. */
-function targets(positionals: string[], available: string[]): string[] {
-  if (positionals.length === 0 || positionals.includes('all')) return available;
-  return [...new Set(positionals)];
-}
-
-function sizeOption(command: Command, name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  const text = typeof value === 'string' ? value : '';
-  const bytes = parseSize(text);
-  if (bytes === null || bytes <= 0) throw badArgs(command, `--${name} must be a size like 100MiB, 4KiB or 1GiB, got "${text}"`);
-  return bytes;
+function hostnameOf(ctx: { fleet: { list(): { name: string; hello: { hostname: string } }[] } }, worker: string): string | null {
+  return ctx.fleet.list().find((s) => s.name === worker)?.hello.hostname ?? null;
 }
 
 function stats(values: number[]): PhaseStats {
@@ -150,21 +122,17 @@ function stats(values: number[]): PhaseStats {
 }
 
 function summarize(
-  worker: string,
   hostname: string,
   dir: string,
   blank: { sizeBytes: number; blockBytes: number; fsync: boolean },
   runs: BenchRun[],
-): BenchEntry {
+): Omit<BenchEntry, 'worker' | 'ok' | 'error'> {
   const creation = stats(runs.map((r) => r.creationTimeMs));
   const copy = stats(runs.map((r) => r.copyTimeMs));
   const deletion = stats(runs.map((r) => r.deletionTimeMs));
   const rate = (ms: number, unit: number): number => round(blank.sizeBytes / unit / Math.max(ms / 1000, 1e-9));
   return {
-    worker,
     hostname,
-    ok: true,
-    error: null,
     ...blank,
     dir,
     creationTimeMs: creation.median,
@@ -209,16 +177,6 @@ function round(n: number): number {
 
 function fmtMs(ms: number): string {
   return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
-}
-
-function formatSize(bytes: number): string {
-  for (const [unit, n] of [
-    ['GiB', 1024 ** 3],
-    ['MiB', MiB],
-    ['KiB', 1024],
-  ] as const)
-    if (bytes >= n && bytes % (n / 1024) === 0) return `${+(bytes / n).toFixed(2)} ${unit}`;
-  return `${bytes} B`;
 }
 
 function phaseLine(label: string, s: PhaseStats, mibps: number | null): string {

@@ -1,8 +1,8 @@
 import path from 'node:path';
-import { DroverError, ErrorCode, checkFileName, checkName, formatBytes, toDroverError, type ErrorBody } from '@drover/protocol';
+import { DroverError, ErrorCode, checkFileName, checkName, formatBytes } from '@drover/protocol';
 import { scanLibraries } from '../ldd.js';
 import { copyToWorker, describeFile, type SourceFile } from '../upload.js';
-import { failureLines } from './fan-out.js';
+import { failureLines, fanOut, selectWorkers, type Failed, type PerWorker } from './fan-out.js';
 import { defineCommand, type CommandContext } from './types.js';
 
 interface CopiedFile {
@@ -14,21 +14,17 @@ interface CopiedFile {
   sent: boolean;
 }
 
-interface CopyResult {
-  worker: string;
-  app: string;
-  ok: boolean;
-  files: CopiedFile[];
-  error: ErrorBody | null;
-  /** Libraries that could not be found on the master (not copied). */
-  warnings: string[];
-}
+type CopyFields = { app: string; files: CopiedFile[]; warnings: string[] };
+type CopyResult = PerWorker<CopyFields> | (Failed & CopyFields);
 
 type CopyData = { results: CopyResult[]; warnings: string[] };
 
+/** Workers copied to at once; the rest wait their turn (file handles and sockets stay bounded). */
+const COPY_CONCURRENCY = 32;
+
 export const copyCommand = defineCommand<CopyData>({
   name: 'copy',
-  usage: 'copy WORKER|all PATH [--lib PATH]... [--as APP] [--json]',
+  usage: 'copy WORKERS PATH [--lib PATH]... [--as APP] [--json]',
   summary: 'copy an executable and the non-system libraries it needs to workers',
   details: [
     'Libraries come from ldd: every one outside /lib, /lib64, /usr/lib, /usr/lib64 (and their',
@@ -49,7 +45,8 @@ export const copyCommand = defineCommand<CopyData>({
     const exeName = path.basename(source);
     const badFile = checkFileName(exeName);
     if (badFile) throw new DroverError(ErrorCode.BAD_NAME, `${badFile}; rename the file before copying`);
-    const sessions = ctx.fleet.select(target);
+    // Unknown workers fail here, before any file is read.
+    const { sessions } = selectWorkers(ctx.fleet, target);
 
     const files = await collectFiles(source, exeName, (args.values.lib as string[] | undefined) ?? [], ctx);
     const warnings = files.warnings;
@@ -60,18 +57,22 @@ export const copyCommand = defineCommand<CopyData>({
       sessions.map((s) => s.name),
       total,
     );
-    const results = await mapLimited(sessions, COPY_CONCURRENCY, async (s): Promise<CopyResult> => {
-      try {
-        const outcome = await copyToWorker(s, app, files.list, { signal: ctx.signal, onProgress: (n) => progress.update(s.name, n) });
-        return { worker: s.name, app, ok: true, error: null, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
-      } catch (err) {
-        if (target !== 'all') throw err;
-        return { worker: s.name, app, ok: false, error: toDroverError(err).toJSON(), warnings, files: [] };
-      } finally {
-        progress.done(s.name);
-      }
-    });
+    const entries = await fanOut(
+      ctx,
+      target,
+      async (s, signal) => {
+        try {
+          const outcome = await copyToWorker(s, app, files.list, { signal, onProgress: (n) => progress.update(s.name, n) });
+          return { app, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
+        } finally {
+          progress.done(s.name);
+        }
+      },
+      { concurrency: COPY_CONCURRENCY },
+    );
     progress.clear();
+    // Failed entries keep the fields of a successful one, so a script reads every entry alike.
+    const results = entries.map((e): CopyResult => (e.ok ? e : { ...e, app, files: [], warnings }));
     return { results, warnings };
   },
   format(d) {
@@ -83,28 +84,11 @@ export const copyCommand = defineCommand<CopyData>({
       for (const f of r.files)
         lines.push(`  ${f.dest.padEnd(28)} ${formatBytes(f.bytes).padStart(10)}  ${f.sha256.slice(0, 12)}  ${f.sent ? 'sent' : 'already present'}`);
     }
-    return [...lines, ...failureLines(d.results.map((r) => ({ worker: r.worker, ok: r.ok, error: r.error ?? undefined })))].join('\n');
+    return lines.join('\n');
   },
-  failed: (d) => d.results.some((r) => !r.ok),
+  failures: (d) => failureLines(d.results),
   toJson: (d) => d.results,
 });
-
-/** Workers copied to at once; the rest wait their turn (file handles and sockets stay bounded). */
-const COPY_CONCURRENCY = 32;
-
-/** Like Promise.all over `items`, with at most `limit` calls of `fn` running at a time; order kept. */
-async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
-  return results;
-}
 
 function describe(file: SourceFile, sent: boolean): CopiedFile {
   return { path: file.source, dest: file.kind === 'exe' ? file.name : `lib/${file.name}`, kind: file.kind, bytes: file.size, sha256: file.sha256, sent };
@@ -137,7 +121,7 @@ async function collectFiles(source: string, exeName: string, libs: string[], ctx
 class Progress {
   private readonly sent = new Map<string, number>();
   private readonly finished = new Set<string>();
-  private readonly started = Date.now();
+  private readonly started = performance.now();
   private last = 0;
 
   constructor(
@@ -162,7 +146,7 @@ class Progress {
   }
 
   private render(): void {
-    const now = Date.now();
+    const now = performance.now();
     if (!this.ctx.interactive || now - this.started < 300 || now - this.last < 100) return;
     this.last = now;
     const all = this.workers.length * this.total || 1;

@@ -24,19 +24,6 @@ export const helpCommand = defineCommand<HelpData>({
     return `${table(
       ['COMMAND', 'WHAT IT DOES'],
       d.commands.map((c) => [c.name, c.summary]),
-    )}\n\nEvery command takes --json. help COMMAND shows its usage. WORKER may be a name or all.`;
-  },
-});
-
-export const exitCommand = defineCommand<{ exit: true }>({
-  name: 'exit',
-  usage: 'exit',
-  summary: 'stop the master, from the shell or master exec (workers and their apps keep running)',
-  maxArgs: 0,
-  async run() {
-    return { exit: true };
-  },
-  format() {
-    return '';
+    )}\n\nEvery command takes --json. help COMMAND shows its usage. WORKERS is a name, a list (w1,w3) or all.`;
   },
 });

@@ -1,12 +1,17 @@
-import { deleteCommand, launchCommand } from './apps.js';
 import { benchCommand } from './bench.js';
 import { copyCommand } from './copy.js';
-import { exitCommand, helpCommand } from './help.js';
+import { deleteCommand } from './delete.js';
+import { exitCommand } from './exit.js';
 import { forgetCommand } from './forget.js';
+import { helpCommand } from './help.js';
 import { joinCommand } from './join.js';
+import { killCommand } from './kill.js';
+import { launchCommand } from './launch.js';
 import { logsCommand } from './logs.js';
-import { killCommand, psCommand, stopCommand, usageCommand } from './processes.js';
+import { psCommand } from './ps.js';
+import { stopCommand } from './stop.js';
 import type { Command } from './types.js';
+import { usageCommand } from './usage.js';
 import { waitCommand } from './wait.js';
 import { workersCommand } from './workers.js';
 

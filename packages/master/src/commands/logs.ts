@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { DroverError, ErrorCode, checkName, formatBytes } from '@drover/protocol';
-import { badArgs } from '../run-line.js';
-import { defineCommand, type Command } from './types.js';
+import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
+import { pidOrApp, wholeNumber } from './options.js';
+import { defineCommand } from './types.js';
 
 interface LogsData {
   worker: string;
@@ -22,31 +22,28 @@ const MAX_JSON_TEXT = 64 * 1024 * 1024;
 
 export const logsCommand = defineCommand<LogsData>({
   name: 'logs',
-  usage: 'logs WORKER PID|APP [--tail N] [--follow] [--out FILE] [--json]',
+  usage: 'logs WORKER PID|APP [--tail N] [--follow] [--out FILE [--force]] [--json]',
   summary: "print a process's log (APP: its newest launch); --follow streams new lines, --out saves it here",
   details:
-    '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on this\nmachine (relative to where master exec runs), atomically. Works for dead processes too.',
-  options: { tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' }, out: { type: 'string' } },
+    '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on this\nmachine (relative to where master exec runs), atomically; an existing FILE is replaced only\nwith --force, and never when it is not a regular file. Works for dead processes too.',
+  options: {
+    tail: { type: 'string', parse: wholeNumber(0) },
+    follow: { type: 'boolean', short: 'f' },
+    out: { type: 'string' },
+    force: { type: 'boolean' },
+  },
   complete: ['worker'],
   minArgs: 2,
   maxArgs: 2,
   async run(args, ctx) {
     const [worker, which] = args.positionals as [string, string];
-    const self = this as Command;
-    const isPid = /^\d+$/.test(which);
-    if (!isPid) {
-      const bad = checkName(which, 'app name');
-      if (bad) throw new DroverError(ErrorCode.BAD_NAME, bad);
-    }
-    let tail: number | null = null;
-    if (args.values.tail !== undefined) {
-      tail = Number(args.values.tail);
-      if (!/^\d+$/.test(String(args.values.tail))) throw badArgs(self, `--tail must be a whole number of lines, got "${String(args.values.tail)}"`);
-    }
+    const what = pidOrApp(which);
+    const tail = (args.values.tail as number | undefined) ?? null;
     const follow = args.values.follow === true;
-    const outPath = args.values.out === undefined ? null : path.resolve(ctx.cwd, String(args.values.out));
+    const outPath = args.values.out === undefined ? null : path.resolve(ctx.cwd, args.values.out as string);
     const json = ctx.json === true;
     const session = ctx.fleet.get(worker);
+    if (outPath) await checkTarget(outPath, args.values.force === true);
 
     let fh: FileHandle | null = null;
     let tmp: string | null = null;
@@ -75,12 +72,12 @@ export const logsCommand = defineCommand<LogsData>({
       const r = await session
         .request(
           'logs',
-          { pid: isPid ? Number(which) : null, app: isPid ? null : which, tail, follow },
+          { pid: 'pid' in what ? what.pid : null, app: 'app' in what ? what.app : null, tail, follow },
           { signal: ctx.signal, onChunk, timeoutMs: follow ? 0 : 300_000 },
         )
         .catch((err: unknown) => {
           // Ctrl-C is how a --follow ends: keep what arrived.
-          if (follow && ctx.signal.aborted) return { pid: isPid ? Number(which) : null, app: isPid ? '' : which, bytes: received };
+          if (follow && ctx.signal.aborted) return { pid: 'pid' in what ? what.pid : null, app: 'app' in what ? what.app : '', bytes: received };
           throw err;
         });
       if (fh && tmp && outPath) {
@@ -104,3 +101,17 @@ export const logsCommand = defineCommand<LogsData>({
     return `saved ${formatBytes(d.bytes)} of the log of ${what} on ${d.worker} to ${d.out}`;
   },
 });
+
+/** --out never replaces a device, a folder or a symlink, and replaces a file only with --force. */
+async function checkTarget(file: string, force: boolean): Promise<void> {
+  const info = await lstat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw new DroverError(ErrorCode.IO_ERROR, `cannot write ${file} (${err.code})`);
+  });
+  if (!info) return;
+  if (!info.isFile()) {
+    const kind = info.isSymbolicLink() ? 'a symbolic link' : info.isDirectory() ? 'a folder' : 'not a regular file';
+    throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--out ${file} is ${kind}; name a new file or a regular one`);
+  }
+  if (!force) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--out ${file} exists; add --force to replace it`);
+}

@@ -1,4 +1,3 @@
-import type { ParseArgsConfig } from 'node:util';
 import type { Fleet } from '../fleet.js';
 
 export interface Output {
@@ -28,9 +27,17 @@ export interface CommandContext {
   joinInfo(): { workerCommand: string; installCommand: string | null };
 }
 
+/** Turns an option's text into its value; throws an Error whose message says what was expected. */
+export interface ValueParser<T> {
+  (text: string): T;
+}
+
+export type OptionSpec = { type: 'boolean'; short?: string } | { type: 'string'; short?: string; multiple?: boolean; parse?: ValueParser<unknown> };
+
 export interface ParsedArgs {
   positionals: string[];
-  values: Record<string, string | boolean | string[] | undefined>;
+  /** Option values, already through each option's parser. */
+  values: Record<string, unknown>;
   /** Words after a `--`. */
   rest: string[];
 }
@@ -44,7 +51,7 @@ export interface Command<D = unknown> {
   summary: string;
   /** Longer help for `help NAME`. */
   details?: string;
-  options?: NonNullable<ParseArgsConfig['options']>;
+  options?: Record<string, OptionSpec>;
   /** What Tab completes at each positional. */
   complete?: Completion[];
   minArgs?: number;
@@ -52,13 +59,15 @@ export interface Command<D = unknown> {
   /** Allows `-- ARGS...` after the positionals. */
   takesRest?: boolean;
   run(args: ParsedArgs, ctx: CommandContext): Promise<D>;
+  /** What a person reads on stdout: the successes. Failures come from `failures`. */
   format(data: D, args: ParsedArgs): string;
-  /** True when the data reports a failure on some worker (the command's exit status turns non-zero). */
-  failed?(data: D): boolean;
+  /**
+   * Per-worker failures, one line each (`error on w2: …`). Printed on stderr in human output;
+   * in JSON they are entries with ok:false already. Any of them makes the exit status 1.
+   */
+  failures?(data: D): string[];
   /** What --json prints, when it is not the data itself. */
   toJson?(data: D): unknown;
-  /** Failures that --json output has no room for: printed to stderr, and the command fails. */
-  errors?(data: D): string[];
 }
 
 /** Keeps the data type of a command's run and format in step. */

@@ -1,6 +1,6 @@
 import { formatBytes } from '@drover/protocol';
 import { table } from '../format.js';
-import type { WorkerSession } from '../session.js';
+import type { WorkerSession } from '../worker-session.js';
 import { defineCommand } from './types.js';
 
 export interface WorkerRow {
@@ -20,13 +20,14 @@ export interface WorkerRow {
   load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
 }
 
-export function toWorkerRow(s: WorkerSession, now = Date.now()): WorkerRow {
+/** `now` is on the fleet's monotonic clock. */
+export function toWorkerRow(s: WorkerSession, now: number): WorkerRow {
   return {
     name: s.name,
     address: s.address,
     status: s.status,
     connected: s.connected,
-    lastHeartbeatMs: now - s.lastHeartbeatAt,
+    lastHeartbeatMs: Math.round(s.liveness.silentMs(now)),
     hostname: s.hello.hostname,
     os: `${s.hello.os.platform} ${s.hello.os.release}`,
     arch: s.hello.os.arch,
@@ -34,7 +35,7 @@ export function toWorkerRow(s: WorkerSession, now = Date.now()): WorkerRow {
     memoryBytes: s.hello.memoryBytes,
     gpus: s.hello.gpus,
     agentVersion: s.hello.agentVersion,
-    connectedAt: new Date(s.connectedAt).toISOString(),
+    connectedAt: new Date(s.connectedAtWall).toISOString(),
     load: s.load && {
       cpuPercent: s.load.cpuPercent,
       memoryUsedBytes: s.load.memoryUsedBytes,
@@ -50,7 +51,7 @@ export const workersCommand = defineCommand<WorkerRow[]>({
   summary: 'list workers: address, status, last heartbeat, CPUs, memory, load',
   maxArgs: 0,
   async run(_args, ctx) {
-    const now = Date.now();
+    const now = ctx.fleet.clock();
     return ctx.fleet.list().map((s) => toWorkerRow(s, now));
   },
   format(rows) {

@@ -1,0 +1,59 @@
+import type { ProcessInfo } from '@drover/protocol';
+import { formatDuration, table } from '../format.js';
+import { READ_DEADLINE_MS, failureLines, fanOut, type Failed } from './fan-out.js';
+import { seconds } from './options.js';
+import { defineCommand, type CommandContext } from './types.js';
+
+/** One row per process, or one failed entry per worker that could not answer. */
+export type Rows<T> = (({ worker: string; ok: true; error: null } & T) | Failed)[];
+
+/**
+ * Asks the workers for a list each (every worker by default; each within its deadline) and
+ * flattens the answers into rows that carry their worker.
+ */
+export async function gatherRows<T extends object>(
+  ctx: CommandContext,
+  target: string | undefined,
+  timeoutMs: number | undefined,
+  ask: (s: Parameters<Parameters<typeof fanOut>[2]>[0], signal: AbortSignal) => Promise<T[]>,
+): Promise<Rows<T>> {
+  const entries = await fanOut(ctx, target ?? 'all', async (s, signal) => ({ rows: await ask(s, signal) }), {
+    deadlineMs: timeoutMs ?? READ_DEADLINE_MS,
+  });
+  return entries.flatMap((e): Rows<T> => (e.ok ? e.rows.map((r) => ({ worker: e.worker, ok: true as const, error: null, ...r })) : [e]));
+}
+
+export const timeoutOption = { type: 'string', parse: seconds({ max: 3600 }) } as const;
+
+export const psCommand = defineCommand<Rows<ProcessInfo>>({
+  name: 'ps',
+  usage: 'ps [WORKERS] [--timeout S] [--json]',
+  summary: 'processes launched through drover: state from /proc, and why the dead ones ended',
+  details: 'Asks every worker (default all) at once; one that has not answered within --timeout\n(default 5 s) is reported as an error, the rest are printed.',
+  options: { timeout: timeoutOption },
+  complete: ['worker-or-all'],
+  maxArgs: 1,
+  async run(args, ctx) {
+    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, signal) => {
+      return (await s.request('ps', {}, { signal })).processes;
+    });
+  },
+  format(all) {
+    const rows = all.filter((r) => r.ok);
+    if (rows.length === 0) return all.length === 0 ? 'no processes launched yet' : '';
+    return table(
+      ['WORKER', 'PID', 'APP', 'STATE', 'STARTED', 'RUNTIME', 'ARGS', 'EXIT'],
+      rows.map((p) => [
+        p.worker,
+        p.pid,
+        p.app,
+        p.state,
+        p.startedAt.replace('T', ' ').slice(0, 19),
+        formatDuration(p.runtimeMs),
+        p.args.join(' ') || '-',
+        p.exit?.reason ?? '',
+      ]),
+    );
+  },
+  failures: failureLines,
+});

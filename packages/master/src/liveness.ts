@@ -1,0 +1,63 @@
+export type WorkerStatus = 'available' | 'unavailable';
+
+/**
+ * One worker's liveness as the master sees it: when it last sent a heartbeat (on the
+ * monotonic clock), whether its connection is up, and so whether it is available. The fleet's
+ * one sweep timer calls `check`; nothing else writes these fields.
+ */
+export class Liveness {
+  private lastBeat: number;
+  private since: number | null = null;
+  private state: WorkerStatus = 'available';
+  private up = true;
+
+  constructor(now: number) {
+    this.lastBeat = now;
+  }
+
+  get status(): WorkerStatus {
+    return this.state;
+  }
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  /** Monotonic ms of the last heartbeat (or of the connection, before the first one). */
+  get lastHeartbeatAt(): number {
+    return this.lastBeat;
+  }
+
+  /** Monotonic ms when the connection dropped, or null while connected. */
+  get disconnectedAt(): number | null {
+    return this.since;
+  }
+
+  silentMs(now: number): number {
+    return Math.max(0, now - this.lastBeat);
+  }
+
+  /** A heartbeat arrived; true when it made an unavailable worker available again. */
+  beat(now: number): boolean {
+    this.lastBeat = now;
+    if (this.state === 'available' || !this.up) return false;
+    this.state = 'available';
+    return true;
+  }
+
+  /** True when the worker has just become unavailable: no heartbeat for more than `deadlineMs`. */
+  check(now: number, deadlineMs: number): boolean {
+    if (this.state !== 'available' || now - this.lastBeat <= deadlineMs) return false;
+    this.state = 'unavailable';
+    return true;
+  }
+
+  /** The connection is gone; false when it already was. */
+  disconnect(now: number): boolean {
+    if (!this.up) return false;
+    this.up = false;
+    this.state = 'unavailable';
+    this.since = now;
+    return true;
+  }
+}

@@ -1,0 +1,166 @@
+import {
+  CHUNK_BYTES,
+  DroverError,
+  ErrorCode,
+  ReceiveWindow,
+  ResultData,
+  TRANSFER_WINDOW_BYTES,
+  type MasterToWorker,
+  type RequestParams,
+  type RequestType,
+  type Result,
+  type ResultDataOf,
+} from '@drover/protocol';
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Receives the binary chunks the worker streams for this request (log fetches), in order. */
+  onChunk?: (payload: Buffer) => void | Promise<void>;
+  /** Use this id (from allocateId) instead of a new one: uploads name their chunks by it. */
+  id?: number;
+}
+
+interface Pending {
+  type: RequestType;
+  resolve(data: unknown): void;
+  reject(err: DroverError): void;
+  timer: NodeJS.Timeout | null;
+  cleanup(): void;
+  /** Chunks of this request: handled one after another, acknowledged once handled. */
+  chunks: { handle: (p: Buffer) => void | Promise<void>; window: ReceiveWindow; chain: Promise<void> } | null;
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+/**
+ * The worker grants itself TRANSFER_WINDOW_BYTES unacknowledged and may be one chunk into it
+ * when it checks; anything past that ignores flow control.
+ */
+const GRANTED_WINDOW_BYTES = TRANSFER_WINDOW_BYTES + CHUNK_BYTES;
+
+/** What a chunk for a request did to the window: fine, dropped (no such request), or overran it. */
+export type ChunkOutcome = 'ok' | 'dropped' | 'overrun';
+
+/**
+ * Request/response correlation for one worker connection: ids, timeouts, cancellation, result
+ * validation per request type, and the ordered handling of chunks a request streams back.
+ * It knows nothing of sockets: it sends through `send` and is fed what arrives.
+ */
+export class RequestTracker {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(
+    private readonly worker: string,
+    private readonly send: (message: MasterToWorker) => void,
+    private readonly onChunkError: (err: unknown, ref: number) => void = () => undefined,
+  ) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Reserves an id for a transfer whose chunks the master sends (an upload). */
+  allocateId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
+    return id;
+  }
+
+  /** Sends a request and resolves with the worker's validated result data. */
+  request<T extends RequestType>(type: T, params: RequestParams<T>, opts: RequestOptions = {}): Promise<ResultDataOf<T>> {
+    const id = opts.id ?? this.allocateId();
+    return new Promise<ResultDataOf<T>>((resolve, reject) => {
+      const onAbort = (): void => this.cancel(id, new DroverError(ErrorCode.CANCELLED, 'cancelled'));
+      const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      const timer =
+        timeoutMs > 0 && Number.isFinite(timeoutMs)
+          ? setTimeout(
+              () => this.cancel(id, new DroverError(ErrorCode.TIMEOUT, `worker ${this.worker} did not answer ${type} within ${formatSeconds(timeoutMs)}`)),
+              timeoutMs,
+            )
+          : null;
+      this.pending.set(id, {
+        type,
+        resolve: resolve,
+        reject,
+        timer,
+        cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
+        chunks: opts.onChunk ? { handle: opts.onChunk, window: new ReceiveWindow(GRANTED_WINDOW_BYTES), chain: Promise.resolve() } : null,
+      });
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.send({ v: 1, type, id, ...params } as MasterToWorker);
+    });
+  }
+
+  /** A result arrived: validated against what was asked, then handed to the waiting caller. */
+  settleResult(message: Result): void {
+    const p = this.pending.get(message.id);
+    if (!p) return;
+    if (!message.ok) return this.settle(message.id, new DroverError(message.error.code, message.error.message));
+    const parsed = ResultData[p.type].safeParse(message.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.join('.') || 'top';
+      return this.settle(
+        message.id,
+        new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent a malformed ${p.type} result at ${where}: ${issue?.message}`),
+      );
+    }
+    // Chunks the worker sent before its result must be handled first.
+    const id = message.id;
+    if (p.chunks) void p.chunks.chain.then(() => this.settle(id, null, parsed.data));
+    else this.settle(id, null, parsed.data);
+  }
+
+  /** A binary chunk for request `ref`: handed on in order, acknowledged once handled. */
+  receiveChunk(ref: number, payload: Buffer): ChunkOutcome {
+    const p = this.pending.get(ref);
+    const h = p?.chunks;
+    if (!h) return 'dropped';
+    if (!h.window.arrive(payload.length)) {
+      this.cancel(ref, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent past the ${GRANTED_WINDOW_BYTES}-byte window it was granted`));
+      return 'overrun';
+    }
+    h.chain = h.chain.then(async () => {
+      if (!this.pending.has(ref)) return;
+      try {
+        await h.handle(payload);
+      } catch (err) {
+        this.onChunkError(err, ref);
+        this.cancel(ref, err instanceof DroverError ? err : new DroverError(ErrorCode.IO_ERROR, err instanceof Error ? err.message : String(err)));
+        return;
+      }
+      this.send({ v: 1, type: 'ack', ref, bytes: h.window.consume(payload.length) });
+    });
+    return 'ok';
+  }
+
+  /** The connection is gone: every request in flight fails with `err`. */
+  failAll(err: DroverError): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, err);
+  }
+
+  /** Tells the worker to stop working on `id` and fails the caller with `err`. */
+  private cancel(id: number, err: DroverError): void {
+    if (!this.pending.has(id)) return;
+    this.send({ v: 1, type: 'cancel', ref: id });
+    this.settle(id, err);
+  }
+
+  private settle(id: number, err: DroverError | null, data?: unknown): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    p.cleanup();
+    if (err) p.reject(err);
+    else p.resolve(data);
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}

@@ -1,0 +1,134 @@
+import type { IncomingMessage } from 'node:http';
+import WebSocket from 'ws';
+import {
+  DroverError,
+  ErrorCode,
+  SendWindow,
+  encodeChunkHeader,
+  type ErrorBody,
+  type Hello,
+  type Load,
+  type MasterToWorker,
+  type RequestParams,
+  type RequestType,
+  type ResultDataOf,
+} from '@drover/protocol';
+import { Liveness } from './liveness.js';
+import type { Logger } from './logger.js';
+import { RequestTracker, type RequestOptions } from './request-tracker.js';
+import type { UploadBudget } from './upload-budget.js';
+
+export type { RequestOptions } from './request-tracker.js';
+
+/** A worker that acknowledges nothing of an upload for this long has stalled it. */
+const UPLOAD_IDLE_MS = 60_000;
+
+/**
+ * One worker's connection as the master sees it: its facts (from hello), its liveness, its
+ * requests in flight, and its uploads. Each of those is its own small object; this one only
+ * ties them to the socket.
+ */
+export class WorkerSession {
+  readonly name: string;
+  readonly workerId: string;
+  readonly address: string;
+  readonly hello: Hello;
+  /** Wall time of the connection, for display only. */
+  readonly connectedAtWall = Date.now();
+  readonly liveness: Liveness;
+  load: Load | null = null;
+  readonly requests: RequestTracker;
+  private readonly uploads = new Map<number, SendWindow>();
+
+  constructor(
+    readonly ws: WebSocket,
+    req: IncomingMessage,
+    hello: Hello,
+    now: number,
+    private readonly budget: UploadBudget,
+    logger: Logger,
+  ) {
+    this.hello = hello;
+    this.name = hello.name;
+    this.workerId = hello.workerId;
+    this.address = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+    this.liveness = new Liveness(now);
+    this.requests = new RequestTracker(
+      this.name,
+      (m) => this.send(m),
+      (err, ref) => logger.warn({ err, ref, worker: this.name }, 'chunk handler failed; cancelling the transfer'),
+    );
+  }
+
+  get connected(): boolean {
+    return this.liveness.connected;
+  }
+
+  get status(): Liveness['status'] {
+    return this.liveness.status;
+  }
+
+  send(message: MasterToWorker): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  /** Sends a request and resolves with the worker's validated result data. */
+  request<T extends RequestType>(type: T, params: RequestParams<T>, opts: RequestOptions = {}): Promise<ResultDataOf<T>> {
+    if (!this.connected || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} is not connected`));
+    }
+    return this.requests.request(type, params, opts);
+  }
+
+  allocateId(): number {
+    return this.requests.allocateId();
+  }
+
+  /** Sends one chunk of upload `ref`, waiting while the worker has a full window unacknowledged. */
+  async sendChunk(ref: number, payload: Buffer, signal?: AbortSignal): Promise<void> {
+    let win = this.uploads.get(ref);
+    if (!win) {
+      win = new SendWindow(() => this.budget.windowBytes());
+      this.uploads.set(ref, win);
+      this.budget.open();
+    }
+    const check = (): void => {
+      if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
+    };
+    await win.waitForRoom({
+      signal,
+      idleMs: UPLOAD_IDLE_MS,
+      check,
+      stalled: () => new DroverError(ErrorCode.TIMEOUT, `worker ${this.name} acknowledged nothing of the upload for ${UPLOAD_IDLE_MS / 1000} s`),
+    });
+    check();
+    this.ws.send(Buffer.concat([encodeChunkHeader(ref), payload]), { binary: true });
+    win.sentBytes(payload.length);
+  }
+
+  endUpload(ref: number): void {
+    if (this.uploads.delete(ref)) this.budget.close();
+  }
+
+  /** The worker has written `bytes` of upload `ref`. */
+  ackUpload(ref: number, bytes: number): void {
+    this.uploads.get(ref)?.ack(bytes);
+  }
+
+  /** The worker failed upload `ref` (disk full, bad data): the sender stops at once. */
+  failUpload(ref: number, error: ErrorBody): void {
+    this.uploads.get(ref)?.fail(new DroverError(error.code, error.message));
+  }
+
+  /** The connection is gone: every request in flight fails with a clear reason. */
+  markDisconnected(reason: string, now: number): void {
+    if (!this.liveness.disconnect(now)) return;
+    this.requests.failAll(new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected (${reason})`));
+    for (const win of this.uploads.values()) win.poke();
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+}

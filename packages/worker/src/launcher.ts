@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { DroverError, ErrorCode } from '@drover/protocol';
+import { checkLibraries } from './libraries.js';
+import { readCoreLimitSync, readStatSync } from './proc.js';
+import type { ProcessRecord } from './process-table.js';
+import type { AppStore } from './store.js';
+
+/** What of the agent's own environment an app gets; nothing else (the join token least of all). */
+const PASSED_THROUGH = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME', 'SHELL', 'TMPDIR'];
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * The environment of a launched app: a few harmless variables of the agent's, the user's own
+ * (`launch --env K=V`), and drover's (DROVER_APP, DROVER_WORKER, LD_LIBRARY_PATH with the app's
+ * lib/ first). Built from scratch, so no secret of the agent's can leak into it.
+ */
+export function appEnvironment(opts: {
+  app: string;
+  workerName: string;
+  libDir: string;
+  user: Record<string, string>;
+  agentEnv?: NodeJS.ProcessEnv;
+}): NodeJS.ProcessEnv {
+  const agent = opts.agentEnv ?? process.env;
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of PASSED_THROUGH) if (agent[key] !== undefined) env[key] = agent[key];
+  env.PATH ??= DEFAULT_PATH;
+  Object.assign(env, opts.user);
+  env.LD_LIBRARY_PATH = [opts.libDir, opts.user.LD_LIBRARY_PATH ?? agent.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  env.DROVER_APP = opts.app;
+  env.DROVER_WORKER = opts.workerName;
+  return env;
+}
+
+export interface Started {
+  child: ChildProcess;
+  record: ProcessRecord;
+}
+
+/**
+ * Starts apps: checks once per copied version that the executable runs here and its libraries
+ * resolve, then spawns it in its own process group, stdin from /dev/null and stdout and stderr
+ * appended to logs/APP.PID.log.
+ */
+export class Launcher {
+  /** App versions whose executable and libraries were checked: the checks run once per copy. */
+  private readonly checked = new Set<string>();
+
+  constructor(
+    private readonly store: AppStore,
+    private readonly workerName: string,
+  ) {}
+
+  async start(app: string, args: string[], userEnv: Record<string, string> = {}): Promise<Started> {
+    const manifest = await this.store.requireManifest(app);
+    const exe = this.store.filePath(app, { kind: 'exe', name: manifest.executable });
+    const cwd = this.store.appDir(app);
+    const env = appEnvironment({ app, workerName: this.workerName, libDir: path.join(cwd, 'lib'), user: userEnv });
+    // Once per copied version: is it runnable here, and does the loader find every library?
+    // A missing library is then an error naming it, not a process that dies at once.
+    const version = `${app}:${manifest.updatedAt}:${manifest.files.map((f) => f.sha256).join()}`;
+    if (!this.checked.has(version)) {
+      await this.store.checkExecutable(exe, app);
+      await checkLibraries(exe, env, this.workerName);
+      this.checked.add(version);
+    }
+
+    // Sync on purpose: open, close and rename touch no file data and cost microseconds, where
+    // each thread-pool round trip would add a tick to every launch.
+    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.log`);
+    let child: ChildProcess;
+    const fd = openSync(startingLog, 'a', 0o640);
+    try {
+      child = spawn(exe, args, { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      this.checked.delete(version);
+      // An 'error' before 'spawn' means 'exit' never comes (execa's exit-async.js).
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      rmSync(startingLog, { force: true });
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new DroverError(ErrorCode.EXEC_FAILED, `could not start ${manifest.executable} on ${this.workerName}: ${code} (${err.message})`, { cause: err });
+    }
+    // The log is named by pid at once: a crashed agent finds its orphans by these names.
+    const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
+    renameSync(startingLog, logPath);
+    const stat = readStatSync(pid);
+    const coreLimit = readCoreLimitSync(pid);
+    const now = Date.now();
+    const record: ProcessRecord = {
+      pid,
+      app,
+      executable: manifest.executable,
+      args,
+      startedAt: new Date(now).toISOString(),
+      startedAtMs: now,
+      startTicks: stat?.startTicks ?? null,
+      logPath,
+      exit: null,
+      adopted: false,
+      coreLimit: coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit,
+      signalled: null,
+      usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
+    };
+    return { child, record };
+  }
+}
