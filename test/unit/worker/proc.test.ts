@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { parseStat } from '../../packages/worker/src/proc.js';
+import { parseStat } from '../../../packages/worker/src/proc.js';
 
 test('/proc/PID/stat parses even when the command name holds spaces and parentheses', () => {
   // Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ... starttime (22nd)

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { expect, test } from 'vitest';
-import { MAX_DEAD_RECORDS, ProcessTable, type ProcessRecord } from '../../packages/worker/src/process-table.js';
-import { tempDir } from '../helpers/cluster.js';
+import { MAX_DEAD_RECORDS, ProcessTable, type ProcessRecord } from '../../../packages/worker/src/process-table.js';
+import { tempDir } from '../../helpers/cluster.js';
 
 function record(pid: number, dead: boolean): ProcessRecord {
   return {

@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { commands } from '../../packages/master/src/commands/index.js';
-import { complete } from '../../packages/master/src/shell.js';
-import { tempDir } from '../helpers/cluster.js';
+import { commands } from '../../../packages/master/src/commands/index.js';
+import { complete } from '../../../packages/master/src/shell.js';
+import { tempDir } from '../../helpers/cluster.js';
 
 const fleet = { names: () => ['w1', 'w2', 'web'] };
 

@@ -13,7 +13,7 @@ import {
   parseWorkerMessage,
   toWorkerName,
 } from '@drover/protocol';
-import { ROOT } from '../helpers/cluster.js';
+import { ROOT } from '../../helpers/cluster.js';
 
 const file = { kind: 'exe', name: 'app', size: 3, sha256: 'a'.repeat(64) };
 const exit = { code: 0, signal: null, reason: 'exited with code 0', signalledBy: null, forced: false, coreDumped: false, endedAt: '2026-01-01T00:00:00Z' };
@@ -50,7 +50,7 @@ const masterMessages: [string, object, object][] = [
   ['ack', { ref: 1, bytes: 0 }, { ref: -1 }],
   ['protocol-error', { error: { code: 'BAD_REQUEST', message: 'm' } }, { error: null }],
   ['inventory', { id: 1, app: 'a' }, { app: 'a/b' }],
-  ['upload-begin', { id: 1, app: 'a', file, mode: 0o755 }, { file: { ...file, name: '../../etc/passwd' } }],
+  ['upload-begin', { id: 1, app: 'a', file, mode: 0o755 }, { file: { ...file, name: '../../../etc/passwd' } }],
   ['upload-end', { id: 1, ref: 2 }, { ref: null }],
   ['app-commit', { id: 1, app: 'a', executable: 'app', files: [file], keep: [] }, { executable: '.hidden/x' }],
   ['app-delete', { id: 1, app: 'a', force: false }, { force: 'yes' }],

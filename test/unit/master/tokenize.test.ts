@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { quoteWord, splitCommands } from '../../packages/master/src/tokenize.js';
-import { backoffDelay } from '../../packages/worker/src/backoff.js';
+import { quoteWord, splitCommands } from '../../../packages/master/src/tokenize.js';
+import { backoffDelay } from '../../../packages/worker/src/backoff.js';
 
 describe('command lines', () => {
   test('split into commands and words like a shell', () => {

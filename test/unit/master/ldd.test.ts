@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseLdd } from '@drover/protocol';
-import { isSystemLibrary, librariesToCopy } from '../../packages/master/src/ldd.js';
+import { isSystemLibrary, librariesToCopy } from '../../../packages/master/src/ldd.js';
 
 describe('which libraries copy ships', () => {
   test('system folders and their multiarch subfolders are system; the rest is not', () => {

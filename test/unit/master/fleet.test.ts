@@ -1,0 +1,147 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type WebSocket from 'ws';
+import { pino } from 'pino';
+import { describe, expect, test } from 'vitest';
+import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
+import { selectWorkers } from '../../../packages/master/src/commands/fan-out.js';
+import { Fleet } from '../../../packages/master/src/fleet.js';
+
+const TOKEN = 'unit-token-0123456789';
+const H = 1000;
+
+/** Just enough of a ws socket for the fleet: records what is sent and how it was closed. */
+class FakeSocket extends EventEmitter {
+  readyState = 1;
+  sent: unknown[] = [];
+  closed: { code: number; reason: string } | null = null;
+  send(data: string): void {
+    this.sent.push(JSON.parse(data));
+  }
+  close(code: number, reason: string): void {
+    this.closed = { code, reason };
+    this.readyState = 3;
+    this.emit('close', code, Buffer.from(reason));
+  }
+  terminate(): void {}
+}
+
+function hello(name: string, workerId = `id-of-${name}`): Hello {
+  return {
+    v: 1,
+    type: 'hello',
+    token: TOKEN,
+    protocolVersion: PROTOCOL_VERSION,
+    workerId,
+    name,
+    hostname: name,
+    os: { platform: 'linux', release: '6', arch: 'x64' },
+    cpus: 2,
+    memoryBytes: 1,
+    gpus: [],
+    agentVersion: '0',
+  };
+}
+
+function setup(nameHoldMs = 600_000): { fleet: Fleet; clock: { now: number }; join: (h: Hello) => FakeSocket; events: string[] } {
+  const clock = { now: 1_000_000 };
+  const fleet = new Fleet({ token: TOKEN, heartbeatMs: H, logger: pino({ level: 'silent' }), clock: () => clock.now, sweepTimer: false, nameHoldMs });
+  const events: string[] = [];
+  for (const e of ['joined', 'available', 'unavailable', 'left'] as const) fleet.on(e, (s: { name: string }) => events.push(`${e} ${s.name}`));
+  const join = (h: Hello): FakeSocket => {
+    const ws = new FakeSocket();
+    fleet.accept(ws as unknown as WebSocket, { socket: { remoteAddress: '198.18.0.2' } } as IncomingMessage);
+    ws.emit('message', Buffer.from(JSON.stringify(h)), false);
+    return ws;
+  };
+  return { fleet, clock, join, events };
+}
+
+const beat = (ws: FakeSocket): boolean =>
+  ws.emit(
+    'message',
+    Buffer.from(
+      JSON.stringify({ v: 1, type: 'heartbeat', seq: 1, load: { cpuPercent: 0, memoryUsedBytes: 0, memoryTotalBytes: 1, loadAverage: 0, processes: 0 } }),
+    ),
+    false,
+  );
+
+describe('Fleet liveness (fake monotonic clock)', () => {
+  test('a worker is unavailable only after more than 2 silent intervals, and available at its next heartbeat', () => {
+    const { fleet, clock, join, events } = setup();
+    const ws = join(hello('w1'));
+    expect(ws.sent[0]).toMatchObject({ type: 'welcome', name: 'w1', heartbeatMs: H });
+    clock.now += 2 * H;
+    fleet.sweep();
+    expect(fleet.get('w1').status).toBe('available');
+    clock.now += 1;
+    fleet.sweep();
+    expect(fleet.find('w1').status).toBe('unavailable');
+    expect(() => fleet.get('w1')).toThrow(/worker w1 is unavailable \(missed heartbeats; last one 2\.0 s ago\)/);
+    beat(ws);
+    expect(fleet.get('w1').status).toBe('available');
+    expect(events).toEqual(['joined w1', 'unavailable w1', 'available w1']);
+  });
+
+  test('only the monotonic clock counts: a worker that keeps beating stays available whatever the wall clock does', () => {
+    const { fleet, clock, join } = setup();
+    const ws = join(hello('w1'));
+    const realNow = Date.now;
+    try {
+      for (let i = 0; i < 10; i++) {
+        Date.now = () => realNow() + (i % 2 ? 3_600_000 : -3_600_000);
+        clock.now += H;
+        beat(ws);
+        fleet.sweep();
+        expect(fleet.get('w1').status).toBe('available');
+      }
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  test('a name belongs to its worker id while its owner was seen within --name-hold', () => {
+    const { fleet, clock, join } = setup(60_000);
+    const owner = join(hello('w1', 'owner'));
+    const impostor = join(hello('w1', 'other'));
+    expect(impostor.closed).toMatchObject({ code: 4003, reason: expect.stringContaining('belongs to another worker that is connected') });
+    owner.close(1006, '');
+    clock.now += 30_000;
+    const again = join(hello('w1', 'other'));
+    expect(again.closed).toMatchObject({ code: 4003, reason: expect.stringContaining('was seen 30 s ago') });
+    // The owner itself takes its name back at once.
+    const back = join(hello('w1', 'owner'));
+    expect(back.closed).toBeNull();
+    back.close(1006, '');
+    clock.now += 60_001;
+    const later = join(hello('w1', 'other'));
+    expect(later.closed).toBeNull();
+    expect(fleet.get('w1').workerId).toBe('other');
+  });
+
+  test('reserved words and bad tokens are refused with their own close codes', () => {
+    const { join } = setup();
+    expect(join(hello('all')).closed).toMatchObject({ code: 4004, reason: expect.stringContaining('reserved') });
+    expect(join({ ...hello('w2'), token: 'wrong-token-0123456' }).closed).toEqual({ code: 4001, reason: 'bad token' });
+    expect(join({ ...hello('w2'), protocolVersion: 99 }).closed).toMatchObject({ code: 4002 });
+  });
+});
+
+describe('selectWorkers', () => {
+  test('all names every worker; unavailable ones become failed entries, unknown names fail the whole command', () => {
+    const { fleet, clock, join } = setup();
+    join(hello('w1'));
+    const w2 = join(hello('w2'));
+    clock.now += 2 * H + 1;
+    beat(w2);
+    fleet.sweep();
+    const all = selectWorkers(fleet, 'all');
+    expect(all.sessions.map((s) => s.name)).toEqual(['w2']);
+    expect(all.unavailable).toEqual([
+      { worker: 'w1', ok: false, error: { code: 'WORKER_UNAVAILABLE', message: expect.stringContaining('worker w1 is unavailable') } },
+    ]);
+    expect(selectWorkers(fleet, 'w2,w2').sessions).toHaveLength(1);
+    expect(() => selectWorkers(fleet, 'w2,w9')).toThrow(/unknown worker "w9" \(known workers: w1, w2\)/);
+    expect(() => selectWorkers(setup().fleet, 'all')).toThrow(/no workers have joined/);
+  });
+});

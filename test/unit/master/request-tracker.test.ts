@@ -1,0 +1,67 @@
+import { describe, expect, test } from 'vitest';
+import { CHUNK_BYTES, TRANSFER_WINDOW_BYTES, type MasterToWorker } from '@drover/protocol';
+import { RequestTracker } from '../../../packages/master/src/request-tracker.js';
+
+function tracker(): { t: RequestTracker; sent: MasterToWorker[] } {
+  const sent: MasterToWorker[] = [];
+  return { t: new RequestTracker('w1', (m) => sent.push(m)), sent };
+}
+
+describe('RequestTracker: correlation by id', () => {
+  test('each result settles the request with its id, validated for that request type', async () => {
+    const { t, sent } = tracker();
+    const ps = t.request('ps', {});
+    const usage = t.request('usage', {});
+    expect(sent.map((m) => [m.type, 'id' in m ? m.id : null])).toEqual([
+      ['ps', 1],
+      ['usage', 2],
+    ]);
+    t.settleResult({ v: 1, type: 'result', id: 2, ok: true, data: { processes: [] } });
+    t.settleResult({ v: 1, type: 'result', id: 1, ok: false, error: { code: 'BUSY', message: 'busy' } });
+    await expect(usage).resolves.toEqual({ processes: [] });
+    await expect(ps).rejects.toMatchObject({ code: 'BUSY', message: 'busy' });
+    expect(t.size).toBe(0);
+  });
+
+  test('a result of the wrong shape is a protocol error naming the field; an unknown id is ignored', async () => {
+    const { t } = tracker();
+    const launch = t.request('launch', { app: 'a', args: [] });
+    t.settleResult({ v: 1, type: 'result', id: 99, ok: true, data: {} });
+    t.settleResult({ v: 1, type: 'result', id: 1, ok: true, data: { pid: 'x' } });
+    await expect(launch).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringContaining('malformed launch result at pid') });
+  });
+
+  test('a timeout or an abort cancels on the worker too', async () => {
+    const { t, sent } = tracker();
+    const slow = t.request('ps', {}, { timeoutMs: 20 });
+    await expect(slow).rejects.toMatchObject({ code: 'TIMEOUT', message: 'worker w1 did not answer ps within 20 ms' });
+    const abort = new AbortController();
+    const aborted = t.request('ps', {}, { signal: abort.signal });
+    abort.abort();
+    await expect(aborted).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(sent.filter((m) => m.type === 'cancel').map((m) => (m.type === 'cancel' ? m.ref : 0))).toEqual([1, 2]);
+  });
+
+  test('chunks are handled in order before the result, acknowledged as consumed; overrunning the window is refused', async () => {
+    const { t, sent } = tracker();
+    const got: string[] = [];
+    const logs = t.request('logs', { pid: 1, app: null, tail: null, follow: false }, { onChunk: async (p) => void got.push(p.toString()) });
+    expect(t.receiveChunk(1, Buffer.from('a'))).toBe('ok');
+    expect(t.receiveChunk(1, Buffer.from('b'))).toBe('ok');
+    t.settleResult({ v: 1, type: 'result', id: 1, ok: true, data: { pid: 1, app: 'a', bytes: 2, path: '/x' } });
+    await expect(logs).resolves.toMatchObject({ bytes: 2 });
+    expect(got).toEqual(['a', 'b']);
+    expect(sent.filter((m) => m.type === 'ack')).toEqual([
+      { v: 1, type: 'ack', ref: 1, bytes: 1 },
+      { v: 1, type: 'ack', ref: 1, bytes: 2 },
+    ]);
+    expect(t.receiveChunk(1, Buffer.from('late'))).toBe('dropped');
+
+    const stuck = t.request('logs', { pid: 1, app: null, tail: null, follow: false }, { onChunk: () => new Promise(() => undefined) });
+    const big = Buffer.alloc(CHUNK_BYTES);
+    let outcome = 'ok';
+    for (let sentBytes = 0; outcome === 'ok' && sentBytes <= TRANSFER_WINDOW_BYTES + 2 * CHUNK_BYTES; sentBytes += big.length) outcome = t.receiveChunk(2, big);
+    expect(outcome).toBe('overrun');
+    await expect(stuck).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringContaining('past the') });
+  });
+});
