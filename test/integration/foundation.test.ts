@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION } from '@drover/protocol';
+import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
 import { TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const H = 200;
 
-function hello(name: string, token = TOKEN) {
+function hello(name: string, token = TOKEN): Hello {
   return {
     v: 1,
     type: 'hello',

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
+import type { ProcessInfo, UsageInfo } from '@drover/protocol';
 import {
   pidAlive,
   type Master,
@@ -22,23 +23,9 @@ import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/
 const gcc = haveGcc();
 if (!gcc) console.warn('lifecycle tests SKIPPED: gcc is not installed, so the C fixture programs cannot be built');
 
-interface Proc {
-  worker: string;
-  pid: number;
-  app: string;
-  state: string;
-  adopted: boolean;
-  exit: null | { code: number | null; signal: string | null; reason: string; signalledBy: string | null; forced: boolean; coreDumped: boolean };
-}
-interface Usage {
-  worker: string;
-  pid: number;
-  cpuUserSeconds: number;
-  cpuSystemSeconds: number;
-  cpuPercent: number;
-  rssBytes: number;
-  maxRssBytes: number;
-}
+/** Rows of ps --json and usage --json: the wire shapes, with the worker each came from. */
+type Proc = ProcessInfo & { worker: string };
+type Usage = UsageInfo & { worker: string };
 type CopyResult = {
   worker: string;
   ok: boolean;
