@@ -186,24 +186,28 @@ export function killAppsUnder(dir: string): void {
 
 export function startWorker(
   master: { address: string },
-  opts: { name: string; token?: string; stateDir?: string; heartbeatMs?: number; args?: string[] },
+  opts: { name: string; token?: string | null; stateDir?: string; heartbeatMs?: number; args?: string[]; env?: NodeJS.ProcessEnv },
 ): Worker {
   const stateDir = opts.stateDir ?? tempDir(`drover-${opts.name}-`);
   onCleanup(() => killAppsUnder(stateDir));
-  const proc = startProcess(process.execPath, [
-    WORKER_CLI,
-    '--master',
-    master.address,
-    '--name',
-    opts.name,
-    '--token',
-    opts.token ?? TOKEN,
-    '--state-dir',
-    stateDir,
-    '--heartbeat-ms',
-    String(opts.heartbeatMs ?? 200),
-    ...(opts.args ?? []),
-  ]);
+  const proc = startProcess(
+    process.execPath,
+    [
+      WORKER_CLI,
+      '--master',
+      master.address,
+      '--name',
+      opts.name,
+      // token: null leaves the token to the environment (DROVER_TOKEN) or --token-file in args.
+      ...(opts.token === null ? [] : ['--token', opts.token ?? TOKEN]),
+      '--state-dir',
+      stateDir,
+      '--heartbeat-ms',
+      String(opts.heartbeatMs ?? 200),
+      ...(opts.args ?? []),
+    ],
+    { env: opts.env },
+  );
   return Object.assign(proc, { name: opts.name, stateDir });
 }
 
