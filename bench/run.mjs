@@ -73,14 +73,14 @@ async function control(stateDir) {
   const lines = readline.createInterface({ input: sock })[Symbol.asyncIterator]();
   return {
     async runHuman(line) {
-      sock.write(`${JSON.stringify({ type: 'run', line, json: false, cwd: process.cwd() })}\n`);
+      sock.write(`${JSON.stringify({ v: 1, type: 'run', line, json: false, cwd: process.cwd() })}\n`);
       for (;;) {
         const reply = JSON.parse((await lines.next()).value);
         if (reply.type === 'done') return reply.results[0].output;
       }
     },
     async run(line) {
-      sock.write(`${JSON.stringify({ type: 'run', line, json: true, cwd: process.cwd() })}\n`);
+      sock.write(`${JSON.stringify({ v: 1, type: 'run', line, json: true, cwd: process.cwd() })}\n`);
       for (;;) {
         const reply = JSON.parse((await lines.next()).value);
         if (reply.type !== 'done') continue;
