@@ -1,7 +1,10 @@
 #!/bin/sh
 # drover worker installer: turns a Linux VM into a drover worker.
 #
-#   curl -fsSL http://MASTER:7070/install.sh | sudo sh -s -- --token TOKEN
+#   curl -fsSL http://MASTER:7070/install.sh | DROVER_TOKEN=TOKEN sudo --preserve-env=DROVER_TOKEN sh -s
+#
+# The token comes from DROVER_TOKEN or --token-file, so it is never an argument that every
+# local user can read in ps while this runs.
 #
 # The master serves this script with its own address filled in below. Re-running upgrades in
 # place; --uninstall removes everything the script made. POSIX sh; tested on Debian, and
@@ -17,10 +20,11 @@ SYSTEM_USER=drover
 
 usage() {
   cat <<'EOF'
-usage: install.sh [--token TOKEN] [--master HOST:PORT] [--name NAME] [--prefix DIR]
+usage: install.sh [--token-file FILE] [--master HOST:PORT] [--name NAME] [--prefix DIR]
                   [--state-dir DIR] [--node PATH] [--ca FILE] [--no-systemd] [--uninstall]
 
-  --token TOKEN     the join token the master printed (or set DROVER_TOKEN)
+  --token-file FILE read the join token from FILE (or set DROVER_TOKEN)
+  --token TOKEN     the join token itself (visible in ps while this runs: prefer the above)
   --master H:P      the master (default: where this script was served from);
                     https://H:P for a master with TLS
   --ca FILE         PEM CA that signed the master's TLS certificate (a private CA)
@@ -52,6 +56,12 @@ UNINSTALL=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --token) [ $# -ge 2 ] || die "--token needs a value"; TOKEN=$2; shift 2 ;;
+    --token-file)
+      [ $# -ge 2 ] || die "--token-file needs a value"
+      [ -r "$2" ] || die "cannot read --token-file $2"
+      TOKEN=$(tr -d ' \t\r\n' <"$2")
+      shift 2
+      ;;
     --master) [ $# -ge 2 ] || die "--master needs a value"; MASTER=$2; shift 2 ;;
     --name) [ $# -ge 2 ] || die "--name needs a value"; NAME=$2; shift 2 ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
@@ -127,7 +137,7 @@ fi
 
 # ------------------------------------------------------------------ checks
 
-[ -n "$TOKEN" ] || die "no join token: pass --token TOKEN (the master prints it; 'join' in master> shows it)"
+[ -n "$TOKEN" ] || die "no join token: set DROVER_TOKEN or pass --token-file FILE (the master's 'join' command prints the line)"
 case "$TOKEN" in *[!A-Za-z0-9._~+/=-]*) die "the token has characters a drover token never has; copy it again" ;; esac
 SCHEME=http
 case "$DEFAULT_SCHEME" in https) SCHEME=https ;; esac

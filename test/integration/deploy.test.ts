@@ -142,7 +142,8 @@ describe('install.sh against a real master', () => {
       spawnSync('sh', ['-s', '--', ...args], { input: script, encoding: 'utf8', env: { PATH: process.env.PATH!, HOME: '/nonexistent' } });
 
     const cases: [string[], RegExp][] = [
-      [['--prefix', prefix, '--no-systemd'], /^drover: error: no join token: pass --token TOKEN/],
+      [['--prefix', prefix, '--no-systemd'], /^drover: error: no join token: set DROVER_TOKEN or pass --token-file FILE/],
+      [['--token-file', '/no/such/token', '--prefix', prefix], /^drover: error: cannot read --token-file \/no\/such\/token/],
       [['--token', 't0ken-0123456789', '--prefix', 'relative'], /^drover: error: --prefix must be an absolute path/],
       [['--token', 't0ken-0123456789', '--master', 'nohost', '--prefix', prefix], /^drover: error: --master must be HOST:PORT/],
       [['--token', 't0ken-0123456789', '--name', '../x', '--prefix', prefix], /^drover: error: --name must be/],

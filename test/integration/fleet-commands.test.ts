@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { Hello, ProcessInfo } from '@drover/protocol';
@@ -75,13 +76,14 @@ describe.skipIf(!gcc)('commands on many workers (needs gcc for the fixture progr
   });
 
   test('a stop whose request is cancelled still escalates to SIGKILL on the worker', async () => {
-    const { master } = await startCluster(1);
+    const { master, workers } = await startCluster(1);
     await master.execJson(`copy w1 ${fx.ignoreSigint}`);
     const { pid } = await master.execFirst<{ pid: number }>('launch w1 ignore-sigint');
     await waitFor(async () => (await master.exec(`logs w1 ${pid}`)).stdout.includes('ready'), 'ready');
-    // The client goes away 300 ms into a stop with a 1.5 s timeout: the master cancels the request.
+    // The client goes away once the worker has sent SIGINT (a stop with a 1.5 s timeout): the master cancels the request.
     const client = spawn(process.execPath, [MASTER_CLI, 'exec', `stop w1 ${pid} --timeout 1.5`, '--state-dir', master.stateDir], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 300));
+    const table = path.join(workers[0]!.stateDir, 'processes.json');
+    await waitFor(() => readFileSync(table, 'utf8').includes('"signalled":{"by":"stop","signal":"SIGINT"'), 'the worker to send SIGINT', 10_000, 5);
     client.kill('SIGKILL');
     expect(pidAlive(pid)).toBe(true);
     await waitFor(() => !pidAlive(pid), 'SIGKILL after the stop timeout', 8000);

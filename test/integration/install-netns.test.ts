@@ -80,7 +80,9 @@ describe('one-line install on real hosts (network namespaces)', () => {
       '--no-shell',
     ]);
     await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070'), 'the master in its namespace');
-    expect(master.stdout()).toContain(`join a VM:  curl -fsSL http://198.18.0.1:7070/install.sh | sudo sh -s -- --token ${TOKEN}`);
+    // Under --no-shell stdout is a kept log: the join line, but not the token.
+    expect(master.stdout()).toContain('join a VM:  curl -fsSL http://198.18.0.1:7070/install.sh | DROVER_TOKEN=… sudo --preserve-env=DROVER_TOKEN sh -s');
+    expect(master.stdout()).not.toContain(TOKEN);
 
     const prefixes = { a: path.join(tempDir(), 'drover'), b: path.join(tempDir(), 'drover') };
     const install = (ns: string, prefix: string, name: string, extra = '') =>
@@ -92,7 +94,7 @@ describe('one-line install on real hosts (network namespaces)', () => {
           ns,
           'sh',
           '-c',
-          `curl -fsSL http://198.18.0.1:7070/install.sh | sh -s -- --token ${TOKEN} --prefix ${prefix} --no-systemd --name ${name} ${extra}`,
+          `curl -fsSL http://198.18.0.1:7070/install.sh | DROVER_TOKEN=${TOKEN} sh -s -- --prefix ${prefix} --no-systemd --name ${name} ${extra}`,
         ],
         { encoding: 'utf8' },
       );

@@ -162,7 +162,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     const deadline = 2 * this.heartbeatMs;
     for (const s of this.sessions.values()) {
       if (s.liveness.check(now, deadline)) {
-        this.logger.warn({ worker: s.name, silentMs: Math.round(s.liveness.silentMs(now)) }, 'worker missed 2 heartbeats: unavailable');
+        this.logger.warn({ worker: s.name, silentMs: s.liveness.silentMs(now) }, 'worker missed 2 heartbeats: unavailable');
         this.emit('unavailable', s);
       }
       const since = s.liveness.disconnectedAt;

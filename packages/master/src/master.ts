@@ -1,9 +1,8 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
 import { commands } from './commands/index.js';
-import type { CommandContext } from './commands/types.js';
 import { startControlServer } from './control.js';
 import { startDevCluster, type DevCluster } from './dev-cluster.js';
 import { Fleet } from './fleet.js';
@@ -11,6 +10,7 @@ import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
+import { joinLines, type JoinInfo } from './join-lines.js';
 import { startShell } from './shell.js';
 import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
@@ -37,7 +37,9 @@ export interface MasterOptions {
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
 export async function runMaster(opts: MasterOptions): Promise<void> {
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
-  const token = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
+  // Enforced, not inherited: master.log records every command line, arguments included.
+  await chmod(opts.stateDir, 0o700);
+  const { token, source: tokenSource } = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
   const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
@@ -52,10 +54,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     throw err;
   });
   const advertised = advertise(opts.advertise, opts.host, server.port);
-  const joinInfo = (): ReturnType<CommandContext['joinInfo']> => ({
-    workerCommand: `worker --master ${tls ? 'wss://' : ''}${advertised} --token ${token}`,
-    installCommand: installer.missing ? null : `curl -fsSL ${tls ? 'https' : 'http'}://${advertised}/install.sh | sudo sh -s -- --token ${token}`,
-  });
+  const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing });
+  const joinInfo = (): JoinInfo => lines(token);
   const base = { fleet, commands, joinInfo };
   let stopRequested: (() => void) | null = null;
   let control;
@@ -68,13 +68,15 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   }
 
   const say = (text: string): void => void process.stdout.write(`${text}\n`);
-  const join = joinInfo();
+  // Without a shell, stdout is a log that is kept (the journal): the token stays out of it.
+  const join = opts.shell ? joinInfo() : lines('…');
   // One write: whoever reads "listening on" (a script, a test) also has the join lines.
   say(
     [
       `drover master listening on ${opts.host}:${server.port}${tls ? ' with TLS' : ''} (state ${opts.stateDir})`,
       ...(join.installCommand ? [`join a VM:  ${join.installCommand}`] : []),
       `${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`,
+      ...(opts.shell ? [] : [`   (the join token is in ${tokenSource}; master exec join prints these lines with it)`]),
     ].join('\n'),
   );
   logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');

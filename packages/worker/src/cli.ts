@@ -14,17 +14,38 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/** The join token, from --token-file, --token or $DROVER_TOKEN; and where it came from, for the log (never the token). */
+function readToken(file: string | undefined, flag: string | undefined): { token: string; from: string } {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      fail(`cannot read --token-file ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const token = text.trim();
+    if (!token) fail(`--token-file ${file} is empty`);
+    return { token, from: `--token-file ${file}` };
+  }
+  if (flag) return { token: flag, from: '--token' };
+  const env = process.env.DROVER_TOKEN;
+  if (env) return { token: env, from: 'DROVER_TOKEN' };
+  fail('no join token: pass --token-file FILE or set DROVER_TOKEN (the master prints how to join)');
+}
+
 const argv = yargs(hideBin(process.argv))
   .scriptName('worker')
   .usage('$0 --master HOST:PORT [options]\n\nThe drover worker agent: joins a master and runs the apps it is sent.')
   .option('master', { type: 'string', describe: 'Master address, HOST:PORT (or ws://HOST:PORT); default $DROVER_MASTER' })
   .option('name', { type: 'string', describe: 'Worker name (default: $DROVER_NAME, else the host name)' })
-  .option('token', { type: 'string', describe: 'Join token (default: $DROVER_TOKEN)' })
+  .option('token-file', { type: 'string', describe: 'Read the join token from this file (keeps it off the command line)' })
+  .option('token', { type: 'string', describe: 'Join token (visible in ps: prefer --token-file or $DROVER_TOKEN)' })
   .option('ca', { type: 'string', describe: 'PEM CA certificate(s) to trust for a wss:// master (default: $DROVER_CA, else the system CAs)' })
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
   .option('exit-with-stdin', { type: 'boolean', default: false, hidden: true, describe: 'Exit when stdin closes (local dev clusters)' })
+  .conflicts('token', 'token-file')
   .version(AGENT_VERSION)
   .strict()
   .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
@@ -38,8 +59,9 @@ if (!url.ok) fail(url.error);
 const name = argv.name ?? (process.env.DROVER_NAME || toWorkerName(os.hostname()));
 const badName = checkWorkerName(name);
 if (badName) fail(badName);
-const token = argv.token ?? process.env.DROVER_TOKEN ?? '';
-if (!token) fail('no join token: pass --token or set DROVER_TOKEN (the master prints it at start)');
+const { token, from: tokenFrom } = readToken(argv['token-file'], argv.token);
+// Read once, then gone from our environment: nothing we start can inherit it.
+delete process.env.DROVER_TOKEN;
 const badBeat = checkHeartbeatMs(argv['heartbeat-ms']);
 if (badBeat) fail(badBeat);
 const stateDir = path.resolve(argv['state-dir'] ?? process.env.STATE_DIRECTORY ?? path.join(os.homedir(), '.drover', 'worker'));
@@ -55,6 +77,7 @@ if (caFile) {
 }
 
 const logger = createLogger(argv['log-level']);
+logger.info({ tokenFrom }, 'join token read');
 const agent = new Agent({
   url: url.url,
   ca,

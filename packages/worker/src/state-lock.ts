@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
 
@@ -9,7 +9,9 @@ import { DroverError, ErrorCode } from '@drover/protocol';
  * A lock left by an agent that died (its pid gone, or no longer a node process) is taken over.
  */
 export async function lockStateDir(stateDir: string): Promise<() => Promise<void>> {
-  await mkdir(stateDir, { recursive: true });
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // Enforced, not inherited: an existing 0755 folder would let every local user read the apps.
+  await chmod(stateDir, 0o700);
   const file = path.join(stateDir, 'worker.pid');
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

@@ -1,6 +1,7 @@
+import type { JoinInfo } from '../join-lines.js';
 import { defineCommand } from './types.js';
 
-export const joinCommand = defineCommand<{ workerCommand: string; installCommand: string | null }>({
+export const joinCommand = defineCommand<JoinInfo>({
   name: 'join',
   usage: 'join [--json]',
   summary: 'show the command a VM runs to join this master as a worker',

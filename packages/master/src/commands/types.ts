@@ -1,4 +1,5 @@
 import type { Fleet } from '../fleet.js';
+import type { JoinInfo } from '../join-lines.js';
 
 export interface Output {
   /**
@@ -24,7 +25,7 @@ export interface CommandContext {
   /** The command table, for help and completion. */
   commands: Command[];
   /** Text every master answers `join` with (set once the server listens). */
-  joinInfo(): { workerCommand: string; installCommand: string | null };
+  joinInfo(): JoinInfo;
 }
 
 /** Turns an option's text into its value; throws an Error whose message says what was expected. */
