@@ -42,7 +42,7 @@ describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
     const master = await startMaster({ args: ['--tls-cert', cert, '--tls-key', key] });
     expect(master.stdout()).toContain('with TLS');
     expect(master.stdout()).toContain(`curl -fsSL https://127.0.0.1:${master.port}/install.sh`);
-    expect(master.stdout()).toContain(`worker --master wss://127.0.0.1:${master.port} --token`);
+    expect(master.stdout()).toContain(`DROVER_TOKEN=… worker --master wss://127.0.0.1:${master.port}`);
 
     startWorker({ address: `wss://127.0.0.1:${master.port}` }, { name: 'trusting', args: ['--ca', cert] });
     const untrusting = startWorker({ address: `wss://127.0.0.1:${master.port}` }, { name: 'untrusting' });
@@ -60,11 +60,13 @@ describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
     const { cert, key } = makeCertificate();
     const master = await startMaster({ args: ['--tls-cert', cert, '--tls-key', key] });
     const prefix = path.join(tempDir(), 'drover');
+    const tokenFile = path.join(tempDir(), 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const r = spawnSync(
       'sh',
       [
         '-c',
-        `curl -fsSL --cacert ${cert} https://127.0.0.1:${master.port}/install.sh | sh -s -- --token ${TOKEN} --ca ${cert} --prefix ${prefix} --no-systemd --name tlsvm`,
+        `curl -fsSL --cacert ${cert} https://127.0.0.1:${master.port}/install.sh | sh -s -- --token-file ${tokenFile} --ca ${cert} --prefix ${prefix} --no-systemd --name tlsvm`,
       ],
       { encoding: 'utf8' },
     );

@@ -4,7 +4,10 @@ import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import {
   AGENT_VERSION,
+  CHUNK_BYTES,
+  CHUNK_HEADER_BYTES,
   CloseCode,
+  MAX_FRAME_BYTES,
   DroverError,
   ErrorCode,
   PROTOCOL_VERSION,
@@ -18,10 +21,11 @@ import {
 } from '@drover/protocol';
 import { monotonic, type Clock } from './clock.js';
 import type { Logger } from './logger.js';
+import { AdmissionGate, HELLO_DEADLINE_MS } from './gate.js';
+import { LogLimiter } from './log-limiter.js';
 import { UploadBudget } from './upload-budget.js';
 import { WorkerSession } from './worker-session.js';
 
-const HELLO_TIMEOUT_MS = 10_000;
 /** Disconnected workers stay listed (as unavailable) this long, then are forgotten. */
 const FORGET_AFTER_MS = 60 * 60 * 1000;
 /** A name stays its worker's this long after it was last seen (`--name-hold`). */
@@ -55,11 +59,15 @@ export class Fleet extends EventEmitter<FleetEvents> {
   readonly heartbeatMs: number;
   readonly clock: Clock;
   readonly uploads = new UploadBudget();
+  /** Slots for connections that have not said hello yet. */
+  readonly gate = new AdmissionGate();
   private readonly sessions = new Map<string, WorkerSession>();
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly tokenDigest: Buffer;
   private readonly logger: Logger;
   private readonly nameHoldMs: number;
+  /** What unauthenticated or misbehaving peers make us log goes through here: bounded per source. */
+  private readonly peerLog: LogLimiter;
 
   constructor(opts: FleetOptions) {
     super();
@@ -68,6 +76,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.clock = opts.clock ?? monotonic;
     this.nameHoldMs = opts.nameHoldMs ?? DEFAULT_NAME_HOLD_MS;
     this.tokenDigest = digest(opts.token);
+    this.peerLog = new LogLimiter(opts.logger);
     // Sweeping every H/4 bounds the detection slack at H/4 past the 2·H deadline.
     this.sweeper = opts.sweepTimer === false ? null : setInterval(() => this.sweep(), Math.max(5, Math.floor(opts.heartbeatMs / 4)));
     this.sweeper?.unref();
@@ -130,26 +139,37 @@ export class Fleet extends EventEmitter<FleetEvents> {
     return gone;
   }
 
-  /** Takes a new WebSocket: the first frame must be a valid hello with the right token. */
-  accept(ws: WebSocket, req: IncomingMessage): void {
+  /**
+   * Takes a new WebSocket: the first frame must be a valid hello with the right token, within
+   * HELLO_DEADLINE_MS. `done` gives back its slot in the admission gate.
+   */
+  accept(ws: WebSocket, req: IncomingMessage, done: () => void = () => undefined): void {
     const peer = req.socket.remoteAddress ?? 'unknown';
-    const timer = setTimeout(() => ws.close(CloseCode.HELLO_EXPECTED, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
-    ws.on('error', (err) => this.logger.debug({ peer, err: err.message }, 'worker socket error'));
+    const timer = setTimeout(() => {
+      this.peerLog.log('warn', peer, { peer }, 'no hello in time; connection dropped');
+      ws.terminate();
+    }, HELLO_DEADLINE_MS);
+    ws.on('error', (err) => this.peerLog.log('debug', peer, { peer, err: err.message }, 'worker socket error'));
     ws.once('message', (data: Buffer, isBinary: boolean) => {
       clearTimeout(timer);
+      done();
       const parsed = isBinary ? null : parseWorkerMessage(data.toString('utf8'));
       if (!parsed || !parsed.ok || parsed.message.type !== 'hello') {
         const why = parsed && !parsed.ok ? parsed.error.message : 'the first frame must be a hello';
-        this.logger.warn({ peer, why }, 'refused a connection');
-        return ws.close(CloseCode.HELLO_EXPECTED, truncate(`expected hello: ${why}`));
+        this.peerLog.log('warn', peer, { peer, why }, 'refused a connection');
+        return closeSoon(ws, CloseCode.HELLO_EXPECTED, truncate(`expected hello: ${why}`));
       }
       this.admit(ws, req, parsed.message);
     });
-    ws.once('close', () => clearTimeout(timer));
+    ws.once('close', () => {
+      clearTimeout(timer);
+      done();
+    });
   }
 
   close(): void {
     if (this.sweeper) clearInterval(this.sweeper);
+    this.peerLog.close();
     const now = this.clock();
     for (const s of this.sessions.values()) {
       if (s.connected) s.close(CloseCode.SHUTDOWN, 'master shutting down');
@@ -173,8 +193,8 @@ export class Fleet extends EventEmitter<FleetEvents> {
   private admit(ws: WebSocket, req: IncomingMessage, hello: Hello): void {
     const peer = req.socket.remoteAddress ?? 'unknown';
     const refuse = (code: number, errorCode: ErrorCode, reason: string): void => {
-      this.logger.warn({ peer, worker: hello.name, code: errorCode }, `refused a worker: ${reason}`);
-      ws.close(code, truncate(reason));
+      this.peerLog.log('warn', peer, { peer, worker: hello.name, code: errorCode, reason }, 'refused a worker');
+      closeSoon(ws, code, truncate(reason));
     };
     if (!timingSafeEqual(digest(hello.token), this.tokenDigest)) {
       return refuse(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, hello.token ? 'bad token' : 'missing token');
@@ -204,6 +224,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
       existing.close(CloseCode.REPLACED, 'replaced by a newer connection of the same worker');
       existing.markDisconnected('replaced by a newer connection', now);
     }
+    raiseMaxPayload(ws, MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES);
     const session = new WorkerSession(ws, req, hello, now, this.uploads, this.logger);
     this.sessions.set(hello.name, session);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
@@ -249,7 +270,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
         this.emit('process-exit', session, message);
         return;
       case 'protocol-error':
-        this.logger.warn({ worker: session.name, error: message.error }, 'worker could not read a frame of ours');
+        this.peerLog.log('warn', session.name, { worker: session.name, error: message.error }, 'worker could not read a frame of ours');
         return;
       case 'hello':
         return this.protocolError(session, 'hello was already received', null);
@@ -259,7 +280,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
   }
 
   private protocolError(session: WorkerSession, message: string, id: number | null): void {
-    this.logger.warn({ worker: session.name, id, error: message }, 'bad frame from a worker');
+    this.peerLog.log('warn', session.name, { worker: session.name, id, error: message }, 'bad frame from a worker');
     session.send({ v: 1, type: 'protocol-error', error: { code: ErrorCode.PROTOCOL_ERROR, message } });
   }
 
@@ -271,6 +292,22 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.logger.info({ worker: session.name, code, reason }, 'worker left');
     this.emit('left', session, why);
   }
+}
+
+/** A close that does not wait for the peer: a refused peer gets its reason, then is cut off. */
+function closeSoon(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  setTimeout(() => ws.terminate(), 1000).unref();
+}
+
+/**
+ * An admitted worker may send file chunks (up to a chunk plus its header) and frames up to
+ * MAX_FRAME_BYTES; before its hello it could send only PRE_HELLO_MAX_PAYLOAD. ws sets the limit
+ * per server, so it is raised here on the connection's receiver (ws 8's Receiver._maxPayload).
+ */
+function raiseMaxPayload(ws: WebSocket, bytes: number): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
 }
 
 function digest(token: string): Buffer {

@@ -10,6 +10,7 @@ import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
+import { raiseOpenFileLimit } from './open-files.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { startShell } from './shell.js';
 import { waitForWorkers } from './wait-for-workers.js';
@@ -41,6 +42,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   await chmod(opts.stateDir, 0o700);
   const { token, source: tokenSource } = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
+  logger.info(raiseOpenFileLimit());
   const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
   const tls = await loadTls(opts.tlsCert, opts.tlsKey);

@@ -2,8 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { CHUNK_BYTES, CHUNK_HEADER_BYTES, MAX_FRAME_BYTES } from '@drover/protocol';
 import type { Fleet } from './fleet.js';
+import { PRE_HELLO_MAX_PAYLOAD } from './gate.js';
 import type { Logger } from './logger.js';
 
 export interface Server {
@@ -27,12 +27,12 @@ export async function startServer(opts: {
     res.writeHead(req.url === '/' ? 200 : 404, { 'content-type': 'text/plain' });
     res.end(req.url === '/' ? 'drover master\n' : 'not found\n');
   };
-  const httpServer = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : http.createServer(handler);
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES,
-  });
+  // Idle and slow (slowloris) connections are closed in seconds: a peer that has not sent its
+  // request headers within 5 s, or a whole request within 10 s, is dropped.
+  const timeouts = { headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 };
+  const httpServer = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ...timeouts }, handler) : http.createServer(timeouts, handler);
+  // Until its hello a connection may send frames of a few KiB only; the fleet raises the limit once it is admitted.
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: PRE_HELLO_MAX_PAYLOAD });
   httpServer.on('upgrade', (req, socket, head) => {
     socket.on('error', () => undefined);
     const path = (req.url ?? '').split('?')[0];
@@ -40,7 +40,20 @@ export async function startServer(opts: {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => fleet.accept(ws, req));
+    const source = req.socket.remoteAddress ?? 'unknown';
+    if (!fleet.gate.enter(source)) {
+      // No grace: whatever the peer sends next is never read into memory.
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n\r\n');
+      socket.destroy();
+      return;
+    }
+    let entered = true;
+    const leave = (): void => {
+      if (entered) fleet.gate.leave(source);
+      entered = false;
+    };
+    socket.once('close', leave);
+    wss.handleUpgrade(req, socket, head, (ws) => fleet.accept(ws, req, leave));
   });
   httpServer.on('clientError', (_err, socket) => socket.destroy());
   wss.on('error', (err) => logger.error({ err }, 'websocket server error'));

@@ -9,3 +9,4 @@ export * from './sizes.js';
 export * from './flow-window.js';
 export * from './ldd.js';
 export * from './control.js';
+export * from './log-sink.js';
