@@ -142,7 +142,7 @@ describe('the error catalogue', () => {
     await master.execJson(`copy w1 ${fx!.usesLib} --as greeter`);
     renameSync(fx!.libDir, `${fx!.libDir}.away`);
     try {
-      rmSync(path.join(workers[0]!.stateDir, 'apps/greeter/lib/libgreet.so.1'));
+      rmSync(path.join(workers[0]!.stateDir, 'apps/greeter/current/lib/libgreet.so.1'));
       expect(await codesOf(master, 'launch w1 greeter')).toEqual(['LIBRARY_MISSING']);
     } finally {
       renameSync(`${fx!.libDir}.away`, fx!.libDir);

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import type { Hello, ProcessInfo } from '@drover/protocol';
-import WebSocket from 'ws';
+import type { ProcessInfo } from '@drover/protocol';
 import { MASTER_CLI, TOKEN, pidAlive, startCluster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { joinRawWorker } from '../helpers/raw-worker.js';
 import { buildFixtures, haveGcc, type Fixtures } from '../helpers/fixtures.js';
 
 const gcc = haveGcc();
@@ -96,29 +96,8 @@ describe('fleet-wide reads', () => {
   test('a worker that heartbeats but never answers is a TIMEOUT entry; the others are printed at once', async () => {
     const { master } = await startCluster(1);
     // A hand-made worker: it joins and heartbeats, and answers nothing.
-    const ws = new WebSocket(`ws://${master.address}/worker`);
-    ws.on('error', () => undefined);
-    await new Promise((resolve) => ws.once('open', resolve));
-    const hello: Hello = {
-      v: 1,
-      type: 'hello',
-      token: TOKEN,
-      protocolVersion: 1,
-      workerId: 'mute-worker-1',
-      name: 'mute',
-      hostname: 'mute',
-      os: { platform: 'linux', release: 'x', arch: 'x64' },
-      cpus: 1,
-      memoryBytes: 1,
-      gpus: [],
-      agentVersion: 'test',
-    };
-    ws.send(JSON.stringify(hello));
-    const beat = setInterval(() => {
-      const load = { cpuPercent: 0, memoryUsedBytes: 0, memoryTotalBytes: 1, loadAverage: 0, processes: 0 };
-      ws.send(JSON.stringify({ v: 1, type: 'heartbeat', seq: 0, load }));
-    }, 100);
-    try {
+    await joinRawWorker(master.address, { name: 'mute' });
+    {
       await waitForAvailable(master, 2);
       const started = performance.now();
       const r = await master.exec('ps --timeout 1 --json');
@@ -131,9 +110,6 @@ describe('fleet-wide reads', () => {
       expect(took).toBeLessThan(10_000); // not the 60 s of a request's own timeout
       const human = await master.exec('usage --timeout 0.5');
       expect(human.stderr).toContain('error on mute: worker mute did not answer within 0.5 s');
-    } finally {
-      clearInterval(beat);
-      ws.terminate();
     }
   });
 });
@@ -151,7 +127,7 @@ describe('the app environment', () => {
     expect(env).toContain('GREETING=hello\n');
     expect(env).toContain('DROVER_APP=printenv\n');
     expect(env).toContain('DROVER_WORKER=w1\n');
-    expect(env).toContain(`LD_LIBRARY_PATH=${path.join(stateDir, 'apps/printenv/lib')}`);
+    expect(env).toContain(`LD_LIBRARY_PATH=${path.join(stateDir, 'apps/printenv/')}`);
     expect(env).not.toContain(TOKEN);
     expect(env).not.toContain('AGENT_SECRET');
   });

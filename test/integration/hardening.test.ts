@@ -3,8 +3,8 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import type { Hello } from '@drover/protocol';
-import { MASTER_CLI, TOKEN, WORKER_CLI, onCleanup, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
+import { MASTER_CLI, TOKEN, WORKER_CLI, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
+import { joinRawWorker } from '../helpers/raw-worker.js';
 
 const mode = (p: string): number => statSync(p).mode & 0o777;
 
@@ -67,59 +67,22 @@ describe('bad input from people and peers', () => {
 
   test('terminal escapes a worker sends (host name, OS) are printed escaped; JSON keeps them exact', async () => {
     const master = await startMaster();
-    const ws = new WebSocket(`ws://${master.address}/worker`);
-    ws.on('error', () => undefined);
-    await new Promise((resolve) => ws.once('open', resolve));
     const evil = '\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J';
-    const hello: Hello = {
-      v: 1,
-      type: 'hello',
-      token: TOKEN,
-      protocolVersion: 1,
-      workerId: 'evil-worker-1',
-      name: 'evil',
-      hostname: `host${evil}`,
-      os: { platform: 'linux', release: `6${evil}`, arch: 'x64' },
-      cpus: 1,
-      memoryBytes: 1,
-      gpus: [],
-      agentVersion: 'test',
-    };
-    ws.send(JSON.stringify(hello));
-    try {
-      await waitForAvailable(master, 1);
-      const human = await master.exec('workers');
-      expect(human.stdout).not.toContain('\x1b');
-      expect(human.stdout).not.toContain('\x07');
-      expect(human.stdout).toContain('host\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J');
-      const json = await master.execJson<{ hostname: string }[]>('workers');
-      expect(json[0]!.hostname).toBe(`host${evil}`);
-    } finally {
-      ws.terminate();
-    }
+    await joinRawWorker(master.address, { name: 'evil', hostname: `host${evil}`, os: { platform: 'linux', release: `6${evil}`, arch: 'x64' } });
+    await waitForAvailable(master, 1);
+    const human = await master.exec('workers');
+    expect(human.stdout).not.toContain('\x1b');
+    expect(human.stdout).not.toContain('\x07');
+    expect(human.stdout).toContain('host\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J');
+    const json = await master.execJson<{ hostname: string }[]>('workers');
+    expect(json[0]!.hostname).toBe(`host${evil}`);
   });
 
   test('a worker that streams past the flow-control window it was granted is disconnected; the master stays small', async () => {
     const master = await startMaster();
-    const ws = new WebSocket(`ws://${master.address}/worker`);
-    ws.on('error', () => undefined);
+    const ws = await joinRawWorker(master.address, { name: 'flood' });
     let closed: { code: number; reason: string } | null = null;
     ws.on('close', (code, reason) => (closed = { code, reason: reason.toString() }));
-    await new Promise((resolve) => ws.once('open', resolve));
-    const hello: Hello = {
-      v: 1,
-      type: 'hello',
-      token: TOKEN,
-      protocolVersion: 1,
-      workerId: 'flood-worker-1',
-      name: 'flood',
-      hostname: 'flood',
-      os: { platform: 'linux', release: '6', arch: 'x64' },
-      cpus: 1,
-      memoryBytes: 1,
-      gpus: [],
-      agentVersion: 'test',
-    };
     // Answer a logs request with 300 MiB of chunks at once, acknowledged or not.
     ws.on('message', (data: Buffer, isBinary) => {
       if (isBinary) return;
@@ -132,10 +95,6 @@ describe('bad input from people and peers', () => {
       const frame = Buffer.concat([header, Buffer.alloc(256 * 1024, 0x61)]);
       for (let i = 0; i < 1200 && ws.readyState === WebSocket.OPEN; i++) ws.send(frame);
     });
-    ws.send(JSON.stringify(hello));
-    const load = { cpuPercent: 0, memoryUsedBytes: 0, memoryTotalBytes: 1, loadAverage: 0, processes: 0 };
-    const beat = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ v: 1, type: 'heartbeat', seq: 0, load })), 100);
-    onCleanup(() => clearInterval(beat));
     await waitForAvailable(master, 1);
     const rssBefore = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${master.pid}/status`, 'utf8'))![1]) * 1024;
     const r = await master.exec('logs flood 1');

@@ -66,7 +66,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
       expect(r.files.every((f) => !/libc\.so|ld-linux/.test(f.dest))).toBe(true);
       expect(r.files[1]!.sha256).toBe(sha(path.join(fx.libDir, 'libgreet.so.1')));
     }
-    const appDir = path.join(workers[0]!.stateDir, 'apps/greeter');
+    const appDir = path.join(workers[0]!.stateDir, 'apps/greeter/current');
     expect(statSync(path.join(appDir, 'uses-lib')).mode & 0o111).not.toBe(0);
     expect(sha(path.join(appDir, 'lib/libgreet.so.1'))).toBe(sha(path.join(fx.libDir, 'libgreet.so.1')));
 
@@ -94,12 +94,12 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     // Simulate a worker that lacks the library (and no rpath to fall back on).
     renameSync(fx.libDir, `${fx.libDir}.away`);
     try {
-      writeFileSync(path.join(workers[0]!.stateDir, 'apps/greeter/lib/libgreet.so.1'), 'not a library');
+      writeFileSync(path.join(workers[0]!.stateDir, 'apps/greeter/current/lib/libgreet.so.1'), 'not a library');
       const r = await master.exec('launch w1 greeter');
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^error on w1: libgreet\.so\.1 cannot be loaded on w1 \(file too short\): copy it with --lib\n$/);
       // and when it is not there at all
-      rmSync(path.join(workers[0]!.stateDir, 'apps/greeter/lib/libgreet.so.1'));
+      rmSync(path.join(workers[0]!.stateDir, 'apps/greeter/current/lib/libgreet.so.1'));
       const gone = await master.exec('launch w1 greeter');
       expect(gone.stderr).toMatch(/^error on w1: libgreet\.so\.1 not found on w1: copy it with --lib\n$/);
       const j = await master.exec('launch w1 greeter --json');
@@ -246,7 +246,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const r = await master.execJson<CopyResult>(`copy w1 ${big} --as big`);
     const peak2 = { worker: vmHwm(worker.pid), master: vmHwm(master.pid) };
     expect(r[0]!.files[0]).toMatchObject({ bytes: 320 * 1024 * 1024, sent: true, sha256: sha(big) });
-    expect(sha(path.join(worker.stateDir, 'apps/big/big.bin'))).toBe(sha(big));
+    expect(sha(path.join(worker.stateDir, 'apps/big/current/big.bin'))).toBe(sha(big));
     const MiB = 1024 * 1024;
     for (const side of ['worker', 'master'] as const) {
       // Flat: memory that scaled with the file would rise by the 256 MiB the big file adds.
@@ -277,8 +277,8 @@ describe.skipIf(!gcc)('app lifecycle', () => {
         ok: false,
         error: { code: 'NO_SPACE', message: 'tiny ran out of disk space receiving payload; the previous version is kept' },
       });
-      expect(sha(path.join(workers[0]!.stateDir, 'apps/payload/payload'))).toBe(sha(app));
-      expect(sha(path.join(small, 'apps/payload/payload'))).toBe(v1);
+      expect(sha(path.join(workers[0]!.stateDir, 'apps/payload/current/payload'))).toBe(sha(app));
+      expect(sha(path.join(small, 'apps/payload/current/payload'))).toBe(v1);
       await waitFor(() => readdirSync(path.join(small, 'staging')).length === 0, 'the partial file on tiny to be removed');
       const human = await master.exec(`copy all ${app}`);
       expect(human.stdout).toContain('w1: payload already present');
@@ -319,9 +319,9 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const r = await copying;
     expect(r.code).not.toBe(0);
     await waitFor(() => readdirSync(staging).length === 0, 'the partial file to be removed');
-    const installed = path.join(worker.stateDir, 'apps/payload/payload');
+    const installed = path.join(worker.stateDir, 'apps/payload/current/payload');
     expect(sha(installed)).toBe(v1);
-    const manifest = JSON.parse(readFileSync(path.join(worker.stateDir, 'apps/payload/manifest.json'), 'utf8')) as { files: { sha256: string }[] };
+    const manifest = JSON.parse(readFileSync(path.join(worker.stateDir, 'apps/payload/current/.manifest.json'), 'utf8')) as { files: { sha256: string }[] };
     expect(manifest.files[0]!.sha256).toBe(v1);
     // The worker rejoins a new master and the new version then copies whole.
     const again = await startMaster({ stateDir, port: master.port });
@@ -338,7 +338,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const refused = await master.exec('delete w1 greeter');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(`error on w1: app "greeter" has running processes on w1: pid ${pid}; stop them first or use --force\n`);
-    expect(existsSync(path.join(workers[0]!.stateDir, 'apps/greeter/uses-lib'))).toBe(true);
+    expect(existsSync(path.join(workers[0]!.stateDir, 'apps/greeter/current/uses-lib'))).toBe(true);
     const forced = await master.execJson<object[]>('delete w1 greeter --force');
     expect(forced).toEqual([{ worker: 'w1', ok: true, error: null, app: 'greeter', removed: ['uses-lib', 'lib/libgreet.so.1'], stopped: [pid] }]);
     expect(existsSync(path.join(workers[0]!.stateDir, 'apps/greeter'))).toBe(false);

@@ -138,7 +138,14 @@ export const ResultData = {
   'app-delete': z.object({ removed: z.array(z.string()), stopped: z.array(z.number().int()) }),
   launch: z.object({ pid: z.number().int().positive(), state: z.string(), startedAt: z.string(), logPath: z.string() }),
   ps: z.object({ processes: z.array(ProcessInfo) }),
-  signal: z.object({ pid: z.number().int().positive(), state: z.string(), exit: ExitInfo.nullable(), alreadyEnded: z.boolean() }),
+  signal: z.object({
+    pid: z.number().int().positive(),
+    state: z.string(),
+    exit: ExitInfo.nullable(),
+    alreadyEnded: z.boolean(),
+    /** Members of its process group still alive afterwards (the signal went to them too). */
+    leftovers: z.array(z.number().int().positive()).optional(),
+  }),
   usage: z.object({ processes: z.array(UsageInfo) }),
   logs: z.object({ pid: z.number().int().positive(), app: Name, bytes: Bytes, path: z.string() }),
   bench: z.object({ dir: z.string(), sizeBytes: Bytes, blockBytes: Bytes, fsync: z.boolean(), runs: z.array(BenchRun) }),

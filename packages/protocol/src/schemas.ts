@@ -50,6 +50,8 @@ export const ProcessInfo = z.object({
   exit: ExitInfo.nullable(),
   logPath: z.string(),
   adopted: z.boolean(),
+  /** Processes still alive in its process group (children it left behind), when there are any. */
+  leftovers: z.array(z.number().int().positive()).optional(),
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 

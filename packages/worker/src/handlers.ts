@@ -63,9 +63,11 @@ async function deleteApp(request: RequestOf<'app-delete'>, ctx: HandlerContext):
     const pids = running.map((r) => r.pid).join(', ');
     throw new DroverError(ErrorCode.APP_RUNNING, `app "${request.app}" has running processes on ${workerName}: pid ${pids}; stop them first or use --force`);
   }
-  // All at once: SIGINT, then SIGKILL after 5 s, so a dozen stubborn processes take 5 s, not 60.
-  const outcomes = await Promise.all(running.map((r) => supervisor.signal(r.pid, 'stop', 5000, ctx.signal)));
-  const alive = outcomes.filter((o) => o.state !== 'dead').map((o) => o.pid);
+  // All at once: SIGINT, then SIGKILL after 5 s, so a dozen stubborn processes take 5 s, not 60;
+  // and whatever ended launches of the app left behind in their process groups.
+  const lingering = request.force ? supervisor.lingeringOf(request.app) : [];
+  const outcomes = await Promise.all([...running.map((r) => r.pid), ...lingering].map((pid) => supervisor.signal(pid, 'stop', 5000, ctx.signal)));
+  const alive = outcomes.filter((o) => o.state !== 'dead' || o.leftovers?.length).map((o) => o.pid);
   if (alive.length > 0) throw new DroverError(ErrorCode.APP_RUNNING, `could not stop pid ${alive.join(', ')} on ${workerName}; nothing deleted`);
   const stopped = outcomes.map((o) => o.pid);
   const removed = await store.remove(request.app);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
 import { checkLibraries } from './libraries.js';
 import { readCoreLimitSync, readStatSync } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
@@ -9,6 +9,8 @@ import type { AppStore } from './store.js';
 
 /** What of the agent's own environment an app gets; nothing else (the join token least of all). */
 const PASSED_THROUGH = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME', 'SHELL', 'TMPDIR'];
+/** Below this much free space on the state disk, a launch is refused (its log and record need room). */
+const MIN_FREE_BYTES = 1024 * 1024;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
@@ -55,8 +57,10 @@ export class Launcher {
 
   async start(app: string, args: string[], userEnv: Record<string, string> = {}): Promise<Started> {
     const manifest = await this.store.requireManifest(app);
-    const exe = this.store.filePath(app, { kind: 'exe', name: manifest.executable });
-    const cwd = this.store.appDir(app);
+    // The version folder itself, not the `current` link: a copy made while the app runs must not
+    // change the files (libraries loaded later, its working folder) under it.
+    const cwd = (await this.store.versionDir(app))!;
+    const exe = await this.store.filePath(app, { kind: 'exe', name: manifest.executable });
     const env = appEnvironment({ app, workerName: this.workerName, libDir: path.join(cwd, 'lib'), user: userEnv });
     // Once per copied version: is it runnable here, and does the loader find every library?
     // A missing library is then an error naming it, not a process that dies at once.
@@ -67,6 +71,11 @@ export class Launcher {
       this.checked.add(version);
     }
 
+    // A launch that could not be recorded must not start: refuse on a full state disk.
+    const free = freeBytesSync(this.store.logsDir);
+    if (free !== null && free < MIN_FREE_BYTES) {
+      throw new DroverError(ErrorCode.NO_SPACE, `the state disk of ${this.workerName} is full (${formatBytes(free)} free); nothing was started`);
+    }
     // Sync on purpose: open, close and rename touch no file data and cost microseconds, where
     // each thread-pool round trip would add a tick to every launch.
     const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.log`);
@@ -108,5 +117,15 @@ export class Launcher {
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
     };
     return { child, record };
+  }
+}
+
+/** Free bytes for an unprivileged user on the filesystem of `dir` (statfs: a syscall, no disk I/O); null if unknown. */
+function freeBytesSync(dir: string): number | null {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
   }
 }

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import type { ProcessState } from '@drover/protocol';
 
 /** Clock ticks per second, for /proc times (sysconf(_SC_CLK_TCK); 100 on every mainstream Linux). */
@@ -100,6 +100,49 @@ export function readCoreLimitSync(pid: number): number | null {
     const m = /^Max core file size\s+(\S+)/m.exec(text);
     if (!m) return null;
     return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Every live process in one of `groups`, by process group: one pass over /proc for all of them. */
+export async function membersOf(groups: Set<number>): Promise<Map<number, number[]>> {
+  const found = new Map<number, number[]>();
+  if (groups.size === 0) return found;
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return found;
+  }
+  await Promise.all(
+    entries.map(async (e) => {
+      if (!/^\d+$/.test(e)) return;
+      const stat = await readStat(Number(e));
+      if (!stat || stat.state === 'zombie' || !groups.has(stat.pgrp)) return;
+      const list = found.get(stat.pgrp) ?? [];
+      list.push(Number(e));
+      found.set(stat.pgrp, list);
+    }),
+  );
+  for (const list of found.values()) list.sort((a, b) => a - b);
+  return found;
+}
+
+/** The folder a process runs in, or null when it is gone or not ours to read. */
+export async function readCwd(pid: number): Promise<string | null> {
+  try {
+    return await readlink(`/proc/${pid}/cwd`);
+  } catch {
+    return null;
+  }
+}
+
+/** A process's arguments (argv without argv[0]), or null when gone. */
+export async function readArgs(pid: number): Promise<string[] | null> {
+  try {
+    const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return raw.split('\0').slice(1, -1);
   } catch {
     return null;
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, open, readFile, rename, rm, statfs } from 'node:fs/promises';
+import { access, constants, copyFile, link, mkdir, open, readFile, readdir, readlink, rename, rm, statfs, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppFile, DroverError, ErrorCode, checkFileName, checkName } from '@drover/protocol';
 import * as z from 'zod';
@@ -13,7 +13,22 @@ const Manifest = z.object({
 });
 export type Manifest = z.infer<typeof Manifest>;
 
-/** Apps on disk: <state>/apps/<app>/<executable>, lib/*, manifest.json. No path leaves the state dir. */
+/**
+ * drover's own file in a version folder. App files match FILE_NAME_PATTERN, which never starts
+ * with a dot, so no executable or library can be called this (an app named manifest.json is fine).
+ */
+const MANIFEST = '.manifest.json';
+/** The symlink that names the current version, inside each app's folder. */
+const CURRENT = 'current';
+
+/**
+ * Apps on disk, one folder per version, made current by one rename:
+ *   apps/APP/current -> v-<id>          (a symlink, swapped atomically)
+ *   apps/APP/v-<id>/EXE, lib/*, .manifest.json
+ * A copy builds a new version folder whole (new files moved in, kept ones hard-linked), then
+ * renames a new symlink over `current`: a crash leaves the old version or the new one, never a
+ * mix. Leftovers of an interrupted copy are removed at start. No path leaves the state dir.
+ */
 export class AppStore {
   readonly appsDir: string;
   readonly stagingDir: string;
@@ -39,30 +54,45 @@ export class AppStore {
     // benchmark files of an agent that died mid-run
     await rm(path.join(this.stateDir, 'bench'), { recursive: true, force: true });
     for (const dir of [this.appsDir, this.stagingDir, this.logsDir]) await mkdir(dir, { recursive: true });
+    for (const app of await readdir(this.appsDir)) {
+      if (checkName(app)) continue;
+      await this.recover(app);
+    }
   }
 
+  /** The app's folder (holding its versions). */
   appDir(app: string): string {
     assertName(app, 'app name');
     return path.join(this.appsDir, app);
   }
 
-  /** Where a file of an app lives: the executable at the top, libraries under lib/. */
-  filePath(app: string, file: Pick<AppFile, 'kind' | 'name'>): string {
-    const bad = checkFileName(file.name);
-    if (bad) throw new DroverError(ErrorCode.BAD_NAME, bad);
-    const dir = this.appDir(app);
-    return file.kind === 'exe' ? path.join(dir, file.name) : path.join(dir, 'lib', file.name);
+  /** The folder of the app's current version (a real path, not the symlink), or null when it has none. */
+  async versionDir(app: string): Promise<string | null> {
+    try {
+      const target = await readlink(path.join(this.appDir(app), CURRENT));
+      return path.join(this.appDir(app), target);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Where a file of the current version lives: the executable at the top, libraries under lib/. */
+  async filePath(app: string, file: Pick<AppFile, 'kind' | 'name'>): Promise<string> {
+    const dir = await this.versionDir(app);
+    if (!dir) throw this.notFound(app);
+    return fileIn(dir, file);
   }
 
   async manifest(app: string): Promise<Manifest | null> {
     const cached = this.manifests.get(app);
     if (cached) return cached;
+    const dir = await this.versionDir(app);
+    if (!dir) return null;
     try {
-      const parsed = Manifest.safeParse(JSON.parse(await readFile(path.join(this.appDir(app), 'manifest.json'), 'utf8')));
+      const parsed = Manifest.safeParse(JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')));
       if (parsed.success) this.manifests.set(app, parsed.data);
       return parsed.success ? parsed.data : null;
-    } catch (err) {
-      if (err instanceof DroverError) throw err;
+    } catch {
       return null;
     }
   }
@@ -70,41 +100,50 @@ export class AppStore {
   /** The manifest, or an error that tells the user what to do. */
   async requireManifest(app: string): Promise<Manifest> {
     const manifest = await this.manifest(app);
-    if (!manifest) {
-      throw new DroverError(ErrorCode.APP_NOT_FOUND, `app "${app}" is not on ${this.workerName}: copy it first (copy ${this.workerName} PATH --as ${app})`);
-    }
+    if (!manifest) throw this.notFound(app);
     return manifest;
   }
 
   /**
-   * Moves staged files into the app folder and writes the new manifest. Files kept from the
-   * previous version must still match; files of the previous version not named again are removed.
+   * Builds the new version in a fresh folder (staged files moved in, kept ones hard-linked from
+   * the current version, which must still have them), then makes it current with one rename.
    */
   async commit(app: string, executable: string, staged: Map<string, string>, files: AppFile[], keep: AppFile[]): Promise<AppFile[]> {
     const dir = this.appDir(app);
     const old = await this.manifest(app);
-    this.manifests.delete(app);
+    const oldDir = await this.versionDir(app);
     for (const k of keep) {
       const had = old?.files.find((f) => f.kind === k.kind && f.name === k.name && f.sha256 === k.sha256);
-      if (!had)
+      if (!had || !oldDir)
         throw new DroverError(ErrorCode.BAD_REQUEST, `${k.name} is not present on ${this.workerName} with sha256 ${k.sha256.slice(0, 12)}…; copy again`);
     }
     for (const f of files) {
       if (!staged.has(fileKey(f))) throw new DroverError(ErrorCode.BAD_REQUEST, `${f.name} was not uploaded before commit`);
     }
-    await mkdir(path.join(dir, 'lib'), { recursive: true });
-    for (const f of files) await rename(staged.get(fileKey(f))!, this.filePath(app, f));
-    const all = [...files, ...keep];
-    const wanted = new Set(all.map(fileKey));
-    for (const f of old?.files ?? []) {
-      if (!wanted.has(fileKey(f))) await rm(this.filePath(app, f), { force: true });
+    const version = `v-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    const next = path.join(dir, version);
+    await mkdir(path.join(next, 'lib'), { recursive: true });
+    try {
+      for (const k of keep) await linkOrCopy(fileIn(oldDir!, k), fileIn(next, k));
+      for (const f of files) await rename(staged.get(fileKey(f))!, fileIn(next, f));
+      const all = [...files, ...keep];
+      const manifest: Manifest = { app, executable, files: all, updatedAt: new Date().toISOString() };
+      await writeFileAtomic(path.join(next, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+      await syncDir(path.join(next, 'lib'));
+      await syncDir(next);
+      // The switch: one rename of a new symlink over `current`.
+      const link = path.join(dir, `.current-${randomBytes(4).toString('hex')}`);
+      await symlink(version, link);
+      await rename(link, path.join(dir, CURRENT));
+      await syncDir(dir);
+      this.manifests.set(app, manifest);
+    } catch (err) {
+      await rm(next, { recursive: true, force: true });
+      throw err;
     }
-    await syncDir(path.join(dir, 'lib'));
-    await syncDir(dir);
-    const manifest: Manifest = { app, executable, files: all, updatedAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
-    this.manifests.set(app, manifest);
-    return all;
+    // Running processes keep their open files; the old folder only goes from the namespace.
+    if (oldDir && oldDir !== next) await rm(oldDir, { recursive: true, force: true });
+    return this.manifests.get(app)!.files;
   }
 
   /** Removes an app's folder: moved aside in one rename, then deleted, so no half-app is ever seen. */
@@ -116,6 +155,49 @@ export class AppStore {
     await rename(this.appDir(app), aside);
     await rm(aside, { recursive: true, force: true });
     return manifest.files.map((f) => (f.kind === 'exe' ? f.name : `lib/${f.name}`));
+  }
+
+  /**
+   * Makes an app's folder whole after a crash: an interrupted switch leaves a `.current-*` link
+   * and an unreferenced version (both removed); a folder from before versions is moved into one;
+   * a folder with no version at all (a first copy that never finished) is removed.
+   */
+  private async recover(app: string): Promise<void> {
+    const dir = this.appDir(app);
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    let current = await this.versionDir(app);
+    if (!current && entries.includes('manifest.json')) current = await this.migrate(app, entries);
+    if (!current) {
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    const keep = path.basename(current);
+    for (const e of await readdir(dir)) {
+      if (e === CURRENT || e === keep) continue;
+      if (e.startsWith('.current-') || e.startsWith('v-')) await rm(path.join(dir, e), { recursive: true, force: true });
+    }
+  }
+
+  /** apps/APP/{EXE, lib/, manifest.json} (the layout before versions) → apps/APP/v-migrated/. */
+  private async migrate(app: string, entries: string[]): Promise<string> {
+    const dir = this.appDir(app);
+    const next = path.join(dir, 'v-migrated');
+    await mkdir(next, { recursive: true });
+    for (const e of entries) {
+      if (e === 'v-migrated') continue;
+      await rename(path.join(dir, e), path.join(next, e === 'manifest.json' ? MANIFEST : e));
+    }
+    await syncDir(next);
+    const link = path.join(dir, `.current-migrate`);
+    await rm(link, { force: true });
+    await symlink('v-migrated', link);
+    await rename(link, path.join(dir, CURRENT));
+    await syncDir(dir);
+    return next;
+  }
+
+  private notFound(app: string): DroverError {
+    return new DroverError(ErrorCode.APP_NOT_FOUND, `app "${app}" is not on ${this.workerName}: copy it first (copy ${this.workerName} PATH --as ${app})`);
   }
 
   /** Checks that the executable can be run here: present, executable, a format this machine runs. */
@@ -157,6 +239,22 @@ const ELF_MACHINES: Partial<Record<string, number>> = { ia32: 3, arm: 40, x64: 6
 
 export function fileKey(f: Pick<AppFile, 'kind' | 'name'>): string {
   return `${f.kind}:${f.name}`;
+}
+
+/** A file's place in a version folder: the executable at the top, libraries under lib/. */
+function fileIn(dir: string, file: Pick<AppFile, 'kind' | 'name'>): string {
+  const bad = checkFileName(file.name);
+  if (bad) throw new DroverError(ErrorCode.BAD_NAME, bad);
+  return file.kind === 'exe' ? path.join(dir, file.name) : path.join(dir, 'lib', file.name);
+}
+
+/** A kept file goes into the new version as a hard link (no copy, no extra space); a copy where links are refused. */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
+  }
 }
 
 function assertName(name: string, what: string): void {

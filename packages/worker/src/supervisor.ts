@@ -3,7 +3,8 @@ import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessIn
 import { describeExit } from './exit-reason.js';
 import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
-import { readStat } from './proc.js';
+import { findUnrecorded } from './orphans.js';
+import { membersOf, readStat } from './proc.js';
 import { ProcessHandle } from './process-handle.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
 import { isCoreSignal } from './signals.js';
@@ -18,6 +19,7 @@ export interface SignalOutcome {
   state: ProcessInfo['state'];
   exit: ExitInfo | null;
   alreadyEnded: boolean;
+  leftovers?: number[];
 }
 
 /**
@@ -28,12 +30,14 @@ export interface SignalOutcome {
  */
 export class Supervisor {
   private readonly handles = new Map<number, ProcessHandle>();
+  /** Ended leaders whose process group still has members: what they left behind, by leader pid. */
+  private readonly lingering = new Map<number, number[]>();
   private readonly launcher: Launcher;
   private readonly sampler: UsageSampler;
 
   constructor(
     readonly table: ProcessTable,
-    store: AppStore,
+    private readonly store: AppStore,
     private readonly workerName: string,
     private readonly logger: Logger,
     private readonly emit: (message: ProcessExit) => void,
@@ -48,8 +52,16 @@ export class Supervisor {
     );
   }
 
-  /** Re-adopts processes launched before an agent restart; marks the ones that ended meanwhile. */
+  /**
+   * Re-adopts processes launched before an agent restart, including launches the table never
+   * recorded (the agent was killed first); marks the ones that ended meanwhile.
+   */
   async adopt(): Promise<void> {
+    const unrecorded = await findUnrecorded(this.store, new Set(this.table.all().map((r) => r.pid)));
+    for (const r of [...unrecorded.live, ...unrecorded.ended]) {
+      this.logger.warn({ pid: r.pid, app: r.app, alive: unrecorded.live.includes(r) }, 'found a launch the process table had not recorded');
+      this.table.add(r);
+    }
     for (const r of this.table.live()) {
       const stat = await readStat(r.pid);
       if (stat && r.startTicks !== null && stat.startTicks === r.startTicks && stat.state !== 'zombie') {
@@ -90,7 +102,7 @@ export class Supervisor {
   async signal(pid: number, mode: 'stop' | 'kill', timeoutMs: number | null, abort: AbortSignal): Promise<SignalOutcome> {
     const r = this.require(pid);
     const h = this.handles.get(pid);
-    if (r.exit || !h || !(await this.isOurs(r))) return { pid, state: 'dead', exit: r.exit, alreadyEnded: true };
+    if (r.exit || !h || !(await this.isOurs(r))) return this.signalLeftovers(r, mode, timeoutMs, abort);
     const first = mode === 'stop' ? 'SIGINT' : 'SIGKILL';
     r.signalled = { by: mode, signal: first, forced: false };
     this.table.save();
@@ -110,9 +122,60 @@ export class Supervisor {
     return { pid, state, exit: r.exit, alreadyEnded: false };
   }
 
-  /** Every launch this worker remembers, with its state read from /proc. */
+  /** Every launch this worker remembers, with its state read from /proc and what its group left behind. */
   async list(): Promise<ProcessInfo[]> {
-    return Promise.all(this.table.all().map(async (r) => toProcessInfo(r, await this.stateOf(r))));
+    await this.refreshLingering();
+    return Promise.all(
+      this.table.all().map(async (r) => {
+        const info = toProcessInfo(r, await this.stateOf(r));
+        const left = this.lingering.get(r.pid);
+        return left?.length ? { ...info, leftovers: left } : info;
+      }),
+    );
+  }
+
+  /** Leaders of `app` that ended but left processes in their group. */
+  lingeringOf(app: string): number[] {
+    return [...this.lingering.keys()].filter((pid) => this.table.get(pid)?.app === app);
+  }
+
+  /**
+   * A leader that has ended may have left children in its group, unseen by anyone: the signal
+   * goes to the whole group all the same (stop escalating to SIGKILL after `timeoutMs`).
+   */
+  private async signalLeftovers(r: ProcessRecord, mode: 'stop' | 'kill', timeoutMs: number | null, abort: AbortSignal): Promise<SignalOutcome> {
+    const base: SignalOutcome = { pid: r.pid, state: 'dead', exit: r.exit, alreadyEnded: true };
+    let left = (await membersOf(new Set([r.pid]))).get(r.pid) ?? [];
+    if (left.length === 0) {
+      this.lingering.delete(r.pid);
+      return base;
+    }
+    this.logger.info({ pid: r.pid, leftovers: left, mode }, 'signalling what an ended process left in its group');
+    signalGroup(r.pid, mode === 'stop' ? 'SIGINT' : 'SIGKILL');
+    const deadline = performance.now() + (mode === 'stop' ? (timeoutMs ?? STOP_WAIT_MS) : KILL_WAIT_MS);
+    let escalated = mode === 'kill';
+    while (left.length > 0 && !abort.aborted) {
+      if (!escalated && timeoutMs !== null && performance.now() >= deadline) {
+        signalGroup(r.pid, 'SIGKILL');
+        escalated = true;
+      } else if (performance.now() >= deadline + (escalated && mode === 'stop' ? KILL_WAIT_MS : 0)) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      left = (await membersOf(new Set([r.pid]))).get(r.pid) ?? [];
+    }
+    if (left.length) this.lingering.set(r.pid, left);
+    else this.lingering.delete(r.pid);
+    return { ...base, leftovers: left };
+  }
+
+  /** Re-reads which lingering groups still have members (one pass over /proc). */
+  private async refreshLingering(): Promise<void> {
+    if (this.lingering.size === 0) return;
+    const now = await membersOf(new Set(this.lingering.keys()));
+    for (const pid of [...this.lingering.keys()]) {
+      const left = now.get(pid);
+      if (left?.length) this.lingering.set(pid, left);
+      else this.lingering.delete(pid);
+    }
   }
 
   async usage(): Promise<UsageInfo[]> {
@@ -179,5 +242,19 @@ export class Supervisor {
     this.handles.delete(r.pid);
     h?.markEnded();
     this.sampler.forget();
+    // Children it started in its group live on after it: note them, so ps shows them and stop/kill reach them.
+    void membersOf(new Set([r.pid])).then((m) => {
+      const left = m.get(r.pid);
+      if (left?.length) this.lingering.set(r.pid, left);
+    });
+  }
+}
+
+/** Signals a process group whose leader is gone: never the pid alone, which may be another process by now. */
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // the group emptied meanwhile
   }
 }

@@ -47,7 +47,7 @@ export const psCommand = defineCommand<Rows<ProcessInfo>>({
         p.worker,
         p.pid,
         p.app,
-        p.state,
+        p.leftovers?.length ? `${p.state} (+${p.leftovers.length} left in its group)` : p.state,
         p.startedAt.replace('T', ' ').slice(0, 19),
         formatDuration(p.runtimeMs),
         p.args.join(' ') || '-',

@@ -3,7 +3,7 @@ import { failureLines, fanOut, type PerWorker } from './fan-out.js';
 import { pidOrApp } from './options.js';
 import type { CommandContext } from './types.js';
 
-export type Signalled = PerWorker<{ pid: number; app: string | null; state: string; exit: ExitInfo | null; alreadyEnded: boolean }>;
+export type Signalled = PerWorker<{ pid: number; app: string | null; state: string; exit: ExitInfo | null; alreadyEnded: boolean; leftovers?: number[] }>;
 
 /**
  * stop and kill: signals a pid, or every live process of an app, on each of the workers; one
@@ -39,7 +39,17 @@ export async function signalProcesses(
     e.ok
       ? e.outcomes.map((o) =>
           o.ok
-            ? { worker: e.worker, ok: true, error: null, pid: o.pid, app: o.app, state: o.state, exit: o.exit, alreadyEnded: o.alreadyEnded }
+            ? {
+                worker: e.worker,
+                ok: true,
+                error: null,
+                pid: o.pid,
+                app: o.app,
+                state: o.state,
+                exit: o.exit,
+                alreadyEnded: o.alreadyEnded,
+                ...(o.leftovers ? { leftovers: o.leftovers } : {}),
+              }
             : { worker: e.worker, ok: false, error: withPid(o.error, o.pid) },
         )
       : [e],
@@ -60,7 +70,15 @@ export function formatSignalled(entries: Signalled[]): string {
   return entries
     .flatMap((d) => {
       if (!d.ok) return [];
-      if (d.alreadyEnded) return [`${d.worker}: pid ${d.pid} had already ended${d.exit ? `: ${d.exit.reason}` : ''}`];
+      if (d.alreadyEnded) {
+        const group =
+          d.leftovers === undefined
+            ? ''
+            : d.leftovers.length
+              ? `; ${d.leftovers.length} left in its group survive`
+              : '; what it left in its group was signalled and is gone';
+        return [`${d.worker}: pid ${d.pid} had already ended${d.exit ? `: ${d.exit.reason}` : ''}${group}`];
+      }
       if (d.exit) return [`${d.worker}: pid ${d.pid} ${d.exit.reason}`];
       return [];
     })
