@@ -1,7 +1,8 @@
 #!/bin/sh
 # drover worker installer: turns a Linux VM into a drover worker.
 #
-#   curl -fsSL http://MASTER:7070/install.sh | DROVER_TOKEN=TOKEN sudo --preserve-env=DROVER_TOKEN sh -s
+#   curl -fsSLk --pinnedpubkey sha256//PIN https://MASTER:7070/install.sh |
+#     DROVER_TOKEN=TOKEN sudo --preserve-env=DROVER_TOKEN sh -s -- --fingerprint sha256:HEX
 #
 # The token comes from DROVER_TOKEN or --token-file, so it is never an argument that every
 # local user can read in ps while this runs.
@@ -13,6 +14,9 @@ set -eu
 
 DEFAULT_MASTER="__DROVER_MASTER__"
 DEFAULT_SCHEME="__DROVER_SCHEME__"
+# The public-key pin of the master's self-signed certificate, in curl's form and drover's.
+DEFAULT_PIN="__DROVER_PIN__"
+DEFAULT_FINGERPRINT="__DROVER_FINGERPRINT__"
 DEFAULT_PREFIX=/opt/drover
 SERVICE=drover-worker
 UNIT_FILE=/etc/systemd/system/$SERVICE.service
@@ -27,6 +31,8 @@ usage: install.sh [--token-file FILE] [--master HOST:PORT] [--name NAME] [--pref
   --token TOKEN     the join token itself (visible in ps while this runs: prefer the above)
   --master H:P      the master (default: where this script was served from);
                     https://H:P for a master with TLS
+  --fingerprint F   sha256:HEX of the master's public key (its join line has it): the
+                    worker talks to no other server
   --ca FILE         PEM CA that signed the master's TLS certificate (a private CA)
   --name NAME       worker name (default: the host name)
   --prefix DIR      install here instead of /opt/drover (state goes in DIR/state)
@@ -50,6 +56,7 @@ PREFIX=$DEFAULT_PREFIX
 STATE_DIR=""
 NODE=""
 CA=""
+FINGERPRINT=""
 USE_SYSTEMD=auto
 UNINSTALL=0
 
@@ -68,6 +75,7 @@ while [ $# -gt 0 ]; do
     --state-dir) [ $# -ge 2 ] || die "--state-dir needs a value"; STATE_DIR=$2; shift 2 ;;
     --node) [ $# -ge 2 ] || die "--node needs a value"; NODE=$2; shift 2 ;;
     --ca) [ $# -ge 2 ] || die "--ca needs a value"; CA=$2; shift 2 ;;
+    --fingerprint) [ $# -ge 2 ] || die "--fingerprint needs a value"; FINGERPRINT=$2; shift 2 ;;
     --no-systemd) USE_SYSTEMD=no; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -152,6 +160,17 @@ case "$MASTER" in
   http://*) SCHEME=http; MASTER=${MASTER#http://} ;;
 esac
 MASTER=${MASTER%/}
+PIN=""
+case "$DEFAULT_PIN" in sha256//*) PIN=$DEFAULT_PIN ;; esac
+case "$DEFAULT_FINGERPRINT" in sha256:*) [ -n "$FINGERPRINT" ] || FINGERPRINT=$DEFAULT_FINGERPRINT ;; esac
+if [ -n "$FINGERPRINT" ]; then
+  case "$FINGERPRINT" in sha256:*) ;; *) die "--fingerprint must look like sha256:HEX (the master's join line has it)" ;; esac
+  [ "$SCHEME" = https ] || die "--fingerprint is for a master with TLS (https://HOST:PORT)"
+  # This script came from the master it names: a pin it was given must be the one it serves.
+  case "$DEFAULT_FINGERPRINT" in
+    sha256:*) [ "$FINGERPRINT" = "$DEFAULT_FINGERPRINT" ] || die "the master at $MASTER presents $DEFAULT_FINGERPRINT, not --fingerprint $FINGERPRINT; nothing was installed" ;;
+  esac
+fi
 if [ -n "$CA" ]; then
   [ -r "$CA" ] || die "--ca $CA is not a readable file"
   grep -q 'BEGIN CERTIFICATE' "$CA" || die "--ca $CA is not a PEM certificate"
@@ -171,9 +190,17 @@ fi
 
 if command -v curl >/dev/null 2>&1; then
   fetch() {
-    if [ -n "$CA" ]; then curl -fsSL --retry 3 --connect-timeout 10 --cacert "$CA" -o "$2" "$1"; else curl -fsSL --retry 3 --connect-timeout 10 -o "$2" "$1"; fi
+    if [ -n "$PIN" ]; then
+      # A self-signed master: no CA to check, so its public key is pinned instead.
+      curl -fsSLk --pinnedpubkey "$PIN" --retry 3 --connect-timeout 10 -o "$2" "$1"
+    elif [ -n "$CA" ]; then
+      curl -fsSL --retry 3 --connect-timeout 10 --cacert "$CA" -o "$2" "$1"
+    else
+      curl -fsSL --retry 3 --connect-timeout 10 -o "$2" "$1"
+    fi
   }
 elif command -v wget >/dev/null 2>&1; then
+  [ -z "$PIN" ] || die "this master pins its certificate, which needs curl: install curl and run this again"
   fetch() {
     if [ -n "$CA" ]; then wget -q -T 10 -t 3 --ca-certificate="$CA" -O "$2" "$1"; else wget -q -T 10 -t 3 -O "$2" "$1"; fi
   }
@@ -266,7 +293,7 @@ cat >"$STAGE/worker" <<EOF
 # drover worker (installed by install.sh). Settings come from $PREFIX/etc/worker.env.
 if [ -r "$PREFIX/etc/worker.env" ]; then
   . "$PREFIX/etc/worker.env"
-  export DROVER_TOKEN DROVER_MASTER DROVER_NAME DROVER_CA
+  export DROVER_TOKEN DROVER_MASTER DROVER_NAME DROVER_CA DROVER_FINGERPRINT
 fi
 exec "$NODE" "$PREFIX/lib/worker.mjs" "\$@"
 EOF
@@ -283,6 +310,7 @@ umask 077
   printf "DROVER_MASTER='%s'\n" "$WORKER_MASTER"
   printf "DROVER_NAME='%s'\n" "$NAME"
   printf "DROVER_CA='%s'\n" "$WORKER_CA"
+  printf "DROVER_FINGERPRINT='%s'\n" "$FINGERPRINT"
 } >"$STAGE/worker.env"
 umask 022
 "$NODE" --check "$STAGE/worker.mjs" 2>/dev/null || die "the downloaded worker does not parse with $NODE; nothing was installed"

@@ -110,8 +110,13 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Starts the built master on 127.0.0.1 with an ephemeral port, no shell (unless stdin is piped). */
-export async function startMaster(opts: { heartbeatMs?: number; stateDir?: string; port?: number; args?: string[]; stdin?: 'pipe' } = {}): Promise<Master> {
+/**
+ * Starts the built master on 127.0.0.1 with an ephemeral port, no shell (unless stdin is piped).
+ * Plain ws unless `tls` (most tests are about other things; tls.test.ts covers the default, TLS).
+ */
+export async function startMaster(
+  opts: { heartbeatMs?: number; stateDir?: string; port?: number; args?: string[]; stdin?: 'pipe'; tls?: boolean } = {},
+): Promise<Master> {
   const stateDir = opts.stateDir ?? tempDir('drover-master-');
   const args = [
     MASTER_CLI,
@@ -126,6 +131,7 @@ export async function startMaster(opts: { heartbeatMs?: number; stateDir?: strin
     '--heartbeat-ms',
     String(opts.heartbeatMs ?? 200),
     ...(opts.stdin === 'pipe' ? [] : ['--no-shell']),
+    ...(opts.tls ? [] : ['--no-tls']),
     ...(opts.args ?? []),
   ];
   const proc = startProcess(process.execPath, args, { stdin: opts.stdin ?? 'ignore' });

@@ -250,7 +250,8 @@ describe('foundation', () => {
   });
 
   test('master --dev N (what npm start runs) starts N local workers and takes them down on exit', async () => {
-    const master = await startMaster({ heartbeatMs: H, args: ['--dev', '2'] });
+    const master = await startMaster({ heartbeatMs: H, tls: true, args: ['--dev', '2'] });
+    expect(master.stdout()).toMatch(/listening on 127\.0\.0\.1:\d+ with TLS \(certificate sha256:[0-9a-f]{64}\)/);
     const rows = await waitForAvailable(master, 2);
     expect(rows.map((r) => r.name)).toEqual(['w1', 'w2']);
     expect(master.stdout()).toMatch(/started 2 local workers \(w1, w2\); their logs are in .*\/dev/);

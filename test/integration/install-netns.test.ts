@@ -79,9 +79,15 @@ describe('one-line install on real hosts (network namespaces)', () => {
       '200',
       '--no-shell',
     ]);
-    await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070'), 'the master in its namespace');
-    // Under --no-shell stdout is a kept log: the join line, but not the token.
-    expect(master.stdout()).toContain('join a VM:  curl -fsSL http://198.18.0.1:7070/install.sh | DROVER_TOKEN=… sudo --preserve-env=DROVER_TOKEN sh -s');
+    await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070 with TLS'), 'the master in its namespace');
+    // TLS by default, with a self-signed certificate the join line pins. Under --no-shell stdout
+    // is a kept log: the join line, but not the token.
+    const join =
+      /join a VM: {2}curl -fsSLk --pinnedpubkey (sha256\/\/\S+) https:\/\/198\.18\.0\.1:7070\/install\.sh \| DROVER_TOKEN=… sudo --preserve-env=DROVER_TOKEN sh -s -- --fingerprint (sha256:[0-9a-f]{64})/.exec(
+        master.stdout(),
+      );
+    expect(join, master.stdout()).not.toBeNull();
+    const [, pin, fingerprint] = join!;
     expect(master.stdout()).not.toContain(TOKEN);
 
     const prefixes = { a: path.join(tempDir(), 'drover'), b: path.join(tempDir(), 'drover') };
@@ -94,7 +100,7 @@ describe('one-line install on real hosts (network namespaces)', () => {
           ns,
           'sh',
           '-c',
-          `curl -fsSL http://198.18.0.1:7070/install.sh | DROVER_TOKEN=${TOKEN} sh -s -- --prefix ${prefix} --no-systemd --name ${name} ${extra}`,
+          `curl -fsSLk --pinnedpubkey '${pin}' https://198.18.0.1:7070/install.sh | DROVER_TOKEN=${TOKEN} sh -s -- --fingerprint ${fingerprint} --prefix ${prefix} --no-systemd --name ${name} ${extra}`,
         ],
         { encoding: 'utf8' },
       );

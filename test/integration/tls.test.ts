@@ -1,7 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { publicKeyPin } from '@drover/protocol';
 import { MASTER_CLI, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
@@ -39,7 +40,7 @@ function makeCertificate(): { cert: string; key: string } {
 describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
   test('workers that trust the CA join over wss; others are refused with a clear reason', async () => {
     const { cert, key } = makeCertificate();
-    const master = await startMaster({ args: ['--tls-cert', cert, '--tls-key', key] });
+    const master = await startMaster({ tls: true, args: ['--tls-cert', cert, '--tls-key', key] });
     expect(master.stdout()).toContain('with TLS');
     expect(master.stdout()).toContain(`curl -fsSL https://127.0.0.1:${master.port}/install.sh`);
     expect(master.stdout()).toContain(`DROVER_TOKEN=… worker --master wss://127.0.0.1:${master.port}`);
@@ -58,7 +59,7 @@ describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
 
   test('the installer runs over https with --ca and the worker joins over wss', async () => {
     const { cert, key } = makeCertificate();
-    const master = await startMaster({ args: ['--tls-cert', cert, '--tls-key', key] });
+    const master = await startMaster({ tls: true, args: ['--tls-cert', cert, '--tls-key', key] });
     const prefix = path.join(tempDir(), 'drover');
     const tokenFile = path.join(tempDir(), 'token');
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
@@ -103,5 +104,73 @@ describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
     const q = startProcess(process.execPath, [MASTER_CLI, '--no-shell', '--port', '0', '--state-dir', dir, '--tls-cert', path.join(dir, 'none.pem')]);
     expect((await q.exited).code).toBe(1);
     expect(q.stderr()).toBe('master: --tls-cert and --tls-key go together\n');
+  });
+});
+
+/** The join line's pin (curl form) and fingerprint (drover form) from a master's banner. */
+function pinsOf(banner: string): { pin: string; fingerprint: string } {
+  const m = /curl -fsSLk --pinnedpubkey (sha256\/\/\S+) .* --fingerprint (sha256:[0-9a-f]{64})/.exec(banner);
+  if (!m) throw new Error(`no pinned join line in: ${banner}`);
+  return { pin: m[1]!, fingerprint: m[2]! };
+}
+
+describe('TLS by default, pinned', () => {
+  test('a master with no TLS flags makes a self-signed certificate, keeps it, and workers join only with its fingerprint', async () => {
+    const stateDir = tempDir();
+    const master = await startMaster({ tls: true, stateDir });
+    expect(master.stdout()).toMatch(/with TLS \(certificate sha256:[0-9a-f]{64}\)/);
+    const { fingerprint } = pinsOf(master.stdout());
+    expect(statSync(path.join(stateDir, 'tls/key.pem')).mode & 0o777).toBe(0o600);
+    expect(publicKeyPin(readFileSync(path.join(stateDir, 'tls/cert.pem'))).fingerprint).toBe(fingerprint);
+    const join = (await master.exec('join')).stdout;
+    expect(join).toContain(`DROVER_TOKEN=${TOKEN} worker --master wss://127.0.0.1:${master.port} --fingerprint ${fingerprint}`);
+
+    const wss = { address: `wss://127.0.0.1:${master.port}` };
+    startWorker(wss, { name: 'pinned', args: ['--fingerprint', fingerprint] });
+    const wrong = startWorker(wss, { name: 'wrongpin', args: ['--fingerprint', `sha256:${'0'.repeat(64)}`] });
+    const plain = startWorker(master, { name: 'plain' });
+    await waitForAvailable(master, 1);
+    await waitFor(() => wrong.stdout().includes("the master's certificate does not match --fingerprint"), 'the pin refusal');
+    await waitFor(() => plain.stdout().includes('if it uses TLS (the default), join with --master wss://HOST:PORT --fingerprint'), 'the plain-text hint');
+    await waitFor(() => master.stdout().includes('a client spoke plain text to this TLS port'), "the master's note");
+    expect((await master.execJson<WorkerRow[]>('workers')).map((r) => r.name)).toEqual(['pinned']);
+    // The wrong-pin worker never said hello: nothing of it reached the master's log.
+    expect(master.stdout()).not.toContain('wrongpin');
+
+    // The same certificate after a restart: joined workers and printed join lines stay valid.
+    await master.kill();
+    const again = await startMaster({ tls: true, stateDir, port: master.port });
+    expect(pinsOf(again.stdout()).fingerprint).toBe(fingerprint);
+    await waitForAvailable(again, 1);
+  });
+
+  test('install.sh over https pins the master: the printed line installs; another fingerprint installs nothing', async () => {
+    const master = await startMaster({ tls: true });
+    const { pin, fingerprint } = pinsOf(master.stdout());
+    const url = `https://127.0.0.1:${master.port}/install.sh`;
+    const prefix = path.join(tempDir(), 'drover');
+    const run = (cmd: string) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8', env: { ...process.env, DROVER_TOKEN: TOKEN } });
+    const bad = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --fingerprint sha256:${'1'.repeat(64)} --prefix ${prefix} --no-systemd`);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain(`presents ${fingerprint}, not --fingerprint`);
+    expect(existsSync(path.join(prefix, 'bin'))).toBe(false);
+    const otherKey = run(`curl -fsSLk --pinnedpubkey 'sha256//${Buffer.alloc(32).toString('base64')}' ${url}`);
+    expect(otherKey.status).not.toBe(0);
+
+    const ok = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --fingerprint ${fingerprint} --prefix ${prefix} --no-systemd --name pinvm`);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect((await waitForAvailable(master, 1))[0]!.name).toBe('pinvm');
+    expect(readFileSync(path.join(prefix, 'etc/worker.env'), 'utf8')).toContain(`DROVER_FINGERPRINT='${fingerprint}'`);
+    const gone = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --prefix ${prefix} --uninstall`);
+    expect(gone.status, gone.stderr).toBe(0);
+  });
+
+  test('--no-tls is said loudly, and contradicts --tls-cert', async () => {
+    const master = await startMaster({ stdin: 'pipe' });
+    expect(master.stdout()).toContain('WITHOUT TLS');
+    await waitFor(() => readFileSync(path.join(master.stateDir, 'master.log'), 'utf8').includes('TLS is off (--no-tls)'), 'the warning in master.log');
+    const both = spawnSync(process.execPath, [MASTER_CLI, '--no-tls', '--tls-cert', 'a', '--tls-key', 'b', '--state-dir', tempDir()], { encoding: 'utf8' });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toBe('master: --no-tls and --tls-cert/--tls-key contradict each other\n');
   });
 });

@@ -25,7 +25,7 @@ await yargs(hideBin(process.argv))
     'start the master',
     (y) =>
       y
-        .option('host', { type: 'string', default: '0.0.0.0', describe: 'Address to listen on for workers' })
+        .option('host', { type: 'string', describe: 'Address to listen on for workers', defaultDescription: '0.0.0.0, or 127.0.0.1 with --dev' })
         .option('port', { type: 'number', default: 7070, describe: 'Port for workers (0 picks a free one)' })
         .option('token', { type: 'string', describe: 'Join token workers must present (default: made once, kept in the state dir)' })
         .option('token-file', { type: 'string', describe: 'Read the join token from this file' })
@@ -33,6 +33,12 @@ await yargs(hideBin(process.argv))
         .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
         .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve workers over TLS (wss, https)' })
         .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
+        .option('tls', {
+          type: 'boolean',
+          default: true,
+          describe:
+            'Serve workers over TLS; without --tls-cert, with a self-signed certificate made in the state dir and pinned by workers (--no-tls: plain ws, for a lab)',
+        })
         .option('advertise', { type: 'string', describe: 'HOST[:PORT] VMs use to reach this master (default: from --host)' })
         .option('shell', { type: 'boolean', default: true, describe: 'Run the interactive master> shell (--no-shell to serve only)' })
         .option('dev', { type: 'number', default: 0, describe: 'Also start N local workers (a local cluster)' })
@@ -51,7 +57,8 @@ await yargs(hideBin(process.argv))
       if (!Number.isInteger(argv.dev) || argv.dev < 0 || argv.dev > 64) fail(`--dev must be 0-64 workers, got ${argv.dev}`);
       try {
         await runMaster({
-          host: argv.host,
+          // A local cluster stays on this machine unless --host says otherwise.
+          host: argv.host ?? (argv.dev > 0 ? '127.0.0.1' : '0.0.0.0'),
           port: argv.port,
           token: argv.token,
           tokenFile: argv['token-file'],
@@ -60,6 +67,7 @@ await yargs(hideBin(process.argv))
           advertise: argv.advertise,
           tlsCert: argv['tls-cert'],
           tlsKey: argv['tls-key'],
+          tls: argv.tls,
           shell: argv.shell,
           dev: argv.dev,
           logLevel: argv['log-level'],

@@ -21,7 +21,15 @@ export interface DevCluster {
 }
 
 /** Starts N local workers (w1..wN), each its own process with its own state dir, for `master --dev N`. */
-export function startDevCluster(opts: { count: number; port: number; token: string; stateDir: string; heartbeatMs: number }): DevCluster {
+export function startDevCluster(opts: {
+  count: number;
+  port: number;
+  token: string;
+  stateDir: string;
+  heartbeatMs: number;
+  /** The master's TLS, with the pin of its self-signed certificate; null without TLS. */
+  tls: { fingerprint?: string } | null;
+}): DevCluster {
   const [cmd, ...prefix] = findWorkerCommand() as [string, ...string[]];
   const children: ChildProcess[] = [];
   const names: string[] = [];
@@ -33,7 +41,19 @@ export function startDevCluster(opts: { count: number; port: number; token: stri
     const log = openSync(path.join(dir, 'worker.log'), 'a');
     const child = spawn(
       cmd,
-      [...prefix, '--master', `127.0.0.1:${opts.port}`, '--name', name, '--state-dir', dir, '--heartbeat-ms', String(opts.heartbeatMs), '--exit-with-stdin'],
+      [
+        ...prefix,
+        '--master',
+        `${opts.tls ? 'wss://' : ''}127.0.0.1:${opts.port}`,
+        ...(opts.tls?.fingerprint ? ['--fingerprint', opts.tls.fingerprint] : []),
+        '--name',
+        name,
+        '--state-dir',
+        dir,
+        '--heartbeat-ms',
+        String(opts.heartbeatMs),
+        '--exit-with-stdin',
+      ],
       // stdin is a pipe that closes when the master dies, however it dies: the worker then exits too.
       { stdio: ['pipe', log, log], env: { ...process.env, DROVER_TOKEN: opts.token } },
     );

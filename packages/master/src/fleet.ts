@@ -67,7 +67,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
   private readonly logger: Logger;
   private readonly nameHoldMs: number;
   /** What unauthenticated or misbehaving peers make us log goes through here: bounded per source. */
-  private readonly peerLog: LogLimiter;
+  readonly peerLog: LogLimiter;
 
   constructor(opts: FleetOptions) {
     super();

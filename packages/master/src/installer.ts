@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
+import type { PublicKeyPin } from '@drover/protocol';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +18,8 @@ export interface Installer {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-export function loadInstaller(scheme: 'http' | 'https'): Installer {
+/** `pin`: the public-key pin of a self-signed master, written into the script so its downloads are pinned too. */
+export function loadInstaller(scheme: 'http' | 'https', pin?: PublicKeyPin): Installer {
   const deployDir = process.env.DROVER_DEPLOY_DIR ?? path.resolve(here, '../../../deploy');
   const bundlePath = process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
   let script: string;
@@ -46,7 +48,9 @@ export function loadInstaller(scheme: 'http' | 'https'): Installer {
           // The script learns the master's address from where it was fetched.
           const host = req.headers.host ?? '';
           const master = /^[A-Za-z0-9.\-:[\]]{1,300}$/.test(host) ? host : '__DROVER_MASTER__';
-          send(res, 'text/x-shellscript; charset=utf-8', script.replace('"__DROVER_MASTER__"', `"${master}"`).replace('"__DROVER_SCHEME__"', `"${scheme}"`));
+          let body = script.replace('"__DROVER_MASTER__"', `"${master}"`).replace('"__DROVER_SCHEME__"', `"${scheme}"`);
+          if (pin) body = body.replace('"__DROVER_PIN__"', `"${pin.curl}"`).replace('"__DROVER_FINGERPRINT__"', `"${pin.fingerprint}"`);
+          send(res, 'text/x-shellscript; charset=utf-8', body);
           return true;
         }
         case '/worker.mjs':

@@ -10,11 +10,22 @@ export interface JoinInfo {
  * `token` is the secret itself, or a placeholder where the lines are printed somewhere that
  * is kept (stdout under systemd goes to the journal).
  */
-export function joinLines(opts: { advertised: string; tls: boolean; token: string; installer: boolean }): JoinInfo {
+export function joinLines(opts: {
+  advertised: string;
+  tls: boolean;
+  token: string;
+  installer: boolean;
+  /** The public-key pin of a self-signed master: every client checks it (as kubeadm join's CA hash). */
+  pin?: { fingerprint: string; curl: string };
+}): JoinInfo {
   const env = `DROVER_TOKEN=${opts.token}`;
   const scheme = opts.tls ? 'https' : 'http';
+  const curl = opts.pin ? `curl -fsSLk --pinnedpubkey ${opts.pin.curl}` : 'curl -fsSL';
+  const pinArg = opts.pin ? ` --fingerprint ${opts.pin.fingerprint}` : '';
   return {
-    workerCommand: `${env} worker --master ${opts.tls ? 'wss://' : ''}${opts.advertised}`,
-    installCommand: opts.installer ? `curl -fsSL ${scheme}://${opts.advertised}/install.sh | ${env} sudo --preserve-env=DROVER_TOKEN sh -s` : null,
+    workerCommand: `${env} worker --master ${opts.tls ? 'wss://' : ''}${opts.advertised}${pinArg}`,
+    installCommand: opts.installer
+      ? `${curl} ${scheme}://${opts.advertised}/install.sh | ${env} sudo --preserve-env=DROVER_TOKEN sh -s${pinArg ? ` --${pinArg}` : ''}`
+      : null,
   };
 }

@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import path from 'node:path';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { DroverError, ErrorCode, publicKeyPin } from '@drover/protocol';
 import { commands } from './commands/index.js';
 import { startControlServer } from './control.js';
 import { startDevCluster, type DevCluster } from './dev-cluster.js';
@@ -11,6 +11,7 @@ import { startServer } from './server.js';
 import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
 import { raiseOpenFileLimit } from './open-files.js';
+import { loadTlsIdentity } from './tls-identity.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { startShell } from './shell.js';
 import { waitForWorkers } from './wait-for-workers.js';
@@ -28,6 +29,8 @@ export interface MasterOptions {
   /** PEM files: serve workers over TLS (wss, and https for the installer). */
   tlsCert?: string;
   tlsKey?: string;
+  /** False for --no-tls: plain ws and http (a lab). Otherwise a self-signed certificate is made when none is given. */
+  tls?: boolean;
   shell: boolean;
   dev: number;
   logLevel: string;
@@ -45,18 +48,30 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   logger.info(raiseOpenFileLimit());
   const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
-  const tls = await loadTls(opts.tlsCert, opts.tlsKey);
-  const installer = loadInstaller(tls ? 'https' : 'http');
+  if (opts.tls === false && (opts.tlsCert || opts.tlsKey))
+    throw new DroverError(ErrorCode.BAD_ARGUMENTS, '--no-tls and --tls-cert/--tls-key contradict each other');
+  const given = await loadTls(opts.tlsCert, opts.tlsKey);
+  const identity = given ? { ...given, selfSigned: false, created: false } : opts.tls === false ? undefined : await loadTlsIdentity(opts.stateDir);
+  const tls = identity && { cert: identity.cert, key: identity.key };
+  // A self-signed certificate is trusted by its pin; a given one by its CA (and can be renewed without re-pinning).
+  const pin = identity?.selfSigned ? publicKeyPin(identity.cert) : undefined;
+  if (identity?.created) logger.info({ fingerprint: pin?.fingerprint }, `made a self-signed certificate in ${path.join(opts.stateDir, 'tls')}`);
+  if (!tls) logger.warn('TLS is off (--no-tls): the join token and all traffic cross the network in the clear');
+  const installer = loadInstaller(tls ? 'https' : 'http', pin);
   if (installer.missing) logger.warn(installer.missing);
-  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle, tls }).catch((err: NodeJS.ErrnoException) => {
-    fleet.close();
-    if (err.code === 'EADDRINUSE')
-      throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
-    if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
-    throw err;
-  });
+  const onPlainText = (peer: string): void =>
+    fleet.peerLog.log('warn', peer, { peer }, 'a client spoke plain text to this TLS port (it needs wss:// or https://)');
+  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle, tls, onPlainText }).catch(
+    (err: NodeJS.ErrnoException) => {
+      fleet.close();
+      if (err.code === 'EADDRINUSE')
+        throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
+      if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
+      throw err;
+    },
+  );
   const advertised = advertise(opts.advertise, opts.host, server.port);
-  const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing });
+  const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing, pin });
   const joinInfo = (): JoinInfo => lines(token);
   const base = { fleet, commands, joinInfo };
   let stopRequested: (() => void) | null = null;
@@ -75,7 +90,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   // One write: whoever reads "listening on" (a script, a test) also has the join lines.
   say(
     [
-      `drover master listening on ${opts.host}:${server.port}${tls ? ' with TLS' : ''} (state ${opts.stateDir})`,
+      `drover master listening on ${opts.host}:${server.port}${tls ? ` with TLS${pin ? ` (certificate ${pin.fingerprint})` : ''}` : ' WITHOUT TLS'} (state ${opts.stateDir})`,
       ...(join.installCommand ? [`join a VM:  ${join.installCommand}`] : []),
       `${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`,
       ...(opts.shell ? [] : [`   (the join token is in ${tokenSource}; master exec join prints these lines with it)`]),
@@ -85,7 +100,14 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
 
   let dev: DevCluster | null = null;
   if (opts.dev > 0) {
-    dev = startDevCluster({ count: opts.dev, port: server.port, token, stateDir: opts.stateDir, heartbeatMs: opts.heartbeatMs });
+    dev = startDevCluster({
+      count: opts.dev,
+      port: server.port,
+      token,
+      stateDir: opts.stateDir,
+      heartbeatMs: opts.heartbeatMs,
+      tls: identity ? { fingerprint: publicKeyPin(identity.cert).fingerprint } : null,
+    });
     say(`started ${opts.dev} local workers (${dev.names.join(', ')}); their logs are in ${dev.logDir}`);
     await waitForWorkers(fleet, opts.dev, { timeoutMs: 10_000, quiet: true });
   }

@@ -20,6 +20,8 @@ export async function startServer(opts: {
   routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** PEM certificate chain and key: serve https and wss instead of http and ws. */
   tls?: { cert: Buffer; key: Buffer };
+  /** A client spoke plain text (ws://, http://) to this TLS port. */
+  onPlainText?: (peer: string) => void;
 }): Promise<Server> {
   const { fleet, logger } = opts;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -58,6 +60,12 @@ export async function startServer(opts: {
   httpServer.on('clientError', (_err, socket) => socket.destroy());
   wss.on('error', (err) => logger.error({ err }, 'websocket server error'));
 
+  // A plain-text client (ws://, http://) at a TLS master fails its handshake: say so, once per source and window.
+  httpServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!/HTTP_REQUEST|WRONG_VERSION/.test(err.code ?? '')) return;
+    const peer = socket.remoteAddress ?? 'unknown';
+    opts.onPlainText?.(peer);
+  });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(err);
     httpServer.once('error', onError);

@@ -10,3 +10,4 @@ export * from './flow-window.js';
 export * from './ldd.js';
 export * from './control.js';
 export * from './log-sink.js';
+export * from './pin.js';

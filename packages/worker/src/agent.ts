@@ -10,6 +10,7 @@ import { lockStateDir } from './state-lock.js';
 export interface AgentOptions {
   url: string;
   ca?: Buffer;
+  fingerprint?: string;
   name: string;
   token: string;
   stateDir: string;
@@ -51,6 +52,7 @@ export class Agent {
     const link = new Link({
       url: opts.url,
       ca: opts.ca,
+      fingerprint: opts.fingerprint,
       logger: opts.logger,
       heartbeatMs: opts.heartbeatMs,
       hello,

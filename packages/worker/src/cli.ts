@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AGENT_VERSION, checkHeartbeatMs, checkWorkerName, toWorkerName } from '@drover/protocol';
+import { AGENT_VERSION, checkHeartbeatMs, checkWorkerName, parseFingerprint, toWorkerName } from '@drover/protocol';
 import { Agent } from './agent.js';
 import { createLogger } from './logger.js';
 import { parseMasterAddress } from './address.js';
@@ -40,6 +40,10 @@ const argv = yargs(hideBin(process.argv))
   .option('name', { type: 'string', describe: 'Worker name (default: $DROVER_NAME, else the host name)' })
   .option('token-file', { type: 'string', describe: 'Read the join token from this file (keeps it off the command line)' })
   .option('token', { type: 'string', describe: 'Join token (visible in ps: prefer --token-file or $DROVER_TOKEN)' })
+  .option('fingerprint', {
+    type: 'string',
+    describe: "sha256:HEX of the master's public key (in its join line): talk to no other server (default: $DROVER_FINGERPRINT)",
+  })
   .option('ca', { type: 'string', describe: 'PEM CA certificate(s) to trust for a wss:// master (default: $DROVER_CA, else the system CAs)' })
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
@@ -66,6 +70,14 @@ const badBeat = checkHeartbeatMs(argv['heartbeat-ms']);
 if (badBeat) fail(badBeat);
 const stateDir = path.resolve(argv['state-dir'] ?? process.env.STATE_DIRECTORY ?? path.join(os.homedir(), '.drover', 'worker'));
 
+const fingerprintText = argv.fingerprint ?? (process.env.DROVER_FINGERPRINT || undefined);
+let fingerprint: string | undefined;
+if (fingerprintText !== undefined) {
+  fingerprint =
+    parseFingerprint(fingerprintText) ??
+    fail(`--fingerprint must be sha256: and 64 hex digits (the master's join line has it), got "${fingerprintText.slice(0, 80)}"`);
+  if (!url.url.startsWith('wss://')) fail('--fingerprint is for a master with TLS: give --master wss://HOST:PORT');
+}
 const caFile = argv.ca ?? process.env.DROVER_CA;
 let ca: Buffer | undefined;
 if (caFile) {
@@ -81,6 +93,7 @@ logger.info({ tokenFrom }, 'join token read');
 const agent = new Agent({
   url: url.url,
   ca,
+  fingerprint,
   name,
   token,
   stateDir,

@@ -1,3 +1,4 @@
+import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import {
   CloseCode,
@@ -7,6 +8,7 @@ import {
   CHUNK_BYTES,
   decodeChunk,
   parseMasterMessage,
+  publicKeyPin,
   type Hello,
   type Load,
   type MasterToWorker,
@@ -20,6 +22,11 @@ export interface LinkOptions {
   url: string;
   /** PEM CA certificates to trust for wss (a private CA); the system's otherwise. */
   ca?: Buffer;
+  /**
+   * `sha256:HEX` of the master's public key (its self-signed certificate): the only server this
+   * worker will talk to. No CA or host name is checked then; the pin is, before the hello.
+   */
+  fingerprint?: string;
   logger: Logger;
   /** Heartbeat interval until the master's welcome names its own. */
   heartbeatMs: number;
@@ -111,10 +118,36 @@ export class Link {
       handshakeTimeout: 10_000,
       generateMask: zeroMask,
       ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      ...(this.opts.fingerprint ? { rejectUnauthorized: false } : {}),
     });
     this.ws = ws;
     this.welcomed = false;
 
+    // The pin is checked when the server's answer arrives, before 'open' and so before the hello
+    // (and its token) is sent: a server with another key learns nothing.
+    ws.on('upgrade', (res) => {
+      const want = this.opts.fingerprint;
+      if (!want) return;
+      const cert = (res.socket as TLSSocket).getPeerX509Certificate?.();
+      const got = cert ? publicKeyPin(cert).fingerprint : 'none';
+      if (got === want) return;
+      logger.error({ want, got }, `TLS: the master's certificate does not match --fingerprint (it presents ${got}); not sending the hello`);
+      ws.terminate();
+    });
+    // An HTTP answer instead of a WebSocket (a plain-text client at a TLS master, a full admission queue): say what it said.
+    ws.on('unexpected-response', (req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (body.length < 1024) body += chunk;
+      });
+      const done = (): void => {
+        logger.error({ status: res.statusCode }, `the master answered ${res.statusCode}: ${body.trim().slice(0, 300) || res.statusMessage}`);
+        req.destroy();
+      };
+      res.once('end', done);
+      setTimeout(() => !req.destroyed && done(), 2000).unref();
+    });
     ws.on('open', () => {
       logger.debug({ url: this.opts.url }, 'connected, saying hello');
       this.lastHeard = Date.now();
@@ -132,7 +165,18 @@ export class Link {
     ws.on('error', (err: NodeJS.ErrnoException) => {
       // A certificate the worker does not trust will not fix itself: say so loudly.
       if (/CERT|SELF_SIGNED|ERR_TLS|UNABLE_TO_VERIFY/i.test(err.code ?? '')) {
-        logger.error({ code: err.code }, `TLS: the master's certificate is not trusted (${err.message}); pass --ca with its CA`);
+        logger.error(
+          { code: err.code },
+          `TLS: the master's certificate is not trusted (${err.message}); pass --fingerprint (from its join line) or --ca with its CA`,
+        );
+      } else if (err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(err.message)) {
+        logger.error({ code: err.code }, 'TLS: the master does not speak TLS on this port (it runs with --no-tls): use HOST:PORT or ws://');
+      } else if (!this.welcomed && this.opts.url.startsWith('ws://') && /socket hang up|ECONNRESET/.test(`${err.code ?? ''} ${err.message}`)) {
+        // A TLS master (the default) hangs up on a plain-text request without a word.
+        logger.error(
+          { code: err.code },
+          'the master closed the connection at once: if it uses TLS (the default), join with --master wss://HOST:PORT --fingerprint sha256:… (its join line)',
+        );
       } else {
         logger.debug({ err: err.message }, 'connection error');
       }

@@ -1,0 +1,25 @@
+import { X509Certificate, createHash } from 'node:crypto';
+
+/** A certificate's public-key pin: sha256 of its SubjectPublicKeyInfo, as `sha256:HEX` (drover) and `sha256//BASE64` (curl). */
+export interface PublicKeyPin {
+  fingerprint: string;
+  curl: string;
+}
+
+/**
+ * The pin of a certificate (PEM text, or one a TLS peer presented). It names the key, not the
+ * certificate, so a master that renews its certificate with the same key keeps its pin.
+ */
+export function publicKeyPin(cert: string | Buffer | X509Certificate): PublicKeyPin {
+  const x509 = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
+  const digest = createHash('sha256')
+    .update(x509.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest();
+  return { fingerprint: `sha256:${digest.toString('hex')}`, curl: `sha256//${digest.toString('base64')}` };
+}
+
+/** Accepts `sha256:` followed by 64 hex digits (any case); returns it normalised, or null. */
+export function parseFingerprint(text: string): string | null {
+  const m = /^sha256:([0-9a-fA-F]{64})$/.exec(text.trim());
+  return m ? `sha256:${m[1]!.toLowerCase()}` : null;
+}
