@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { Fleet } from './fleet.js';
 import { PRE_HELLO_MAX_PAYLOAD } from './gate.js';
@@ -61,7 +62,7 @@ export async function startServer(opts: {
   wss.on('error', (err) => logger.error({ err }, 'websocket server error'));
 
   // A plain-text client (ws://, http://) at a TLS master fails its handshake: say so, once per source and window.
-  httpServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+  httpServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     if (!/HTTP_REQUEST|WRONG_VERSION/.test(err.code ?? '')) return;
     const peer = socket.remoteAddress ?? 'unknown';
     opts.onPlainText?.(peer);
