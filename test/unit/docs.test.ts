@@ -7,7 +7,7 @@ import { ROOT } from '../helpers/cluster.js';
 const read = (file: string): string => readFileSync(path.join(ROOT, file), 'utf8');
 
 test('every link in the docs points at a file inside the repository', () => {
-  for (const doc of ['README.md', 'ARCHITECTURE.md']) {
+  for (const doc of ['README.md', 'ARCHITECTURE.md', 'SECURITY.md']) {
     const links = [...read(doc).matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
     for (const link of links) {
       const target = path.resolve(ROOT, link);
