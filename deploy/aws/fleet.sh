@@ -13,7 +13,9 @@
 #   DROVER_TOKEN_PARAM  SSM SecureString with the join token                    (default /drover/join-token)
 #   DROVER_TOKEN        when set, `up` stores it in DROVER_TOKEN_PARAM first
 #   DROVER_STACK        stack name                                              (default drover-workers)
-#   DROVER_INSTANCE_TYPE, DROVER_AMI, DROVER_KEY_NAME, DROVER_HTTPS_EGRESS (true|false)
+#   DROVER_FINGERPRINT  sha256:HEX of the master's key, and DROVER_PIN the same as sha256//BASE64
+#                       (both from the master's join line; empty for a CA-signed master certificate)
+#   DROVER_INSTANCE_TYPE, DROVER_AMI, DROVER_VOLUME_SIZE, DROVER_VOLUME_TYPE, DROVER_HTTPS_EGRESS (true|false)
 #   AWS_REGION / AWS_PROFILE as for the aws CLI
 set -eu
 
@@ -59,7 +61,12 @@ up() {
     "AllowHttpsEgress=${DROVER_HTTPS_EGRESS:-true}"
   [ -n "${DROVER_INSTANCE_TYPE:-}" ] && set -- "$@" "InstanceType=$DROVER_INSTANCE_TYPE"
   [ -n "${DROVER_AMI:-}" ] && set -- "$@" "AmiId=$DROVER_AMI"
-  [ -n "${DROVER_KEY_NAME:-}" ] && set -- "$@" "KeyName=$DROVER_KEY_NAME"
+  if [ -n "${DROVER_FINGERPRINT:-}" ]; then
+    need DROVER_PIN "${DROVER_PIN:-}"
+    set -- "$@" "MasterFingerprint=$DROVER_FINGERPRINT" "MasterPublicKeyPin=$DROVER_PIN"
+  fi
+  [ -n "${DROVER_VOLUME_SIZE:-}" ] && set -- "$@" "RootVolumeSize=$DROVER_VOLUME_SIZE"
+  [ -n "${DROVER_VOLUME_TYPE:-}" ] && set -- "$@" "RootVolumeType=$DROVER_VOLUME_TYPE"
   say "deploying stack $STACK with $count workers (this waits until it is complete)"
   aws cloudformation deploy \
     --stack-name "$STACK" \

@@ -44,7 +44,24 @@ describe('deploy scripts and units', () => {
   });
 
   test('the CloudFormation template parses and has the fleet it promises', () => {
-    const tags = ['Ref', 'Sub', 'GetAtt', 'Equals', 'Not', 'If', 'Base64', 'Select', 'Join', 'Split', 'GetAZs', 'FindInMap', 'ImportValue', 'Condition'];
+    const tags = [
+      'Ref',
+      'Sub',
+      'GetAtt',
+      'Equals',
+      'Not',
+      'If',
+      'Base64',
+      'Select',
+      'Join',
+      'Split',
+      'GetAZs',
+      'FindInMap',
+      'ImportValue',
+      'Condition',
+      'And',
+      'Or',
+    ];
     const customTags = tags.flatMap((t) =>
       (['scalar', 'seq', 'map'] as const).map((nodeClass) => ({
         tag: `!${t}`,
@@ -53,12 +70,27 @@ describe('deploy scripts and units', () => {
       })),
     );
     const doc = parse(readFileSync(path.join(DEPLOY, 'aws/workers.yaml'), 'utf8'), { customTags: customTags as never }) as {
-      Parameters: Record<string, { Type: string; Default?: unknown }>;
-      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+      Parameters: Record<string, { Type: string; Default?: unknown; AllowedPattern?: string }>;
+      Resources: Record<string, { Type: string; Properties: Record<string, unknown>; CreationPolicy?: unknown; UpdatePolicy?: unknown }>;
     };
     expect(Object.keys(doc.Parameters)).toEqual(
-      expect.arrayContaining(['MasterAddress', 'WorkerCount', 'InstanceType', 'AmiId', 'VpcId', 'SubnetIds', 'TokenParameterName']),
+      expect.arrayContaining([
+        'MasterAddress',
+        'MasterFingerprint',
+        'MasterPublicKeyPin',
+        'WorkerCount',
+        'InstanceType',
+        'AmiId',
+        'VpcId',
+        'SubnetIds',
+        'TokenParameterName',
+        'RootVolumeSize',
+        'RootVolumeType',
+      ]),
     );
+    expect(doc.Parameters.KeyName).toBeUndefined(); // no SSH: Session Manager instead
+    expect(new RegExp(doc.Parameters.MasterFingerprint!.AllowedPattern!).test(`sha256:${'ab'.repeat(32)}`)).toBe(true);
+    expect(new RegExp(doc.Parameters.MasterPublicKeyPin!.AllowedPattern!).test(`sha256//${Buffer.alloc(32, 7).toString('base64')}`)).toBe(true);
     expect(doc.Parameters.AmiId!.Type).toBe('AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>');
     expect(doc.Parameters.SubnetIds!.Type).toBe('List<AWS::EC2::Subnet::Id>');
     const types = Object.fromEntries(Object.entries(doc.Resources).map(([k, v]) => [k, v.Type]));
@@ -79,13 +111,30 @@ describe('deploy scripts and units', () => {
       SecurityGroupEgress: { FromPort: unknown; CidrIp: unknown }[];
     };
     expect(sg.SecurityGroupIngress).toBeUndefined();
+    // cfn-lint E3031: a security group's description allows only a-z A-Z 0-9 space and ._-:/()#,@[]+=&;{}!$*
+    expect((sg as { GroupDescription?: string }).GroupDescription).toMatch(/^[a-zA-Z0-9. _\-:/()#,@[\]+=&;{}!$*]*$/);
     expect(sg.SecurityGroupEgress).toEqual([expect.objectContaining({ FromPort: { Ref: 'MasterPort' }, CidrIp: { Ref: 'MasterCidr' } })]);
     const userData = JSON.stringify(doc.Resources.WorkerLaunchTemplate!.Properties);
     expect(userData).toContain('aws ssm get-parameter');
     expect(userData).toContain('--with-decryption');
-    expect(userData).toContain('curl -fsSL --retry 10 --retry-connrefused http://${MasterAddress}/install.sh | sh -s -- --token \\"$TOKEN\\"');
+    // Over https with the pin, the token in the environment (never an argument), and a loud failure.
+    expect(userData).toContain("curl -fsSL ${CurlPin} --retry 10 --retry-connrefused 'https://${MasterAddress}/install.sh' | sh -s --${FingerprintArg}");
+    expect(userData).toContain('export DROVER_TOKEN');
+    expect(userData).not.toContain('--token');
+    expect(userData).toContain('cfn-signal --exit-code');
+    expect(userData).toContain("trap 'signal 1");
+    expect(userData).toMatch(/VolumeSize.*RootVolumeSize/);
     const policy = JSON.stringify(doc.Resources.WorkerRole!.Properties);
     expect(policy).toContain('ssm:GetParameter');
+    expect(policy).toContain('AmazonSSMManagedInstanceCore');
+    expect(doc.Resources.WorkerGroup!.CreationPolicy).toMatchObject({ ResourceSignal: { Count: { Ref: 'WorkerCount' } } });
+    expect(doc.Resources.WorkerGroup!.UpdatePolicy).toMatchObject({ AutoScalingRollingUpdate: { WaitOnResourceSignals: true } });
+  });
+
+  test.skipIf(!has('cfn-lint'))('the CloudFormation template passes cfn-lint (needs cfn-lint)', () => {
+    const r = spawnSync('cfn-lint', [path.join(DEPLOY, 'aws/workers.yaml')], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 
   test('fleet.sh drives the aws CLI: up N, status, down, and clear errors', () => {
