@@ -112,11 +112,15 @@ console.log(
   `drover bench on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${SIZE_MIB} MiB x ${RUNS} runs\n`,
 );
 
-/** Starts a master on loopback with an ephemeral port; resolves once it listens. */
+/**
+ * Starts a master on loopback with an ephemeral port; resolves once it listens. Plain ws: the
+ * baselines are plain ws too, so the ratios measure drover, not TLS.
+ */
 async function startMaster(stateDir) {
   const proc = start(process.execPath, [
     MASTER,
     '--no-shell',
+    '--no-tls',
     '--host',
     '127.0.0.1',
     '--port',
