@@ -24,7 +24,7 @@ describe('master> shell', () => {
 
   test('in a terminal: prompt, Tab completion, notices, history, Ctrl-C and Ctrl-D', async () => {
     const stateDir = tempDir();
-    const cmd = `${process.execPath} ${MASTER_CLI} --host 127.0.0.1 --port 0 --token ${TOKEN} --state-dir ${stateDir} --heartbeat-ms 200`;
+    const cmd = `${process.execPath} ${MASTER_CLI} --host 127.0.0.1 --port 0 --token ${TOKEN} --state-dir ${stateDir} --heartbeat-ms 200 --no-tls`;
     // script(1) gives the master a real pseudo-terminal; what we write to its stdin is typed.
     const term = startProcess('script', ['-qfec', cmd, '/dev/null'], { stdin: 'pipe', env: { TERM: 'xterm', COLUMNS: '120' } });
     const type = (s: string): boolean => term.child.stdin!.write(s);
