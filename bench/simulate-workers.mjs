@@ -27,16 +27,32 @@ function hello(i) {
   });
 }
 
-function open(i) {
+/** One worker; refused (a full admission queue answers 503), it retries after a jittered pause, as the agent does. */
+function open(i, attempt = 0) {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://${address}${path}`, { perMessageDeflate: false, generateMask: zeroMask });
-    ws.on('error', () => resolve());
+    let settled = false;
+    const retry = () => {
+      if (settled) return;
+      settled = true;
+      if (attempt >= 20) return resolve();
+      setTimeout(() => open(i, attempt + 1).then(resolve), 50 + Math.random() * 200 * (attempt + 1));
+    };
+    ws.on('error', retry);
     ws.on('open', () => {
       ws.send(hello(i));
-      if (path !== '/worker') resolve();
+      if (path !== '/worker') {
+        settled = true;
+        sockets.push(ws);
+        resolve();
+      }
     });
-    ws.once('message', () => resolve());
-    sockets.push(ws);
+    ws.once('message', () => {
+      if (settled) return;
+      settled = true;
+      sockets.push(ws);
+      resolve();
+    });
   });
 }
 

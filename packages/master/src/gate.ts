@@ -9,6 +9,8 @@ export class AdmissionGate {
   private count = 0;
 
   constructor(
+    // A slot is held for one round trip (connect to hello): 32 per address admit thousands of
+    // workers a second even from behind one NAT address, and refused ones retry (503).
     readonly perSource = 32,
     readonly total = 512,
   ) {}

@@ -105,9 +105,21 @@ export function readCoreLimitSync(pid: number): number | null {
   }
 }
 
+/** True when any process (a zombie included) is in process group `pgid`: one syscall, no /proc walk. */
+export function groupExists(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Every live process in one of `groups`, by process group: one pass over /proc for all of them. */
 export async function membersOf(groups: Set<number>): Promise<Map<number, number[]>> {
   const found = new Map<number, number[]>();
+  // Most groups are empty once their leader ends: a signal 0 says so without reading /proc.
+  for (const g of groups) if (!groupExists(g)) groups = new Set([...groups].filter((x) => x !== g));
   if (groups.size === 0) return found;
   let entries: string[];
   try {
