@@ -7,7 +7,7 @@ import { socketPath } from './control.js';
  * `master exec`: sends each command line to the running master's control socket and prints
  * what comes back. Resolves to the process exit code: 0 all ok, 1 a command failed, 2 no master.
  */
-export async function execCommands(stateDir: string, lines: string[], json: boolean): Promise<number> {
+export async function execCommands(stateDir: string, lines: string[], json: boolean, name = 'master exec'): Promise<number> {
   const file = socketPath(stateDir);
   const socket = net.connect(file);
   try {
@@ -29,7 +29,7 @@ export async function execCommands(stateDir: string, lines: string[], json: bool
   /** Says why the whole exec failed: one line, or one JSON document with --json. */
   function failed(code: Code, message: string): number {
     if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
-    else process.stderr.write(`master exec: ${message}\n`);
+    else process.stderr.write(`${name}: ${message}\n`);
     return 2;
   }
   let anyFailed = false;
