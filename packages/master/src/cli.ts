@@ -42,6 +42,11 @@ await yargs(hideBin(process.argv))
         .option('advertise', { type: 'string', describe: 'HOST[:PORT] VMs use to reach this master (default: from --host)' })
         .option('shell', { type: 'boolean', default: true, describe: 'Run the interactive master> shell (--no-shell to serve only)' })
         .option('dev', { type: 'number', default: 0, describe: 'Also start N local workers (a local cluster)' })
+        .option('insecure-operator-api', {
+          type: 'boolean',
+          default: false,
+          describe: 'Offer the operator API (drover --master) on the port without TLS: tokens in the clear (a lab)',
+        })
         .option('name-hold', {
           type: 'number',
           default: 600,
@@ -72,6 +77,7 @@ await yargs(hideBin(process.argv))
           dev: argv.dev,
           logLevel: argv['log-level'],
           nameHoldMs: Math.round(argv['name-hold'] * 1000),
+          insecureOperatorApi: argv['insecure-operator-api'],
         });
         process.exit(0);
       } catch (err) {

@@ -2,10 +2,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
-import { CONTROL_VERSION, DroverError, ErrorCode, parseControlRequest, unreachable, type ControlReply, type ControlRun } from '@drover/protocol';
-import type { CommandContext } from './commands/types.js';
+import { DroverError, ErrorCode, type ControlReply } from '@drover/protocol';
 import type { Logger } from './logger.js';
-import { runLine } from './run-line.js';
+import { LOCAL_CALLER } from './operator-tokens.js';
+import { operatorSession, type BaseContext } from './operator-session.js';
 
 /**
  * The local control socket `master exec` talks to: the operator protocol of
@@ -16,8 +16,6 @@ import { runLine } from './run-line.js';
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
 }
-
-type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd'>;
 
 export async function startControlServer(
   stateDir: string,
@@ -55,10 +53,7 @@ export async function startControlServer(
   };
 }
 
-function serve(socket: net.Socket, context: BaseContext, logger: Logger, onExit: () => void): void {
-  const abort = new AbortController();
-  socket.on('error', () => abort.abort());
-  socket.on('close', () => abort.abort());
+function serve(socket: net.Socket, base: BaseContext, logger: Logger, onExit: () => void): void {
   const send = (reply: ControlReply): Promise<void> => {
     if (socket.destroyed || socket.write(`${JSON.stringify(reply)}\n`)) return Promise.resolve();
     return new Promise((resolve) => {
@@ -66,46 +61,11 @@ function serve(socket: net.Socket, context: BaseContext, logger: Logger, onExit:
       socket.once('close', resolve);
     });
   };
-  const lines = readline.createInterface({ input: socket });
-  let busy: Promise<void> = Promise.resolve();
-  lines.on('line', (raw) => {
-    busy = busy.then(async () => {
-      const parsed = parseControlRequest(raw);
-      if (!parsed.ok) {
-        await send({ v: CONTROL_VERSION, type: 'error', error: { code: ErrorCode.BAD_REQUEST, message: parsed.error } });
-        return;
-      }
-      const request = parsed.message;
-      switch (request.type) {
-        case 'run':
-          return run(request);
-        default:
-          return unreachable(request.type);
-      }
-    });
-  });
-
-  const run = async (req: ControlRun): Promise<void> => {
-    logger.info({ line: req.line }, 'exec');
-    const results = await runLine(
-      req.line,
-      {
-        ...context,
-        cwd: req.cwd,
-        signal: abort.signal,
-        interactive: false,
-        out: { write: (text) => send({ v: CONTROL_VERSION, type: 'out', text }), progress: () => undefined },
-      },
-      { json: req.json },
-    );
-    await send({
-      v: CONTROL_VERSION,
-      type: 'done',
-      ok: results.every((r) => r.ok),
-      results: results.map(({ exit: _exit, ...outcome }) => outcome),
-    });
-    if (results.some((r) => r.exit)) socket.end(onExit);
-  };
+  // The socket is 0600 in the master's state dir: whoever reaches it is the master's own user.
+  const session = operatorSession({ base, caller: LOCAL_CALLER, remote: false, logger, send, onExit: () => socket.end(onExit) });
+  socket.on('error', () => session.close());
+  socket.on('close', () => session.close());
+  readline.createInterface({ input: socket }).on('line', (raw) => session.receive(raw));
 }
 
 function isListening(file: string): Promise<boolean> {

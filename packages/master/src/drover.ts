@@ -1,39 +1,67 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AGENT_VERSION } from '@drover/protocol';
-import { execCommands, flushStdio } from './exec-client.js';
+import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
+import { writeFileAtomic } from './atomic-write.js';
+import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
+import { flushStdio, runOver } from './exec-client.js';
 import { quoteWord } from './tokenize.js';
 
 /**
  * `drover COMMAND…`: the client. Runs any master> command against the master on this machine
- * through its control socket (`master exec` is the same thing), and prints what it answers.
+ * (its control socket) or one elsewhere (its operator API over wss, with an operator token),
+ * and prints the answer. `drover login` keeps a master and token for later calls.
  */
-function fail(message: string): never {
+function fail(message: string, code = 2): never {
   process.stderr.write(`drover: ${message}\n`);
-  process.exit(2);
+  process.exit(code);
+}
+
+interface Context {
+  master: string;
+  token: string;
+  fingerprint?: string;
+}
+
+const contextFile = (): string => path.join(process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config'), 'drover', 'context.json');
+
+function readContext(): Context | null {
+  try {
+    const c = JSON.parse(readFileSync(contextFile(), 'utf8')) as Partial<Context>;
+    return typeof c.master === 'string' && typeof c.token === 'string'
+      ? { master: c.master, token: c.token, ...(c.fingerprint ? { fingerprint: c.fingerprint } : {}) }
+      : null;
+  } catch {
+    return null;
+  }
 }
 
 const argv = await yargs(hideBin(process.argv))
   .scriptName('drover')
   .usage(
     [
-      '$0 [--state-dir DIR] [--json] COMMAND [ARGS...]',
+      '$0 [--master URL --token T] [--json] COMMAND [ARGS...]',
+      '$0 login URL --token T [--fingerprint sha256:…]     (remembered in ~/.config/drover, mode 0600)',
       '',
-      'Runs a master> command against the master on this machine (its control socket in the',
-      'state dir) and prints the answer. Several commands: "workers; ps". Lines on stdin: one',
-      'command each. `drover help` lists the commands.',
+      'Runs a master> command and prints the answer: against the master on this machine (its',
+      'control socket in --state-dir; no token needed), or with --master (or DROVER_MASTER, or',
+      'drover login) against one elsewhere over wss with an operator token. Several commands:',
+      '"workers; ps". Lines on stdin: one command each. `drover help` lists the commands.',
     ].join('\n'),
   )
   .option('state-dir', {
     type: 'string',
     default: process.env.DROVER_STATE_DIR ?? path.join(os.homedir(), '.drover', 'master'),
     defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master',
-    describe: "The master's state dir",
+    describe: "The local master's state dir",
   })
+  .option('master', { type: 'string', describe: 'A master elsewhere: wss://HOST:PORT (default: $DROVER_MASTER, else drover login)' })
+  .option('token', { type: 'string', describe: 'Operator token for --master (default: $DROVER_ADMIN_TOKEN; prefer drover login: arguments show in ps)' })
+  .option('fingerprint', { type: 'string', describe: "sha256:HEX of the master's key, for a self-signed master (default: $DROVER_FINGERPRINT)" })
+  .option('ca', { type: 'string', describe: "PEM CA that signed the master's certificate" })
   .option('json', { type: 'boolean', default: false, describe: 'Print every result as JSON' })
   // Everything from the command on is the command's: `drover ps w1 --json` passes --json to ps.
   .parserConfiguration({ 'halt-at-non-option': true, 'unknown-options-as-args': true })
@@ -43,6 +71,47 @@ const argv = await yargs(hideBin(process.argv))
   .parseAsync();
 
 const words = argv._.map(String);
+const fingerprintOf = (text: string | undefined): string | undefined => {
+  if (!text) return undefined;
+  return parseFingerprint(text) ?? fail(`--fingerprint must be sha256: and 64 hex digits, got "${text.slice(0, 80)}"`);
+};
+const ca = argv.ca
+  ? (() => {
+      try {
+        return readFileSync(argv.ca);
+      } catch (err) {
+        return fail(`cannot read --ca ${argv.ca} (${(err as NodeJS.ErrnoException).code})`);
+      }
+    })()
+  : undefined;
+
+if (words[0] === 'login' || words[0] === 'logout') {
+  if (words[0] === 'logout') {
+    rmSync(contextFile(), { force: true });
+    process.stdout.write(`drover: forgot the master and token in ${contextFile()}\n`);
+    process.exit(0);
+  }
+  // What follows `login` is login's own: URL --token T [--fingerprint F].
+  const login = await yargs(words.slice(1))
+    .option('token', { type: 'string' })
+    .option('fingerprint', { type: 'string' })
+    .strictOptions()
+    .fail((msg) => fail(`login: ${msg}`))
+    .parseAsync();
+  const master = login._[0] === undefined ? fail('usage: drover login wss://HOST:PORT --token T [--fingerprint sha256:…]') : String(login._[0]);
+  const token =
+    login.token ?? argv.token ?? process.env.DROVER_ADMIN_TOKEN ?? fail('drover login needs --token (an operator token: token create on the master)');
+  const fingerprint = fingerprintOf(login.fingerprint ?? argv.fingerprint ?? process.env.DROVER_FINGERPRINT);
+  // Only a token the master accepts is remembered.
+  const probe = await connectRemote({ url: master, token, fingerprint, ca });
+  if ('exitCode' in probe) fail(probe.message, probe.exitCode);
+  probe.close();
+  mkdirSync(path.dirname(contextFile()), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(contextFile(), `${JSON.stringify({ master, token, ...(fingerprint ? { fingerprint } : {}) }, null, 2)}\n`, 0o600);
+  process.stdout.write(`drover: logged in to ${master}; drover COMMAND now runs there (kept in ${contextFile()}, mode 0600)\n`);
+  process.exit(0);
+}
+
 let lines: string[];
 if (words.length > 0) lines = [words.length === 1 ? words[0]! : words.map(quoteWord).join(' ')];
 else if (!process.stdin.isTTY)
@@ -50,6 +119,20 @@ else if (!process.stdin.isTTY)
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'));
 else fail('no command: drover COMMAND (drover help lists them), or lines on stdin');
-const code = await execCommands(path.resolve(argv['state-dir']), lines, argv.json, 'drover');
+
+const context = readContext();
+const master = argv.master ?? (process.env.DROVER_MASTER || undefined) ?? context?.master;
+let connection: Transport | ConnectFailure;
+if (master) {
+  const token = argv.token ?? (process.env.DROVER_ADMIN_TOKEN || undefined) ?? (master === context?.master ? context.token : undefined);
+  if (!token) fail(`no operator token for ${master}: pass --token, set DROVER_ADMIN_TOKEN, or drover login`);
+  const fingerprint = fingerprintOf(
+    argv.fingerprint ?? (process.env.DROVER_FINGERPRINT || undefined) ?? (master === context?.master ? context.fingerprint : undefined),
+  );
+  connection = await connectRemote({ url: master, token, fingerprint, ca });
+} else {
+  connection = await connectLocal(path.resolve(argv['state-dir']));
+}
+const code = await runOver(connection, lines, argv.json, 'drover');
 await flushStdio();
 process.exit(code);

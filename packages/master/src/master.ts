@@ -12,6 +12,8 @@ import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
 import { raiseOpenFileLimit } from './open-files.js';
 import { loadTlsIdentity } from './tls-identity.js';
+import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
+import { operatorEndpoint } from './operator-server.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { startShell } from './shell.js';
 import { waitForWorkers } from './wait-for-workers.js';
@@ -36,6 +38,8 @@ export interface MasterOptions {
   logLevel: string;
   /** How long a name stays its worker's after it was last seen. */
   nameHoldMs?: number;
+  /** Offer the operator API on the port without TLS. */
+  insecureOperatorApi?: boolean;
 }
 
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
@@ -59,22 +63,40 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   if (!tls) logger.warn('TLS is off (--no-tls): the join token and all traffic cross the network in the clear');
   const installer = loadInstaller(tls ? 'https' : 'http', pin);
   if (installer.missing) logger.warn(installer.missing);
+  const tokens = await TokenStore.open(opts.stateDir);
+  let stopRequested: (() => void) | null = null;
+  const operator = operatorEndpoint({
+    base: { fleet, commands, joinInfo: () => joinInfo(), tokens },
+    tokens,
+    logger,
+    peerLog: fleet.peerLog,
+    tls: Boolean(tls),
+    insecure: opts.insecureOperatorApi === true,
+    onExit: () => stopRequested?.(),
+  });
+  if (!tls && opts.insecureOperatorApi) logger.warn('the operator API is offered without TLS (--insecure-operator-api): tokens cross the network in the clear');
   const onPlainText = (peer: string): void =>
     fleet.peerLog.log('warn', peer, { peer }, 'a client spoke plain text to this TLS port (it needs wss:// or https://)');
-  const server = await startServer({ host: opts.host, port: opts.port, fleet, logger, routes: installer.handle, tls, onPlainText }).catch(
-    (err: NodeJS.ErrnoException) => {
-      fleet.close();
-      if (err.code === 'EADDRINUSE')
-        throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
-      if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
-      throw err;
-    },
-  );
+  const server = await startServer({
+    host: opts.host,
+    port: opts.port,
+    fleet,
+    logger,
+    routes: installer.handle,
+    tls,
+    onPlainText,
+    operator: (req, socket, head) => operator.handle(req, socket, head),
+  }).catch((err: NodeJS.ErrnoException) => {
+    fleet.close();
+    if (err.code === 'EADDRINUSE')
+      throw new DroverError(ErrorCode.BUSY, `port ${opts.port} on ${opts.host} is in use (another master?); pick another with --port`);
+    if (err.code === 'EADDRNOTAVAIL') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--host ${opts.host} is not an address of this machine`);
+    throw err;
+  });
   const advertised = advertise(opts.advertise, opts.host, server.port);
   const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing, pin });
   const joinInfo = (): JoinInfo => lines(token);
-  const base = { fleet, commands, joinInfo };
-  let stopRequested: (() => void) | null = null;
+  const base = { fleet, commands, joinInfo, tokens };
   let control;
   try {
     control = await startControlServer(opts.stateDir, base, logger, () => stopRequested?.());
@@ -119,6 +141,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       shell?.close();
+      operator.close();
       fleet.close();
       await Promise.all([server.close(), control.close(), dev?.stop()]);
       logger.info('master stopped');
@@ -136,7 +159,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       historyFile: path.join(opts.stateDir, 'history'),
       fleet,
       commands,
-      context: { ...base, cwd: process.cwd() },
+      context: { ...base, cwd: process.cwd(), caller: LOCAL_CALLER, remote: false },
       onExit: () => void stop(),
       onInputEnd: () => logger.info('stdin ended; serving without a shell'),
     });

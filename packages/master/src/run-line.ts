@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DroverError, ErrorCode, toDroverError, type LineOutcome } from '@drover/protocol';
 import type { Command, CommandContext, ParsedArgs } from './commands/types.js';
 import { escapeControl } from './format.js';
+import { READ_ONLY_COMMANDS } from './operator-tokens.js';
 import { splitCommands } from './tokenize.js';
 
 export interface LineResult extends LineOutcome {
@@ -39,6 +40,15 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
       throw new DroverError(
         ErrorCode.UNKNOWN_COMMAND,
         `unknown command "${name}"${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}; type help for the list`,
+      );
+    }
+    if (ctx.caller.role !== 'admin' && !READ_ONLY_COMMANDS.has(command.name)) {
+      throw new DroverError(
+        ErrorCode.UNAUTHORIZED,
+        `${command.name} needs an admin token; ${ctx.caller.name} is read-only (it may run ${ctx.commands
+          .filter((c) => READ_ONLY_COMMANDS.has(c.name))
+          .map((c) => c.name)
+          .join(', ')})`,
       );
     }
     const args = parseCommandArgs(command, argv);

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { Fleet } from './fleet.js';
@@ -23,6 +24,8 @@ export async function startServer(opts: {
   tls?: { cert: Buffer; key: Buffer };
   /** A client spoke plain text (ws://, http://) to this TLS port. */
   onPlainText?: (peer: string) => void;
+  /** Upgrades at /operator: the operator API. */
+  operator?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 }): Promise<Server> {
   const { fleet, logger } = opts;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -39,6 +42,7 @@ export async function startServer(opts: {
   httpServer.on('upgrade', (req, socket, head) => {
     socket.on('error', () => undefined);
     const path = (req.url ?? '').split('?')[0];
+    if (path === '/operator' && opts.operator) return opts.operator(req, socket, head);
     if (path !== '/worker') {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
       return;

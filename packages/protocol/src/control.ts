@@ -3,8 +3,9 @@ import { ErrorCode } from './errors.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
- * The operator protocol between a client (`master exec`, later `drover`) and the master:
- * newline-delimited JSON over the master's control socket.
+ * The operator protocol between a client (`drover`, `master exec`) and the master: JSON
+ * messages, newline-delimited over the control socket, one per frame over the master's port
+ * (wss, /operator, with a token).
  *   client → {"v":1,"type":"run","line":"ps all","json":false,"cwd":"/home/me"}
  *   master → {"v":1,"type":"out","text":"..."}*  then  {"v":1,"type":"done","ok":true,"results":[...]}
  * Closing the connection cancels the running command.
@@ -21,7 +22,11 @@ export const ControlRun = z.object({
 });
 export type ControlRun = z.infer<typeof ControlRun>;
 
-export const ControlRequest = z.discriminatedUnion('type', [ControlRun]);
+/** Stops the command that is running (Ctrl-C in a client). */
+export const ControlCancel = z.object({ v, type: z.literal('cancel') });
+export type ControlCancel = z.infer<typeof ControlCancel>;
+
+export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
 /** What one command of a line printed: human text or JSON, and whether it failed. */

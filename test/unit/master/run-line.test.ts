@@ -31,6 +31,9 @@ function context(table: Command[] = [...commands, echo]): CommandContext {
     out: { write: async () => undefined, progress: () => undefined },
     commands: table,
     joinInfo: () => ({ workerCommand: 'worker …', installCommand: null }),
+    tokens: null as never,
+    caller: { name: 'local', role: 'admin' },
+    remote: false,
   };
 }
 

@@ -38,6 +38,11 @@ export const copyCommand = defineCommand<CopyData>({
   maxArgs: 2,
   async run(args, ctx) {
     const [target, given] = args.positionals as [string, string];
+    if (ctx.remote)
+      throw new DroverError(
+        ErrorCode.BAD_ARGUMENTS,
+        `copy reads ${given} on the master's machine: over the network, run it there (drover on the master's machine) until the client sends files`,
+      );
     const source = path.resolve(ctx.cwd, given);
     const app = (args.values.as as string | undefined) ?? path.basename(source);
     const badApp = checkName(app, 'app name');

@@ -10,6 +10,7 @@ import { launchCommand } from './launch.js';
 import { logsCommand } from './logs.js';
 import { psCommand } from './ps.js';
 import { stopCommand } from './stop.js';
+import { tokenCommand } from './token.js';
 import type { Command } from './types.js';
 import { usageCommand } from './usage.js';
 import { waitCommand } from './wait.js';
@@ -30,6 +31,7 @@ export const commands: Command[] = [
   logsCommand,
   benchCommand,
   joinCommand,
+  tokenCommand,
   forgetCommand,
   exitCommand,
 ];

@@ -43,6 +43,12 @@ export const logsCommand = defineCommand<LogsData>({
     const outPath = args.values.out === undefined ? null : path.resolve(ctx.cwd, args.values.out as string);
     const json = ctx.json === true;
     const session = ctx.fleet.get(worker);
+    if (outPath && ctx.remote) {
+      throw new DroverError(
+        ErrorCode.BAD_ARGUMENTS,
+        "--out writes on the master's machine: over the network, redirect the output instead (drover logs … > FILE)",
+      );
+    }
     if (outPath) await checkTarget(outPath, args.values.force === true);
 
     let fh: FileHandle | null = null;

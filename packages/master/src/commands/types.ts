@@ -1,5 +1,6 @@
 import type { Fleet } from '../fleet.js';
 import type { JoinInfo } from '../join-lines.js';
+import type { Caller, TokenStore } from '../operator-tokens.js';
 
 export interface Output {
   /**
@@ -26,6 +27,15 @@ export interface CommandContext {
   commands: Command[];
   /** Text every master answers `join` with (set once the server listens). */
   joinInfo(): JoinInfo;
+  /** The operator tokens (token create, list, revoke). */
+  tokens: TokenStore;
+  /** Who runs the command: a token's name and role; the local socket and shell are `local`, admin. */
+  caller: Caller;
+  /**
+   * The command came over the network: paths it names are on the client's machine, which the
+   * master cannot read (commands that take files refuse until the client sends them).
+   */
+  remote: boolean;
 }
 
 /** Turns an option's text into its value; throws an Error whose message says what was expected. */

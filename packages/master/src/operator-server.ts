@@ -1,0 +1,73 @@
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { MAX_FRAME_BYTES, type ControlReply } from '@drover/protocol';
+import type { LogLimiter } from './log-limiter.js';
+import type { Logger } from './logger.js';
+import type { TokenStore } from './operator-tokens.js';
+import { operatorSession, type BaseContext } from './operator-session.js';
+
+/**
+ * The operator API on the master's port: a WebSocket at /operator, authenticated at the
+ * upgrade with `Authorization: Bearer TOKEN` (an operator token, never the join token), so a
+ * peer without one never gets a WebSocket. Offered only over TLS, unless the master was told
+ * --insecure-operator-api.
+ */
+export function operatorEndpoint(opts: {
+  base: BaseContext;
+  tokens: TokenStore;
+  logger: Logger;
+  peerLog: LogLimiter;
+  tls: boolean;
+  insecure: boolean;
+  onExit(): void;
+}): { handle(req: http.IncomingMessage, socket: Duplex, head: Buffer): void; close(): void } {
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+  const refuse = (socket: Duplex, status: string, why: string): void => {
+    socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`);
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
+  return {
+    handle(req, socket, head) {
+      const peer = req.socket.remoteAddress ?? 'unknown';
+      if (!opts.tls && !opts.insecure) {
+        return refuse(socket, '403 Forbidden', 'the master offers its operator API over TLS only (or with --insecure-operator-api)');
+      }
+      const m = /^Bearer (\S{1,512})$/.exec(req.headers.authorization ?? '');
+      const who = m ? opts.tokens.verify(m[1]!) : ({ refused: 'missing' } as const);
+      if ('refused' in who) {
+        opts.peerLog.log('warn', peer, { peer, refused: who.refused }, 'refused an operator token');
+        return refuse(socket, '401 Unauthorized', `refused: ${who.refused}`);
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', () => undefined);
+        const send = (reply: ControlReply): Promise<void> =>
+          new Promise((resolve) => {
+            if (ws.readyState !== ws.OPEN) return resolve();
+            // Resolves once written out: a slow client slows its command, not the master's memory.
+            ws.send(JSON.stringify(reply), () => resolve());
+          });
+        const session = operatorSession({
+          base: opts.base,
+          caller: who,
+          remote: true,
+          logger: opts.logger,
+          send,
+          onExit: () => {
+            ws.close(1000, 'master stopping');
+            opts.onExit();
+          },
+        });
+        opts.logger.info({ token: who.name, role: who.role, peer }, 'operator connected');
+        ws.on('message', (data: Buffer, isBinary: boolean) => {
+          if (!isBinary) session.receive(data.toString('utf8'));
+        });
+        ws.on('close', () => session.close());
+      });
+    },
+    close() {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    },
+  };
+}

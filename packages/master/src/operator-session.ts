@@ -1,0 +1,82 @@
+import { CONTROL_VERSION, ErrorCode, parseControlRequest, unreachable, type ControlReply, type ControlRun } from '@drover/protocol';
+import type { CommandContext } from './commands/types.js';
+import type { Logger } from './logger.js';
+import type { Caller } from './operator-tokens.js';
+import { runLine } from './run-line.js';
+
+/** What every operator session shares: the fleet, the command table, the tokens. */
+export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd' | 'caller' | 'remote'>;
+
+/**
+ * One operator session, whatever carries it (the control socket, a WebSocket): requests come in
+ * as raw JSON text, one at a time; replies go out through `send`, which resolves once the
+ * client has room (a slow reader slows the command, not the master's memory). Every command is
+ * logged with the caller's token name: an audit line, never the secret.
+ */
+export function operatorSession(opts: {
+  base: BaseContext;
+  caller: Caller;
+  remote: boolean;
+  logger: Logger;
+  send(reply: ControlReply): Promise<void>;
+  /** `exit` ran: the master should stop once the reply is out. */
+  onExit(): void;
+}): { receive(raw: string): void; close(): void } {
+  let running: AbortController | null = null;
+  let closed = false;
+  let busy: Promise<void> = Promise.resolve();
+
+  const run = async (req: ControlRun): Promise<void> => {
+    opts.logger.info({ token: opts.caller.name, role: opts.caller.role, remote: opts.remote, line: req.line }, 'exec');
+    running = new AbortController();
+    if (closed) running.abort();
+    const results = await runLine(
+      req.line,
+      {
+        ...opts.base,
+        caller: opts.caller,
+        remote: opts.remote,
+        cwd: req.cwd,
+        signal: running.signal,
+        interactive: false,
+        out: { write: (text) => opts.send({ v: CONTROL_VERSION, type: 'out', text }), progress: () => undefined },
+      },
+      { json: req.json },
+    );
+    running = null;
+    await opts.send({
+      v: CONTROL_VERSION,
+      type: 'done',
+      ok: results.every((r) => r.ok),
+      results: results.map(({ exit: _exit, ...outcome }) => outcome),
+    });
+    if (results.some((r) => r.exit)) opts.onExit();
+  };
+
+  return {
+    receive(raw) {
+      const parsed = parseControlRequest(raw);
+      if (parsed.ok && parsed.message.type === 'cancel') {
+        // Not queued: it must reach the command that runs now.
+        running?.abort();
+        return;
+      }
+      busy = busy.then(async () => {
+        if (!parsed.ok) return opts.send({ v: CONTROL_VERSION, type: 'error', error: { code: ErrorCode.BAD_REQUEST, message: parsed.error } });
+        const request = parsed.message;
+        switch (request.type) {
+          case 'run':
+            return run(request);
+          case 'cancel':
+            return;
+          default:
+            return unreachable(request);
+        }
+      });
+    },
+    close() {
+      closed = true;
+      running?.abort();
+    },
+  };
+}

@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
+import { ROOT, TOKEN, startMaster, startWorker, tempDir, waitForAvailable, type Master } from '../helpers/cluster.js';
+
+const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
+
+/** Runs drover as its own process. Async: a test blocked in spawnSync could not read the master's log pipe. */
+function drover(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [DROVER, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+function remote(master: Master): { url: string; fingerprint: string; admin: string } {
+  const fingerprint = /certificate (sha256:[0-9a-f]{64})/.exec(master.stdout())![1]!;
+  return { url: `wss://127.0.0.1:${master.port}`, fingerprint, admin: readFileSync(path.join(master.stateDir, 'admin-token'), 'utf8').trim() };
+}
+
+describe('the operator API: drover from another machine', () => {
+  test('admin and read-only tokens over pinned wss; revoked, unknown and join tokens are refused with one line, exit 3', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    expect(statSync(path.join(master.stateDir, 'admin-token')).mode & 0o777).toBe(0o600);
+    startWorker({ address: r.url }, { name: 'w1', args: ['--fingerprint', r.fingerprint] });
+    await waitForAvailable(master, 1);
+    const as = (token: string, ...command: string[]) => drover(['--master', r.url, '--fingerprint', r.fingerprint, ...command], { DROVER_ADMIN_TOKEN: token });
+
+    const workers = await as(r.admin, 'workers', '--json');
+    expect(workers.status, workers.stderr).toBe(0);
+    expect((JSON.parse(workers.stdout) as { name: string }[]).map((w) => w.name)).toEqual(['w1']);
+    const made = JSON.parse((await as(r.admin, 'token', 'create', '--role', 'read-only', '--name', 'viewer', '--json')).stdout) as { token: string };
+    expect(made.token).toMatch(/^drv_/);
+
+    expect((await as(made.token, 'ps', 'w1')).status).toBe(0);
+    const stop = await as(made.token, 'stop', 'w1', '123');
+    expect(stop.status).toBe(1);
+    expect(stop.stderr).toBe('error: stop needs an admin token; viewer is read-only (it may run help, workers, ps, usage, logs)\n');
+    const list = await as(r.admin, 'token', 'list', '--json');
+    expect(list.stdout).not.toContain(made.token);
+    expect(list.stdout).not.toContain(r.admin);
+
+    expect((await as(r.admin, 'token', 'revoke', 'viewer')).status).toBe(0);
+    for (const [token, why] of [
+      [made.token, 'revoked'],
+      ['drv_not-a-token', 'unknown'],
+      [TOKEN, 'unknown'], // the join token only joins
+    ] as const) {
+      const refused = await as(token, 'workers');
+      expect(refused.status).toBe(3);
+      expect(refused.stderr).toBe(`drover: the master refused this token (${why})\n`);
+    }
+    // Every command is audited with its token's name, never a secret.
+    const log = master.stdout();
+    expect(
+      log,
+      log
+        .split('\n')
+        .filter((l) => l.includes('exec'))
+        .join('\n'),
+    ).toMatch(/"token":"viewer","role":"read-only","remote":true,"line":"stop w1 123","msg":"exec"/);
+    for (const secret of [r.admin, made.token]) expect(log).not.toContain(secret);
+  });
+
+  test('the fingerprint is checked before the token is sent; files stay where the master is; ws only with --insecure-operator-api', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const wrong = await drover(['--master', r.url, '--fingerprint', `sha256:${'0'.repeat(64)}`, 'workers'], { DROVER_ADMIN_TOKEN: r.admin });
+    expect(wrong.status).toBe(3);
+    expect(wrong.stderr).toMatch(/presents sha256:[0-9a-f]{64}, not the fingerprint given; the token was not sent/);
+    expect(master.stdout()).not.toContain('operator');
+    const noPin = await drover(['--master', r.url, 'workers'], { DROVER_ADMIN_TOKEN: r.admin });
+    expect(noPin.status).toBe(2);
+    expect(noPin.stderr).toMatch(/pass --fingerprint from its join line, or --ca/);
+    const copy = await drover(['--master', r.url, '--fingerprint', r.fingerprint, 'copy', 'all', '/bin/true'], { DROVER_ADMIN_TOKEN: r.admin });
+    expect(copy.stderr).toMatch(/^error: copy reads \/bin\/true on the master's machine/);
+
+    const plain = await startMaster();
+    const admin = readFileSync(path.join(plain.stateDir, 'admin-token'), 'utf8').trim();
+    const refused = await drover(['--master', `ws://127.0.0.1:${plain.port}`, 'workers'], { DROVER_ADMIN_TOKEN: admin });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('the master offers its operator API over TLS only (or with --insecure-operator-api)');
+    const lab = await startMaster({ args: ['--insecure-operator-api'] });
+    const labAdmin = readFileSync(path.join(lab.stateDir, 'admin-token'), 'utf8').trim();
+    expect((await drover(['--master', `ws://127.0.0.1:${lab.port}`, 'workers'], { DROVER_ADMIN_TOKEN: labAdmin })).status).toBe(0);
+    expect(lab.stdout()).toContain('the operator API is offered without TLS (--insecure-operator-api)');
+  });
+
+  test('drover login remembers a master and token (0600) after checking them; logout forgets them', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const config = tempDir();
+    const env = { XDG_CONFIG_HOME: config };
+    const bad = await drover(['login', r.url, '--token', 'drv_nope', '--fingerprint', r.fingerprint], env);
+    expect(bad.status, bad.stderr).toBe(3);
+    const ok = await drover(['login', r.url, '--token', r.admin, '--fingerprint', r.fingerprint], env);
+    expect(ok.status, ok.stderr).toBe(0);
+    const file = path.join(config, 'drover/context.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const w = await drover(['workers', '--json'], env);
+    expect(w.status, w.stderr).toBe(0);
+    expect(JSON.parse(w.stdout)).toEqual([]);
+    expect((await drover(['logout'], env)).status).toBe(0);
+    expect((await drover(['workers'], { ...env, DROVER_STATE_DIR: tempDir() })).stderr).toMatch(/cannot reach the master at .*master\.sock/);
+  });
+
+  test('200 clients at once are all answered', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const one = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        const ws = new WebSocket(`${r.url}/operator`, { headers: { authorization: `Bearer ${r.admin}` }, rejectUnauthorized: false });
+        ws.on('error', () => resolve(false));
+        ws.on('open', () => ws.send(JSON.stringify({ v: 1, type: 'run', line: 'workers', json: true, cwd: '/' })));
+        ws.on('message', (d: Buffer) => {
+          const reply = JSON.parse(d.toString()) as { type: string; ok?: boolean };
+          if (reply.type !== 'done') return;
+          ws.close();
+          resolve(reply.ok === true);
+        });
+        setTimeout(() => resolve(false), 30_000).unref();
+      });
+    const answers = await Promise.all(Array.from({ length: 200 }, one));
+    expect(answers.filter(Boolean)).toHaveLength(200);
+  });
+});
