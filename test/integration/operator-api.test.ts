@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { ROOT, TOKEN, startMaster, startWorker, tempDir, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { ROOT, TOKEN, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
 const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
 
@@ -112,6 +112,24 @@ describe('the operator API: drover from another machine', () => {
     expect(JSON.parse(w.stdout)).toEqual([]);
     expect((await drover(['logout'], env)).status).toBe(0);
     expect((await drover(['workers'], { ...env, DROVER_STATE_DIR: tempDir() })).stderr).toMatch(/cannot reach the master at .*master\.sock/);
+  });
+
+  test('Ctrl-C in a remote drover cancels the command on the master', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const child = spawn(process.execPath, [DROVER, '--master', r.url, '--fingerprint', r.fingerprint, 'wait', '5', '--timeout', '60'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, DROVER_ADMIN_TOKEN: r.admin },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(() => master.stdout().includes('"line":"wait 5 --timeout 60"'), 'the wait to run on the master');
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toBe('cancelled\n');
+    // The master is free at once: the cancelled wait no longer holds anything.
+    expect((await drover(['--master', r.url, '--fingerprint', r.fingerprint, 'workers'], { DROVER_ADMIN_TOKEN: r.admin })).status).toBe(0);
   });
 
   test('200 clients at once are all answered', async () => {

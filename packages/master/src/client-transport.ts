@@ -12,8 +12,8 @@ export interface Transport {
   /** Holds replies while our stdout is full, so back-pressure reaches the master. */
   pause(): void;
   resume(): void;
-  /** Ctrl-C: stops the command that runs on the master. */
-  cancel(): void;
+  /** Ctrl-C: stops the command that runs on the master; resolves once that is sent. */
+  cancel(): Promise<void>;
   close(): void;
 }
 
@@ -86,7 +86,7 @@ export async function connectLocal(stateDir: string): Promise<Transport | Connec
     pause: () => socket.pause(),
     resume: () => socket.resume(),
     // Closing the socket is how the control socket cancels.
-    cancel: () => socket.destroy(),
+    cancel: async () => void socket.destroy(),
     close: () => socket.end(),
   };
 }
@@ -177,7 +177,12 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
         next: () => queue.next(),
         pause: () => ws.pause(),
         resume: () => ws.resume(),
-        cancel: () => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' })),
+        cancel: () =>
+          new Promise<void>((done) => {
+            if (ws.readyState !== WebSocket.OPEN) return done();
+            ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' }), () => done());
+            setTimeout(done, 1000);
+          }),
         close: () => ws.close(1000),
       });
     });

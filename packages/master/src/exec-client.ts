@@ -25,9 +25,9 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
   if ('exitCode' in connection) return failed(connection.code, connection.message, connection.exitCode);
   const transport = connection;
   process.once('SIGINT', () => {
-    transport.cancel();
     process.stderr.write('cancelled\n');
-    setTimeout(() => process.exit(130), 200).unref();
+    // Exit once the cancel is on its way (a timer that holds the process: the loop may be idle).
+    void transport.cancel().finally(() => process.exit(130));
   });
   let anyFailed = false;
   for (const line of lines) {
