@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
+import { writeFileAtomic } from './atomic-write.js';
 import { createSelfSigned } from './self-signed.js';
 
 export interface TlsIdentity {
@@ -32,22 +33,12 @@ export async function loadTlsIdentity(stateDir: string): Promise<TlsIdentity> {
   const tmp = path.join(stateDir, `.tls-${randomBytes(4).toString('hex')}`);
   try {
     await mkdir(tmp, { mode: 0o700 });
-    await writeSynced(path.join(tmp, 'cert.pem'), made.cert, 0o644);
-    await writeSynced(path.join(tmp, 'key.pem'), made.key, 0o600);
+    await writeFileAtomic(path.join(tmp, 'cert.pem'), made.cert, 0o644);
+    await writeFileAtomic(path.join(tmp, 'key.pem'), made.key, 0o600);
     await rename(tmp, dir);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
   return { cert: Buffer.from(made.cert), key: Buffer.from(made.key), selfSigned: true, created: true };
-}
-
-async function writeSynced(file: string, text: string, mode: number): Promise<void> {
-  const fh = await open(file, 'wx', mode);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
