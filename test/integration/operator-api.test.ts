@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { ROOT, TOKEN, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
 const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
 
@@ -150,5 +150,42 @@ describe('the operator API: drover from another machine', () => {
       });
     const answers = await Promise.all(Array.from({ length: 200 }, one));
     expect(answers.filter(Boolean)).toHaveLength(200);
+  });
+});
+
+describe('drover with no command, in a terminal', () => {
+  test('opens the master> prompt remotely: completion, notices, Ctrl-C, history, Ctrl-D', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const config = tempDir();
+    const cmd = `${process.execPath} ${DROVER} --master ${r.url} --fingerprint ${r.fingerprint}`;
+    // script(1) gives drover a real pseudo-terminal; what we write to its stdin is typed.
+    const term = startProcess('script', ['-qfec', cmd, '/dev/null'], {
+      stdin: 'pipe',
+      env: { TERM: 'xterm', COLUMNS: '120', DROVER_ADMIN_TOKEN: r.admin, XDG_CONFIG_HOME: config },
+    });
+    const type = (s: string): boolean => term.child.stdin!.write(s);
+    await waitFor(() => term.stdout().includes('master> '), 'the prompt');
+    startWorker({ address: r.url }, { name: 'w1', args: ['--fingerprint', r.fingerprint] });
+    await waitFor(() => term.stdout().includes('[w1 joined from 127.0.0.1]'), 'a join notice from the master');
+
+    type('wor\t');
+    await waitFor(() => term.stdout().includes('workers '), 'completion of a command');
+    type('\r');
+    await waitFor(() => /w1\s+127\.0\.0\.1\s+available/.test(term.stdout()), 'the workers table');
+    type('ps w\t');
+    await waitFor(() => term.stdout().includes('ps w1 '), 'completion of a worker name');
+    type('\x15'); // Ctrl-U: clear the line
+    type('wait 5 --timeout 30\r');
+    await waitFor(() => master.stdout().includes('"line":"wait 5 --timeout 30"'), 'the wait on the master');
+    type('\x03'); // Ctrl-C cancels the command on the master, and the prompt stays
+    await waitFor(() => term.stdout().includes('error: cancelled'), 'the cancelled wait');
+    type('bogus\r');
+    await waitFor(() => term.stdout().includes('error: unknown command "bogus"'), 'an unknown command');
+    type('\x04'); // Ctrl-D leaves
+    expect((await term.exited).code).toBe(0);
+    const history = readFileSync(path.join(config, 'drover/history'), 'utf8');
+    expect(history).toContain('workers');
+    expect(history).toContain('bogus');
   });
 });

@@ -14,6 +14,8 @@ export interface Transport {
   resume(): void;
   /** Ctrl-C: stops the command that runs on the master; resolves once that is sent. */
   cancel(): Promise<void>;
+  /** Stops the running command but keeps the connection (an interactive session). */
+  interrupt(): void;
   close(): void;
 }
 
@@ -85,8 +87,9 @@ export async function connectLocal(stateDir: string): Promise<Transport | Connec
     next: () => queue.next(),
     pause: () => socket.pause(),
     resume: () => socket.resume(),
-    // Closing the socket is how the control socket cancels.
+    // Closing the socket cancels at once, whatever the master is doing.
     cancel: async () => void socket.destroy(),
+    interrupt: () => void socket.write(`${JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' })}\n`),
     close: () => socket.end(),
   };
 }
@@ -183,6 +186,7 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
             ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' }), () => done());
             setTimeout(done, 1000);
           }),
+        interrupt: () => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' })),
         close: () => ws.close(1000),
       });
     });

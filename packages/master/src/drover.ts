@@ -8,6 +8,7 @@ import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
 import { flushStdio, runOver } from './exec-client.js';
+import { startRemoteShell } from './remote-shell.js';
 import { quoteWord } from './tokenize.js';
 
 /**
@@ -112,13 +113,13 @@ if (words[0] === 'login' || words[0] === 'logout') {
   process.exit(0);
 }
 
-let lines: string[];
+let lines: string[] | null;
 if (words.length > 0) lines = [words.length === 1 ? words[0]! : words.map(quoteWord).join(' ')];
 else if (!process.stdin.isTTY)
   lines = readFileSync(0, 'utf8')
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'));
-else fail('no command: drover COMMAND (drover help lists them), or lines on stdin');
+else lines = null; // a terminal and no command: the interactive master> prompt
 
 const context = readContext();
 const master = argv.master ?? (process.env.DROVER_MASTER || undefined) ?? context?.master;
@@ -133,6 +134,13 @@ if (master) {
 } else {
   connection = await connectLocal(path.resolve(argv['state-dir']));
 }
-const code = await runOver(connection, lines, argv.json, 'drover');
-await flushStdio();
-process.exit(code);
+if (lines === null) {
+  if ('exitCode' in connection) fail(connection.message, connection.exitCode);
+  const historyFile = path.join(path.dirname(contextFile()), 'history');
+  mkdirSync(path.dirname(historyFile), { recursive: true, mode: 0o700 });
+  await startRemoteShell(connection, { historyFile, onExit: (code) => void flushStdio().then(() => process.exit(code)) });
+} else {
+  const code = await runOver(connection, lines, argv.json, 'drover');
+  await flushStdio();
+  process.exit(code);
+}

@@ -40,6 +40,7 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
       if (!parsed.ok) return failed(ErrorCode.PROTOCOL_ERROR, parsed.error);
       const reply = parsed.message;
       if (reply.type === 'error') return failed(reply.error.code, reply.error.message);
+      if (reply.type === 'notice') continue;
       if (reply.type === 'out') {
         // A slow reader of our stdout (a pager, a pipe) pauses the connection, and so the master.
         if (!process.stdout.write(reply.text)) {

@@ -15,7 +15,8 @@ import { loadTlsIdentity } from './tls-identity.js';
 import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
 import { operatorEndpoint } from './operator-server.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
-import { startShell } from './shell.js';
+import { localBackend, startShell } from './shell.js';
+import { watchFleet } from './notices.js';
 import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
 
@@ -157,18 +158,11 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       input: process.stdin,
       output: process.stdout,
       historyFile: path.join(opts.stateDir, 'history'),
-      fleet,
-      commands,
-      context: { ...base, cwd: process.cwd(), caller: LOCAL_CALLER, remote: false },
+      backend: localBackend({ ...base, cwd: process.cwd(), caller: LOCAL_CALLER, remote: false }, fleet),
       onExit: () => void stop(),
       onInputEnd: () => logger.info('stdin ended; serving without a shell'),
     });
-    const notice = shell.notice;
-    fleet.on('joined', (s) => notice(`[${s.name} joined from ${s.address}]`));
-    fleet.on('left', (s, why) => notice(`[${s.name} disconnected: ${why}]`));
-    fleet.on('unavailable', (s) => notice(`[${s.name} missed 2 heartbeats: unavailable]`));
-    fleet.on('available', (s) => notice(`[${s.name} available again]`));
-    fleet.on('process-exit', (s, m) => notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`));
+    watchFleet(fleet, shell.notice);
   } else {
     process.on('SIGINT', () => void stop());
   }

@@ -2,6 +2,7 @@ import { CONTROL_VERSION, ErrorCode, parseControlRequest, unreachable, type Cont
 import type { CommandContext } from './commands/types.js';
 import type { Logger } from './logger.js';
 import type { Caller } from './operator-tokens.js';
+import { watchFleet } from './notices.js';
 import { runLine } from './run-line.js';
 
 /** What every operator session shares: the fleet, the command table, the tokens. */
@@ -24,6 +25,7 @@ export function operatorSession(opts: {
 }): { receive(raw: string): void; close(): void } {
   let running: AbortController | null = null;
   let closed = false;
+  let unwatch: (() => void) | null = null;
   let busy: Promise<void> = Promise.resolve();
 
   const run = async (req: ControlRun): Promise<void> => {
@@ -61,6 +63,10 @@ export function operatorSession(opts: {
         running?.abort();
         return;
       }
+      if (parsed.ok && parsed.message.type === 'subscribe') {
+        unwatch ??= watchFleet(opts.base.fleet, (text) => void opts.send({ v: CONTROL_VERSION, type: 'notice', text }));
+        return;
+      }
       busy = busy.then(async () => {
         if (!parsed.ok) return opts.send({ v: CONTROL_VERSION, type: 'error', error: { code: ErrorCode.BAD_REQUEST, message: parsed.error } });
         const request = parsed.message;
@@ -68,6 +74,7 @@ export function operatorSession(opts: {
           case 'run':
             return run(request);
           case 'cancel':
+          case 'subscribe':
             return;
           default:
             return unreachable(request);
@@ -77,6 +84,7 @@ export function operatorSession(opts: {
     close() {
       closed = true;
       running?.abort();
+      unwatch?.();
     },
   };
 }

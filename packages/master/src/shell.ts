@@ -2,20 +2,33 @@ import { readdirSync, type Dirent } from 'node:fs';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
-import type { Command, CommandContext, Completion } from './commands/types.js';
+import type { Command, CommandContext, Completion, Output } from './commands/types.js';
 import type { Fleet } from './fleet.js';
-import { runLine } from './run-line.js';
+import { runLine, type LineResult } from './run-line.js';
 import { splitCommands } from './tokenize.js';
 
 const HISTORY_SIZE = 1000;
+
+/** What the prompt runs lines with: the master in-process, or a master through a transport (drover). */
+export interface ShellBackend {
+  run(line: string, io: { signal: AbortSignal; out: Output; interactive: boolean }): Promise<LineResult[]>;
+  /** Tab completion from what the backend knows (commands, workers, local paths). */
+  complete(line: string): [string[], string];
+}
+
+/** The master's own backend: runLine on its fleet. */
+export function localBackend(context: Omit<CommandContext, 'signal' | 'out' | 'interactive'>, fleet: Pick<Fleet, 'names'>): ShellBackend {
+  return {
+    run: (line, io) => runLine(line, { ...context, ...io }),
+    complete: (line) => complete(line, context.commands, fleet, context.cwd),
+  };
+}
 
 export interface ShellOptions {
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   historyFile: string;
-  fleet: Fleet;
-  commands: Command[];
-  context: Omit<CommandContext, 'signal' | 'out' | 'interactive'>;
+  backend: ShellBackend;
   /** The user asked to leave (exit, Ctrl-D). */
   onExit(): void;
   /** stdin ended without a terminal (piped input ran out): keep serving. */
@@ -33,7 +46,7 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
     history,
     historySize: HISTORY_SIZE,
     removeHistoryDuplicates: true,
-    completer: (line: string) => complete(line, opts.commands, opts.fleet, opts.context.cwd),
+    completer: (line: string) => opts.backend.complete(line),
     prompt: 'master> ',
   });
   let running: AbortController | null = null;
@@ -67,8 +80,7 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
     if (trimmed === '') return;
     if (terminal) void appendFile(opts.historyFile, `${trimmed}\n`, { mode: 0o600 }).catch(() => undefined);
     running = new AbortController();
-    const ctx: CommandContext = {
-      ...opts.context,
+    const io: { signal: AbortSignal; interactive: boolean; out: Output } = {
       signal: running.signal,
       interactive: terminal,
       out: {
@@ -87,7 +99,7 @@ export async function startShell(opts: ShellOptions): Promise<{ notice: (text: s
         },
       },
     };
-    const results = await runLine(trimmed, ctx);
+    const results = await opts.backend.run(trimmed, io);
     clearProgress();
     running = null;
     for (const r of results) {
@@ -163,8 +175,11 @@ async function loadHistory(file: string): Promise<string[]> {
   }
 }
 
+/** What completion needs of a command: its name, its options, what each positional takes. */
+export type CompletableCommand = Pick<Command, 'name' | 'complete'> & { options?: Record<string, unknown> };
+
 /** Tab completion: command names first, then what the command takes at that position. */
-export function complete(line: string, commands: Command[], fleet: Pick<Fleet, 'names'>, cwd = process.cwd()): [string[], string] {
+export function complete(line: string, commands: CompletableCommand[], fleet: Pick<Fleet, 'names'>, cwd = process.cwd()): [string[], string] {
   const lastCommand = line.slice(line.lastIndexOf(';') + 1).trimStart();
   let words: string[];
   try {

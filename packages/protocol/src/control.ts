@@ -26,7 +26,10 @@ export type ControlRun = z.infer<typeof ControlRun>;
 export const ControlCancel = z.object({ v, type: z.literal('cancel') });
 export type ControlCancel = z.infer<typeof ControlCancel>;
 
-export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel]);
+/** Asks for a notice of every change in the fleet (an interactive client prints them). */
+export const ControlSubscribe = z.object({ v, type: z.literal('subscribe') });
+
+export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel, ControlSubscribe]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
 /** What one command of a line printed: human text or JSON, and whether it failed. */
@@ -45,7 +48,10 @@ export const ControlDone = z.object({ v, type: z.literal('done'), ok: z.boolean(
 /** The master could not read a request: one error, then it goes on reading. */
 export const ControlError = z.object({ v, type: z.literal('error'), error: z.object({ code: z.enum(ErrorCode), message: z.string() }) });
 
-export const ControlReply = z.discriminatedUnion('type', [ControlOut, ControlDone, ControlError]);
+/** A change in the fleet, for a subscribed client: one line, as the shell prints it. */
+export const ControlNotice = z.object({ v, type: z.literal('notice'), text: z.string() });
+
+export const ControlReply = z.discriminatedUnion('type', [ControlOut, ControlDone, ControlError, ControlNotice]);
 export type ControlReply = z.infer<typeof ControlReply>;
 
 export type ControlParsed<T> = { ok: true; message: T } | { ok: false; error: string };

@@ -1,8 +1,10 @@
 import { DroverError, ErrorCode } from '@drover/protocol';
 import { table } from '../format.js';
-import { defineCommand } from './types.js';
+import { defineCommand, type Completion } from './types.js';
 
-type HelpData = { commands: { name: string; usage: string; summary: string; details?: string }[] };
+type HelpData = {
+  commands: { name: string; usage: string; summary: string; details?: string; options: string[]; complete: Completion[] }[];
+};
 
 export const helpCommand = defineCommand<HelpData>({
   name: 'help',
@@ -14,7 +16,17 @@ export const helpCommand = defineCommand<HelpData>({
     const name = args.positionals[0];
     const list = name ? ctx.commands.filter((c) => c.name === name) : ctx.commands;
     if (name && list.length === 0) throw new DroverError(ErrorCode.UNKNOWN_COMMAND, `no command "${name}"; type help for the list`);
-    return { commands: list.map((c) => ({ name: c.name, usage: c.usage, summary: c.summary, ...(c.details ? { details: c.details } : {}) })) };
+    return {
+      // options and complete let a client (drover's interactive shell) complete what it types.
+      commands: list.map((c) => ({
+        name: c.name,
+        usage: c.usage,
+        summary: c.summary,
+        ...(c.details ? { details: c.details } : {}),
+        options: Object.keys(c.options ?? {}),
+        complete: c.complete ?? [],
+      })),
+    };
   },
   format(d, args) {
     if (args.positionals[0]) {
