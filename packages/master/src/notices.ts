@@ -11,10 +11,21 @@ export function watchFleet(fleet: Fleet, notice: (text: string) => void): () => 
     left: (s: { name: string }, why: string) => notice(`[${s.name} disconnected: ${why}]`),
     unavailable: (s: { name: string }) => notice(`[${s.name} missed 2 heartbeats: unavailable]`),
     available: (s: { name: string }) => notice(`[${s.name} available again]`),
-    'process-exit': (s: { name: string }, m: { app: string; pid: number; exit: { reason: string } }) => notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`),
+    'process-exit': (s: { name: string }, m: { app: string; pid: number; exit: { reason: string } }) =>
+      notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`),
   };
-  fleet.on('joined', listeners.joined).on('left', listeners.left).on('unavailable', listeners.unavailable).on('available', listeners.available).on('process-exit', listeners['process-exit']);
+  fleet
+    .on('joined', listeners.joined)
+    .on('left', listeners.left)
+    .on('unavailable', listeners.unavailable)
+    .on('available', listeners.available)
+    .on('process-exit', listeners['process-exit']);
   return () => {
-    fleet.off('joined', listeners.joined).off('left', listeners.left).off('unavailable', listeners.unavailable).off('available', listeners.available).off('process-exit', listeners['process-exit']);
+    fleet
+      .off('joined', listeners.joined)
+      .off('left', listeners.left)
+      .off('unavailable', listeners.unavailable)
+      .off('available', listeners.available)
+      .off('process-exit', listeners['process-exit']);
   };
 }
