@@ -121,6 +121,8 @@ async function startMaster(stateDir) {
     MASTER,
     '--no-shell',
     '--no-tls',
+    // The client's remote path is measured too; plain ws, like every baseline here.
+    '--insecure-operator-api',
     '--host',
     '127.0.0.1',
     '--port',
@@ -213,6 +215,31 @@ for (let i = 0; i < 2000; i++) {
 }
 report('round trip p50 (ms)', pct(viaMaster, 0.5), pct(bare, 0.5), 'ms');
 report('round trip p99 (ms)', pct(viaMaster, 0.99), pct(bare, 0.99), 'ms');
+
+// ---------------------------------------------------------------- 2b. the drover client as a whole process
+console.log('\n2b. `drover ps w1` as a whole process (start, connect, answer, exit) against `node -e 0`');
+const DROVER = path.join(ROOT, 'packages/master/dist/drover.mjs');
+const adminToken = readFileSync(path.join(mstate, 'admin-token'), 'utf8').trim();
+const wholeLocal = [];
+const wholeRemote = [];
+const nodeBare = [];
+const timeNode = (args, env = {}) => {
+  const t = now();
+  execFileSync(process.execPath, args, { stdio: 'ignore', env: { ...process.env, ...env } });
+  return now() - t;
+};
+for (let i = 0; i < 12; i++) {
+  const keep = i >= 2;
+  const a = timeNode(['-e', '0']);
+  const b = timeNode([DROVER, '--state-dir', mstate, 'ps', 'w1']);
+  const c = timeNode([DROVER, '--master', `ws://127.0.0.1:${port}`, 'ps', 'w1'], { DROVER_ADMIN_TOKEN: adminToken });
+  if (!keep) continue;
+  nodeBare.push(a);
+  wholeLocal.push(b);
+  wholeRemote.push(c);
+}
+report('drover ps w1, local socket (median ms)', median(wholeLocal), median(nodeBare), 'ms');
+report('drover ps w1, remote operator API (median ms)', median(wholeRemote), median(nodeBare), 'ms');
 
 // ---------------------------------------------------------------- 3. launch vs a bare spawn
 console.log('\n3. launch through drover against a bare child_process.spawn of the same program');
