@@ -218,7 +218,7 @@ report('round trip p99 (ms)', pct(viaMaster, 0.99), pct(bare, 0.99), 'ms');
 
 // ---------------------------------------------------------------- 2b. the drover client as a whole process
 console.log('\n2b. `drover ps w1` as a whole process (start, connect, answer, exit) against `node -e 0`');
-const DROVER = path.join(ROOT, 'packages/master/dist/drover.mjs');
+const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
 const adminToken = readFileSync(path.join(mstate, 'admin-token'), 'utf8').trim();
 const wholeLocal = [];
 const wholeRemote = [];

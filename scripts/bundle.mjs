@@ -2,7 +2,7 @@
 // - the worker agent, dist/worker.mjs: what `worker` runs, what `master --dev` starts, and what
 //   the master serves to VMs (nothing to npm install there). One file also keeps the agent
 //   small: loading ~300 separate ESM modules costs ~15 MiB of RSS.
-// - the drover client, dist/drover.mjs: a client is started for every command a script runs,
+// - the drover client, dist/drover.js (from drover-cli.js): a client is started for every command a script runs,
 //   and one file starts about twice as fast as the module graph it comes from.
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, chmodSync } from 'node:fs';
@@ -34,4 +34,4 @@ async function bundle(entry, outfile) {
 
 const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs');
 writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${createHash('sha256').update(worker).digest('hex')}  worker.mjs\n`);
-await bundle('packages/master/dist/drover.js', 'packages/master/dist/drover.mjs');
+await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.js');

@@ -28,7 +28,7 @@ describe('the commands on PATH', () => {
 
   test("drover runs commands against the local master; arguments after the command are the command's", async () => {
     const { master } = await startCluster(1);
-    const drover = path.join(ROOT, 'packages/master/dist/drover.mjs');
+    const drover = path.join(ROOT, 'packages/master/dist/drover.js');
     const json = run(process.execPath, [drover, '--state-dir', master.stateDir, 'workers', '--json']);
     expect(json.status, json.stderr).toBe(0);
     expect((JSON.parse(json.stdout) as { name: string }[]).map((w) => w.name)).toEqual(['w1']);

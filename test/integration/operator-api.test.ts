@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
-const DROVER = path.join(ROOT, 'packages/master/dist/drover.mjs');
+const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
 
 /** Runs drover as its own process. Async: a test blocked in spawnSync could not read the master's log pipe. */
 function drover(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
