@@ -1,4 +1,4 @@
-import type { Fleet } from './fleet.js';
+import type { Fleet, FleetEvents } from './fleet.js';
 
 /**
  * Sends a one-line notice for every change in the fleet (joined, left, unavailable, available,
@@ -6,26 +6,18 @@ import type { Fleet } from './fleet.js';
  * a function that stops watching.
  */
 export function watchFleet(fleet: Fleet, notice: (text: string) => void): () => void {
-  const listeners = {
-    joined: (s: { name: string; address: string }) => notice(`[${s.name} joined from ${s.address}]`),
-    left: (s: { name: string }, why: string) => notice(`[${s.name} disconnected: ${why}]`),
-    unavailable: (s: { name: string }) => notice(`[${s.name} missed 2 heartbeats: unavailable]`),
-    available: (s: { name: string }) => notice(`[${s.name} available again]`),
-    'process-exit': (s: { name: string }, m: { app: string; pid: number; exit: { reason: string } }) =>
-      notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`),
+  const listeners: { [E in keyof FleetEvents]: (...args: FleetEvents[E]) => void } = {
+    joined: (s) => notice(`[${s.name} joined from ${s.address}]`),
+    left: (s, why) => notice(`[${s.name} disconnected: ${why}]`),
+    unavailable: (s) => notice(`[${s.name} missed 2 heartbeats: unavailable]`),
+    available: (s) => notice(`[${s.name} available again]`),
+    'process-exit': (s, m) => notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`),
   };
-  fleet
-    .on('joined', listeners.joined)
-    .on('left', listeners.left)
-    .on('unavailable', listeners.unavailable)
-    .on('available', listeners.available)
-    .on('process-exit', listeners['process-exit']);
+  const events = Object.keys(listeners) as (keyof FleetEvents)[];
+  // One typed table; the emitter's per-event overloads do not survive a loop over its keys.
+  const emitter = fleet as unknown as { on(e: string, f: unknown): void; off(e: string, f: unknown): void };
+  for (const e of events) emitter.on(e, listeners[e]);
   return () => {
-    fleet
-      .off('joined', listeners.joined)
-      .off('left', listeners.left)
-      .off('unavailable', listeners.unavailable)
-      .off('available', listeners.available)
-      .off('process-exit', listeners['process-exit']);
+    for (const e of events) emitter.off(e, listeners[e]);
   };
 }

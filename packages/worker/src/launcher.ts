@@ -5,7 +5,7 @@ import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
 import { checkLibraries } from './libraries.js';
 import { readCoreLimitSync, readStatSync } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
-import type { AppStore } from './store.js';
+import { fileIn, type AppStore } from './store.js';
 
 /** What of the agent's own environment an app gets; nothing else (the join token least of all). */
 const PASSED_THROUGH = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME', 'SHELL', 'TMPDIR'];
@@ -60,7 +60,7 @@ export class Launcher {
     // The version folder itself, not the `current` link: a copy made while the app runs must not
     // change the files (libraries loaded later, its working folder) under it.
     const cwd = (await this.store.versionDir(app))!;
-    const exe = await this.store.filePath(app, { kind: 'exe', name: manifest.executable });
+    const exe = fileIn(cwd, { kind: 'exe', name: manifest.executable });
     const env = appEnvironment({ app, workerName: this.workerName, libDir: path.join(cwd, 'lib'), user: userEnv });
     // Once per copied version: is it runnable here, and does the loader find every library?
     // A missing library is then an error naming it, not a process that dies at once.

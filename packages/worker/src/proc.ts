@@ -116,10 +116,10 @@ export function groupExists(pgid: number): boolean {
 }
 
 /** Every live process in one of `groups`, by process group: one pass over /proc for all of them. */
-export async function membersOf(groups: Set<number>): Promise<Map<number, number[]>> {
+export async function membersOf(candidates: Set<number>): Promise<Map<number, number[]>> {
   const found = new Map<number, number[]>();
   // Most groups are empty once their leader ends: a signal 0 says so without reading /proc.
-  for (const g of groups) if (!groupExists(g)) groups = new Set([...groups].filter((x) => x !== g));
+  const groups = new Set([...candidates].filter(groupExists));
   if (groups.size === 0) return found;
   let entries: string[];
   try {

@@ -76,13 +76,6 @@ export class AppStore {
     }
   }
 
-  /** Where a file of the current version lives: the executable at the top, libraries under lib/. */
-  async filePath(app: string, file: Pick<AppFile, 'kind' | 'name'>): Promise<string> {
-    const dir = await this.versionDir(app);
-    if (!dir) throw this.notFound(app);
-    return fileIn(dir, file);
-  }
-
   async manifest(app: string): Promise<Manifest | null> {
     const cached = this.manifests.get(app);
     if (cached) return cached;
@@ -242,7 +235,7 @@ export function fileKey(f: Pick<AppFile, 'kind' | 'name'>): string {
 }
 
 /** A file's place in a version folder: the executable at the top, libraries under lib/. */
-function fileIn(dir: string, file: Pick<AppFile, 'kind' | 'name'>): string {
+export function fileIn(dir: string, file: Pick<AppFile, 'kind' | 'name'>): string {
   const bad = checkFileName(file.name);
   if (bad) throw new DroverError(ErrorCode.BAD_NAME, bad);
   return file.kind === 'exe' ? path.join(dir, file.name) : path.join(dir, 'lib', file.name);

@@ -189,11 +189,6 @@ export class Supervisor {
     return r;
   }
 
-  /** Resolves true when `pid` has ended, false after `ms` or on abort. */
-  waitForExit(pid: number, ms: number, abort?: AbortSignal): Promise<boolean> {
-    return this.handles.get(pid)?.waitForExit(ms, abort) ?? Promise.resolve(true);
-  }
-
   async close(): Promise<void> {
     this.sampler.stop();
     await this.table.flush();

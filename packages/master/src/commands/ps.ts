@@ -2,6 +2,7 @@ import type { ProcessInfo } from '@drover/protocol';
 import { formatDuration, table } from '../format.js';
 import { READ_DEADLINE_MS, failureLines, fanOut, type Failed } from './fan-out.js';
 import { seconds } from './options.js';
+import type { WorkerSession } from '../worker-session.js';
 import { defineCommand, type CommandContext } from './types.js';
 
 /** One row per process, or one failed entry per worker that could not answer. */
@@ -15,7 +16,7 @@ export async function gatherRows<T extends object>(
   ctx: CommandContext,
   target: string | undefined,
   timeoutMs: number | undefined,
-  ask: (s: Parameters<Parameters<typeof fanOut>[2]>[0], signal: AbortSignal) => Promise<T[]>,
+  ask: (s: WorkerSession, signal: AbortSignal) => Promise<T[]>,
 ): Promise<Rows<T>> {
   const entries = await fanOut(ctx, target ?? 'all', async (s, signal) => ({ rows: await ask(s, signal) }), {
     deadlineMs: timeoutMs ?? READ_DEADLINE_MS,
