@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import WebSocket from 'ws';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ERROR_CODES, type ErrorCode, PROTOCOL_VERSION, toDroverError } from '@drover/protocol';
@@ -115,16 +115,13 @@ describe('the error catalogue', () => {
 
     // A control request that is not one: the master answers BAD_REQUEST and carries on.
     const reply = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(path.join(master.stateDir, 'master.sock'));
-      let got = '';
-      s.on('data', (d) => {
-        got += d.toString();
-        if (!got.includes('\n')) return;
-        s.destroy();
-        resolve(got);
+      const ws = new WebSocket(`ws+unix://${path.join(master.stateDir, 'master.sock')}:/operator`);
+      ws.on('message', (d: Buffer) => {
+        ws.close();
+        resolve(d.toString());
       });
-      s.on('error', reject);
-      s.write('{"v":1,"type":"run","line":7}\n');
+      ws.on('error', reject);
+      ws.on('open', () => ws.send('{"v":1,"type":"run","line":7}'));
     });
     expect(JSON.parse(reply)).toMatchObject({ type: 'error', error: { code: 'BAD_REQUEST', message: expect.stringContaining('line') } });
     seen.add('BAD_REQUEST');

@@ -1,16 +1,21 @@
-import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { haveGcc } from '../helpers/fixtures.js';
+import { CAN_MOUNT, ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
 const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
 
 /** Runs drover as its own process. Async: a test blocked in spawnSync could not read the master's log pipe. */
 function drover(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return run(process.execPath, [DROVER, ...args], env);
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [DROVER, ...args], {
+    const child = spawn(command, args, {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -39,6 +44,22 @@ describe('the operator API: drover from another machine', () => {
     const workers = await as(r.admin, 'workers', '--json');
     expect(workers.status, workers.stderr).toBe(0);
     expect((JSON.parse(workers.stdout) as { name: string }[]).map((w) => w.name)).toEqual(['w1']);
+
+    // Files travel with the command: copy sends the client's file over wss, logs --out writes here.
+    const here = tempDir();
+    const exe = path.join(here, 'say');
+    writeFileSync(exe, '#!/bin/sh\necho "said $1"\n', { mode: 0o755 });
+    const copied = await as(r.admin, 'copy', 'w1', exe, '--json');
+    expect(copied.status, copied.stderr).toBe(0);
+    expect(JSON.parse(copied.stdout)).toMatchObject([{ worker: 'w1', ok: true, files: [{ path: exe, dest: 'say', sent: true }] }]);
+    const launched = JSON.parse((await as(r.admin, 'launch', 'w1', 'say', '--json', '--', 'hello')).stdout) as { pid: number }[];
+    const saved = path.join(here, 'said.log');
+    await waitFor(async () => (await as(r.admin, 'logs', 'w1', String(launched[0]!.pid))).stdout === 'said hello\n', 'the output');
+    const logs = await as(r.admin, 'logs', 'w1', String(launched[0]!.pid), '--out', saved);
+    expect(logs.status, logs.stderr).toBe(0);
+    expect(logs.stdout).toBe(`saved 11 B of the log of say pid ${launched[0]!.pid} on w1 to ${saved}\n`);
+    expect(readFileSync(saved, 'utf8')).toBe('said hello\n');
+    expect(readdirSync(here).sort()).toEqual(['said.log', 'say']);
     const made = JSON.parse((await as(r.admin, 'token', 'create', '--role', 'read-only', '--name', 'viewer', '--json')).stdout) as { token: string };
     expect(made.token).toMatch(/^drv_/);
 
@@ -72,7 +93,7 @@ describe('the operator API: drover from another machine', () => {
     for (const secret of [r.admin, made.token]) expect(log).not.toContain(secret);
   });
 
-  test('the fingerprint is checked before the token is sent; files stay where the master is; ws only with --insecure-operator-api', async () => {
+  test('the fingerprint is checked before the token is sent; ws only with --insecure-operator-api', async () => {
     const master = await startMaster({ tls: true });
     const r = remote(master);
     const wrong = await drover(['--master', r.url, '--fingerprint', `sha256:${'0'.repeat(64)}`, 'workers'], { DROVER_ADMIN_TOKEN: r.admin });
@@ -82,8 +103,6 @@ describe('the operator API: drover from another machine', () => {
     const noPin = await drover(['--master', r.url, 'workers'], { DROVER_ADMIN_TOKEN: r.admin });
     expect(noPin.status).toBe(2);
     expect(noPin.stderr).toMatch(/pass --fingerprint from its join line, or --ca/);
-    const copy = await drover(['--master', r.url, '--fingerprint', r.fingerprint, 'copy', 'all', '/bin/true'], { DROVER_ADMIN_TOKEN: r.admin });
-    expect(copy.stderr).toMatch(/^error: copy reads \/bin\/true on the master's machine/);
 
     const plain = await startMaster();
     const admin = readFileSync(path.join(plain.stateDir, 'admin-token'), 'utf8').trim();
@@ -188,4 +207,66 @@ describe('drover with no command, in a terminal', () => {
     expect(history).toContain('workers');
     expect(history).toContain('bogus');
   });
+});
+
+describe('files are read and written where the client runs', () => {
+  const gcc = haveGcc();
+
+  test.skipIf(!gcc || !CAN_MOUNT)(
+    'a file only the client sees (its own mount namespace) is copied, with a library found through the client LD_LIBRARY_PATH; logs --out lands there (needs gcc and root)',
+    async () => {
+      const master = await startMaster();
+      startWorker(master, { name: 'w1' });
+      await waitForAvailable(master, 1);
+      // The program has no rpath: the loader finds libgreet only through LD_LIBRARY_PATH.
+      const staged = tempDir();
+      const fixtures = path.join(ROOT, 'test/fixtures');
+      execFileSync('gcc', ['-shared', '-fPIC', '-Wl,-soname,libgreet.so.1', '-o', path.join(staged, 'libgreet.so.1'), path.join(fixtures, 'libgreet.c')]);
+      execFileSync('gcc', ['-o', path.join(staged, 'app'), path.join(fixtures, 'uses-lib.c'), `-L${staged}`, '-l:libgreet.so.1']);
+      // Empty out here; in the client's namespace, a tmpfs with the program and its library.
+      const hidden = tempDir();
+      const cache = tempDir();
+      const inClientNamespace = (commands: string): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+        run(
+          'unshare',
+          [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-ec',
+            `mount -t tmpfs -o size=16m tmpfs "$HIDDEN"; cp "$STAGED/app" "$STAGED/libgreet.so.1" "$HIDDEN/"; cd "$HIDDEN"; ${commands}`,
+          ],
+          { HIDDEN: hidden, STAGED: staged, DROVER, STATE: master.stateDir, XDG_CACHE_HOME: cache },
+        );
+
+      const copy = await inClientNamespace('LD_LIBRARY_PATH="$HIDDEN" node "$DROVER" --state-dir "$STATE" copy w1 ./app --json');
+      expect(copy.status, copy.stderr).toBe(0);
+      expect(JSON.parse(copy.stdout)).toMatchObject([
+        {
+          worker: 'w1',
+          ok: true,
+          files: [
+            { path: path.join(hidden, 'app'), dest: 'app', sent: true },
+            { path: path.join(hidden, 'libgreet.so.1'), dest: 'lib/libgreet.so.1', kind: 'lib', sent: true },
+          ],
+        },
+      ]);
+      // The client keeps the hashes it made (0600), so an unchanged file is not hashed again.
+      const hashes = path.join(cache, 'drover', 'hashes.json');
+      expect(statSync(hashes).mode & 0o777).toBe(0o600);
+      expect(Object.keys(JSON.parse(readFileSync(hashes, 'utf8')) as object)).toEqual([path.join(hidden, 'app'), path.join(hidden, 'libgreet.so.1')]);
+      // Outside that namespace the file does not exist: the master never read it.
+      expect(existsSync(path.join(hidden, 'app'))).toBe(false);
+      expect((await master.exec(`copy w1 ${path.join(hidden, 'app')}`)).stderr).toBe(`error: no file at ${path.join(hidden, 'app')} (ENOENT)\n`);
+
+      const { pid } = await master.execFirst<{ pid: number }>('launch w1 app');
+      await waitFor(async () => (await master.exec(`logs w1 ${pid}`)).stdout === 'greet=42\n', 'the program to greet');
+      const saved = await inClientNamespace(`node "$DROVER" --state-dir "$STATE" logs w1 ${pid} --out ./greet.log && cat greet.log && ls -A`);
+      expect(saved.status, saved.stderr).toBe(0);
+      expect(saved.stdout).toBe(`saved 9 B of the log of app pid ${pid} on w1 to ${path.join(hidden, 'greet.log')}\ngreet=42\napp\ngreet.log\nlibgreet.so.1\n`);
+      expect(readdirSync(hidden)).toEqual([]);
+      await master.exec(`kill w1 ${pid}`);
+    },
+  );
 });

@@ -1,22 +1,42 @@
+import os from 'node:os';
 import net from 'node:net';
+import path from 'node:path';
 import tls, { type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { CONTROL_VERSION, ErrorCode, MAX_FRAME_BYTES, publicKeyPin, type ErrorCode as Code } from '@drover/protocol';
+import {
+  CONTROL_VERSION,
+  ErrorCode,
+  MAX_FRAME_BYTES,
+  parseControlReply,
+  publicKeyPin,
+  type ControlParsed,
+  type ControlReply,
+  type ControlRun,
+  type ErrorCode as Code,
+} from '@drover/protocol';
 import { socketPath } from './control.js';
+import { FileServer } from './file-server.js';
+
+/** What the master says about a command (its file asks are served inside the transport). */
+export type CommandReply = Exclude<ControlReply, { type: 'file' | 'file-ack' }>;
 
 /** One connection to a master's operator API, whatever carries it: requests out, replies in. */
 export interface Transport {
-  send(text: string): void;
-  /** The next reply (one JSON text); null once the master has closed. */
-  next(): Promise<string | null>;
+  /** Sends a command line; files it names may be read (or written) here while it runs. */
+  run(line: string, json: boolean): void;
+  /** Asks for a notice of every change in the fleet. */
+  subscribe(): void;
+  /** The next reply; null once the master has closed. */
+  next(): Promise<ControlParsed<CommandReply> | null>;
   /** Holds replies while our stdout is full, so back-pressure reaches the master. */
   pause(): void;
   resume(): void;
-  /** Ctrl-C: stops the command that runs on the master; resolves once that is sent. */
+  /** Ctrl-C: stops the command that runs on the master; resolves once that is sent and files here are tidy. */
   cancel(): Promise<void>;
   /** Stops the running command but keeps the connection (an interactive session). */
   interrupt(): void;
-  close(): void;
+  /** Ends the session (after any file being written here is finished or removed). */
+  close(): Promise<void>;
 }
 
 /** Why a connection could not be made: a code, one line, and the exit status it means. */
@@ -26,27 +46,86 @@ export interface ConnectFailure {
   exitCode: number;
 }
 
-/** A queue of replies fed by the connection; the reader takes them one at a time. */
-function replyQueue(onBacklog: (full: boolean) => void): { push(s: string): void; end(): void; next(): Promise<string | null> } {
-  const items: string[] = [];
+/** Where the client keeps the sha256 of files it hashed, so an unchanged file is not read again. */
+function hashCacheFile(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'drover', 'hashes.json');
+}
+
+/**
+ * Client frames must be masked, but a zero mask lets ws skip the XOR: the client sends the bulk
+ * of a copy, and masking in JavaScript costs several times the throughput (as on the worker link).
+ */
+const zeroMask = (mask: Buffer): void => void mask.fill(0);
+
+/**
+ * The session over an open WebSocket: replies queued for the reader (paused while it lags, so
+ * back-pressure reaches the master), the master's file asks served here, by a FileServer.
+ */
+function overWebSocket(ws: WebSocket): Transport {
+  const items: ControlParsed<CommandReply>[] = [];
   let ended = false;
   let wake: (() => void) | null = null;
+  const backlog = (): void => {
+    if (items.length > 16) ws.pause();
+    else if (ws.isPaused) ws.resume();
+  };
+  const sendText = (message: unknown): void => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+  };
+  const files = new FileServer(
+    sendText,
+    async (frame) => {
+      if (ws.readyState !== WebSocket.OPEN) throw new Error('the master closed the connection');
+      ws.send(frame, { binary: true });
+    },
+    { hashCache: hashCacheFile() },
+  );
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (isBinary) return files.chunk(data);
+    const parsed = parseControlReply(data.toString('utf8'));
+    if (parsed.ok && parsed.message.type === 'file') return files.ask(parsed.message);
+    if (parsed.ok && parsed.message.type === 'file-ack') return files.ack(parsed.message);
+    items.push(parsed as ControlParsed<CommandReply>);
+    backlog();
+    wake?.();
+  });
+  ws.on('close', () => {
+    ended = true;
+    void files.close();
+    wake?.();
+  });
+  const cancelMessage = JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' });
   return {
-    push(s) {
-      items.push(s);
-      if (items.length > 16) onBacklog(true);
-      wake?.();
+    run(line, json) {
+      const cwd = process.cwd();
+      files.allowLine(line, cwd);
+      const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd };
+      sendText(request);
     },
-    end() {
-      ended = true;
-      wake?.();
-    },
+    subscribe: () => sendText({ v: CONTROL_VERSION, type: 'subscribe' }),
     async next() {
       while (items.length === 0 && !ended) await new Promise<void>((resolve) => (wake = resolve));
       wake = null;
       const item = items.shift() ?? null;
-      if (items.length <= 16) onBacklog(false);
+      backlog();
       return item;
+    },
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    cancel: async () => {
+      await files.close();
+      if (ws.readyState !== WebSocket.OPEN) return;
+      await new Promise<void>((done) => {
+        ws.send(cancelMessage, () => done());
+        setTimeout(done, 1000);
+      });
+    },
+    interrupt: () => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(cancelMessage);
+    },
+    close: async () => {
+      await files.close();
+      ws.close(1000);
     },
   };
 }
@@ -54,44 +133,22 @@ function replyQueue(onBacklog: (full: boolean) => void): { push(s: string): void
 /** The master on this machine: its control socket in the state dir (no token: the socket is 0600). */
 export async function connectLocal(stateDir: string): Promise<Transport | ConnectFailure> {
   const file = socketPath(stateDir);
-  const socket = net.connect(file);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws+unix://${file}:/operator`, { perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, generateMask: zeroMask });
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is it running?' : `(${err.code ?? err.message})`;
+      resolve({
+        code: ErrorCode.MASTER_UNREACHABLE,
+        message: `cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}`,
+        exitCode: 2,
+      });
     });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'is it running?' : `(${code})`;
-    return {
-      code: ErrorCode.MASTER_UNREACHABLE,
-      message: `cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}`,
-      exitCode: 2,
-    };
-  }
-  const queue = replyQueue((full) => (full ? socket.pause() : socket.isPaused() && socket.resume()));
-  let buffered = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      queue.push(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
-    }
+    ws.on('unexpected-response', (_req, res) => {
+      ws.terminate();
+      resolve({ code: ErrorCode.MASTER_UNREACHABLE, message: `the master at ${file} answered ${res.statusCode}`, exitCode: 2 });
+    });
+    ws.once('open', () => resolve(overWebSocket(ws)));
   });
-  socket.on('end', () => queue.end());
-  socket.on('error', () => queue.end());
-  return {
-    send: (text) => void socket.write(`${text}\n`),
-    next: () => queue.next(),
-    pause: () => socket.pause(),
-    resume: () => socket.resume(),
-    // Closing the socket cancels at once, whatever the master is doing.
-    cancel: async () => void socket.destroy(),
-    interrupt: () => void socket.write(`${JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' })}\n`),
-    close: () => socket.end(),
-  };
 }
 
 /**
@@ -148,6 +205,7 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
       handshakeTimeout: 10_000,
       // The token goes in the upgrade request: pinned (or CA-checked) TLS comes first.
       headers: { authorization: `Bearer ${opts.token}` },
+      generateMask: zeroMask,
       ...(pinned ? { createConnection: () => pinned } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
@@ -169,26 +227,10 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
         exitCode: 2,
       }),
     );
-    const queue = replyQueue((full) => (full ? ws.pause() : ws.isPaused && ws.resume()));
-    ws.on('message', (data: Buffer, isBinary: boolean) => !isBinary && queue.push(data.toString('utf8')));
-    ws.on('close', () => queue.end());
     ws.once('open', () => {
       if (settled) return;
       settled = true;
-      resolve({
-        send: (text) => ws.send(text),
-        next: () => queue.next(),
-        pause: () => ws.pause(),
-        resume: () => ws.resume(),
-        cancel: () =>
-          new Promise<void>((done) => {
-            if (ws.readyState !== WebSocket.OPEN) return done();
-            ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' }), () => done());
-            setTimeout(done, 1000);
-          }),
-        interrupt: () => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' })),
-        close: () => ws.close(1000),
-      });
+      resolve(overWebSocket(ws));
     });
   });
 }

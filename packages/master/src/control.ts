@@ -1,17 +1,15 @@
 import { mkdir, rm } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import readline from 'node:readline';
-import { DroverError, ErrorCode, type ControlReply } from '@drover/protocol';
+import type { Duplex } from 'node:stream';
+import { DroverError, ErrorCode } from '@drover/protocol';
 import type { Logger } from './logger.js';
-import { LOCAL_CALLER } from './operator-tokens.js';
-import { operatorSession, type BaseContext } from './operator-session.js';
 
 /**
- * The local control socket `master exec` talks to: the operator protocol of
- * `@drover/protocol`'s control.ts, newline-delimited JSON over a Unix socket in the state dir,
- * mode 0600, so only the master's user can drive it. Closing the connection cancels the
- * running command.
+ * The local control socket `drover` and `master exec` talk to: the operator API (a WebSocket
+ * at /operator, the protocol of `@drover/protocol`'s control.ts) on a Unix socket in the state
+ * dir, mode 0600, so only the master's user can drive it, and without a token.
  */
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'master.sock');
@@ -19,10 +17,8 @@ export function socketPath(stateDir: string): string {
 
 export async function startControlServer(
   stateDir: string,
-  context: BaseContext,
+  upgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void,
   logger: Logger,
-  /** `exit` was run: the master should stop (after the reply is sent). */
-  onExit: () => void,
 ): Promise<{ close(): Promise<void> }> {
   const file = socketPath(stateDir);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -30,7 +26,20 @@ export async function startControlServer(
     throw new DroverError(ErrorCode.BUSY, `a master is already running with state dir ${stateDir}; stop it or pick another --state-dir`);
   }
   await rm(file, { force: true });
-  const server = net.createServer((socket) => serve(socket, context, logger, onExit));
+  const server = http.createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
+    res.end('this is the operator API of a drover master: use drover (or master exec)\n');
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    if (new URL(req.url ?? '/', 'http://local').pathname !== '/operator') {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    upgrade(req, socket, head);
+  });
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -48,24 +57,10 @@ export async function startControlServer(
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        server.closeAllConnections();
         void rm(file, { force: true });
       }),
   };
-}
-
-function serve(socket: net.Socket, base: BaseContext, logger: Logger, onExit: () => void): void {
-  const send = (reply: ControlReply): Promise<void> => {
-    if (socket.destroyed || socket.write(`${JSON.stringify(reply)}\n`)) return Promise.resolve();
-    return new Promise((resolve) => {
-      socket.once('drain', resolve);
-      socket.once('close', resolve);
-    });
-  };
-  // The socket is 0600 in the master's state dir: whoever reaches it is the master's own user.
-  const session = operatorSession({ base, caller: LOCAL_CALLER, remote: false, logger, send, onExit: () => socket.end(onExit) });
-  socket.on('error', () => session.close());
-  socket.on('close', () => session.close());
-  readline.createInterface({ input: socket }).on('line', (raw) => session.receive(raw));
 }
 
 function isListening(file: string): Promise<boolean> {

@@ -106,7 +106,7 @@ if (words[0] === 'login' || words[0] === 'logout') {
   // Only a token the master accepts is remembered.
   const probe = await connectRemote({ url: master, token, fingerprint, ca });
   if ('exitCode' in probe) fail(probe.message, probe.exitCode);
-  probe.close();
+  await probe.close();
   mkdirSync(path.dirname(contextFile()), { recursive: true, mode: 0o700 });
   await writeFileAtomic(contextFile(), `${JSON.stringify({ master, token, ...(fingerprint ? { fingerprint } : {}) }, null, 2)}\n`, 0o600);
   process.stdout.write(`drover: logged in to ${master}; drover COMMAND now runs there (kept in ${contextFile()}, mode 0600)\n`);

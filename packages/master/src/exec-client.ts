@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { CONTROL_VERSION, ErrorCode, parseControlReply, unreachable, type ControlRun, type ErrorCode as Code } from '@drover/protocol';
+import { ErrorCode, unreachable, type ErrorCode as Code } from '@drover/protocol';
 import { connectLocal, type ConnectFailure, type Transport } from './client-transport.js';
 
 /**
@@ -31,12 +31,10 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
   });
   let anyFailed = false;
   for (const line of lines) {
-    const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd: process.cwd() };
-    transport.send(JSON.stringify(request));
+    transport.run(line, json);
     for (;;) {
-      const next = await transport.next();
-      if (next === null) return failed(ErrorCode.MASTER_UNREACHABLE, 'the master closed the connection');
-      const parsed = parseControlReply(next);
+      const parsed = await transport.next();
+      if (parsed === null) return failed(ErrorCode.MASTER_UNREACHABLE, 'the master closed the connection');
       if (!parsed.ok) return failed(ErrorCode.PROTOCOL_ERROR, parsed.error);
       const reply = parsed.message;
       if (reply.type === 'error') return failed(reply.error.code, reply.error.message);
@@ -62,7 +60,7 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
       break;
     }
   }
-  transport.close();
+  await transport.close();
   return anyFailed ? 1 : 0;
 }
 

@@ -16,6 +16,7 @@ import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
 import { operatorEndpoint } from './operator-server.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { localBackend, startShell } from './shell.js';
+import { localFiles } from './local-files.js';
 import { watchFleet } from './notices.js';
 import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
@@ -100,7 +101,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const base = { fleet, commands, joinInfo, tokens };
   let control;
   try {
-    control = await startControlServer(opts.stateDir, base, logger, () => stopRequested?.());
+    control = await startControlServer(opts.stateDir, (req, socket, head) => operator.handleLocal(req, socket, head), logger);
   } catch (err) {
     await server.close();
     fleet.close();
@@ -158,7 +159,8 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       input: process.stdin,
       output: process.stdout,
       historyFile: path.join(opts.stateDir, 'history'),
-      backend: localBackend({ ...base, cwd: process.cwd(), caller: LOCAL_CALLER, remote: false }, fleet),
+      // The master's own prompt: the files it names are on this machine.
+      backend: localBackend({ ...base, cwd: process.cwd(), caller: LOCAL_CALLER, remote: false, files: localFiles() }, fleet),
       onExit: () => void stop(),
       onInputEnd: () => logger.info('stdin ended; serving without a shell'),
     });

@@ -1,17 +1,19 @@
-import { CONTROL_VERSION, ErrorCode, parseControlRequest, unreachable, type ControlReply, type ControlRun } from '@drover/protocol';
+import { CONTROL_VERSION, ErrorCode, decodeChunk, parseControlRequest, unreachable, type ControlReply, type ControlRun } from '@drover/protocol';
 import type { CommandContext } from './commands/types.js';
 import type { Logger } from './logger.js';
 import type { Caller } from './operator-tokens.js';
 import { watchFleet } from './notices.js';
+import { RemoteFiles } from './remote-files.js';
 import { runLine } from './run-line.js';
 
 /** What every operator session shares: the fleet, the command table, the tokens. */
-export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd' | 'caller' | 'remote'>;
+export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd' | 'caller' | 'remote' | 'files'>;
 
 /**
- * One operator session, whatever carries it (the control socket, a WebSocket): requests come in
- * as raw JSON text, one at a time; replies go out through `send`, which resolves once the
- * client has room (a slow reader slows the command, not the master's memory). Every command is
+ * One operator session (a WebSocket on the control socket or the master's port): requests come
+ * in as raw JSON text, one at a time; replies go out through `send`, which resolves once the
+ * client has room (a slow reader slows the command, not the master's memory). Files a command
+ * names are the client's, asked for over the same connection (RemoteFiles). Every command is
  * logged with the caller's token name: an audit line, never the secret.
  */
 export function operatorSession(opts: {
@@ -20,9 +22,14 @@ export function operatorSession(opts: {
   remote: boolean;
   logger: Logger;
   send(reply: ControlReply): Promise<void>;
+  sendBinary(frame: Buffer): Promise<void>;
   /** `exit` ran: the master should stop once the reply is out. */
   onExit(): void;
-}): { receive(raw: string): void; close(): void } {
+}): { receive(raw: string): void; receiveBinary(frame: Buffer): string | null; close(): void } {
+  const files = new RemoteFiles(
+    (reply) => opts.send(reply),
+    (frame) => opts.sendBinary(frame),
+  );
   let running: AbortController | null = null;
   let closed = false;
   let unwatch: (() => void) | null = null;
@@ -38,6 +45,7 @@ export function operatorSession(opts: {
         ...opts.base,
         caller: opts.caller,
         remote: opts.remote,
+        files,
         cwd: req.cwd,
         signal: running.signal,
         interactive: false,
@@ -58,6 +66,9 @@ export function operatorSession(opts: {
   return {
     receive(raw) {
       const parsed = parseControlRequest(raw);
+      // File answers and acks are not queued either: the running command waits on them.
+      if (parsed.ok && parsed.message.type === 'file-reply') return files.receiveReply(parsed.message);
+      if (parsed.ok && parsed.message.type === 'file-ack') return files.receiveAck(parsed.message);
       if (parsed.ok && parsed.message.type === 'cancel') {
         // Not queued: it must reach the command that runs now.
         running?.abort();
@@ -75,14 +86,22 @@ export function operatorSession(opts: {
             return run(request);
           case 'cancel':
           case 'subscribe':
+          case 'file-reply':
+          case 'file-ack':
             return;
           default:
             return unreachable(request);
         }
       });
     },
+    receiveBinary(frame) {
+      const chunk = decodeChunk(frame);
+      if (!chunk.ok) return chunk.error;
+      return files.receiveChunk(chunk.ref, chunk.payload);
+    },
     close() {
       closed = true;
+      files.close();
       running?.abort();
       unwatch?.();
     },

@@ -1,4 +1,4 @@
-import { CONTROL_VERSION, parseControlReply, unreachable, type ControlRun } from '@drover/protocol';
+import { unreachable } from '@drover/protocol';
 import type { Transport } from './client-transport.js';
 import type { Completion, Output } from './commands/types.js';
 import type { LineResult } from './run-line.js';
@@ -23,14 +23,13 @@ export async function startRemoteShell(transport: Transport, opts: { historyFile
   // One reader routes every reply: output and results to the command that runs, notices to the prompt.
   void (async () => {
     for (;;) {
-      const raw = await transport.next();
-      if (raw === null) {
+      const parsed = await transport.next();
+      if (parsed === null) {
         closed = true;
         state.pending?.resolve([{ ok: false, output: 'error: the master closed the connection', thrown: true, exit: true }]);
         state.pending = null;
         return opts.onExit(2);
       }
-      const parsed = parseControlReply(raw);
       if (!parsed.ok) continue;
       const reply = parsed.message;
       switch (reply.type) {
@@ -58,8 +57,7 @@ export async function startRemoteShell(transport: Transport, opts: { historyFile
     new Promise((resolve) => {
       if (closed) return resolve([{ ok: false, output: 'error: the master closed the connection', thrown: true, exit: true }]);
       state.pending = { out, resolve };
-      const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd: process.cwd() };
-      transport.send(JSON.stringify(request));
+      transport.run(line, json);
     });
   const quietly = async <T>(line: string, fallback: T): Promise<T> => {
     const [r] = await send(line, true, null);
@@ -104,12 +102,9 @@ export async function startRemoteShell(transport: Transport, opts: { historyFile
     output: process.stdout,
     historyFile: opts.historyFile,
     backend,
-    onExit: () => {
-      transport.close();
-      opts.onExit(0);
-    },
+    onExit: () => void transport.close().then(() => opts.onExit(0)),
     onInputEnd: () => opts.onExit(0),
   });
   notice = shell.notice;
-  transport.send(JSON.stringify({ v: CONTROL_VERSION, type: 'subscribe' }));
+  transport.subscribe();
 }

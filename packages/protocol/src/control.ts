@@ -3,12 +3,18 @@ import { ErrorCode } from './errors.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
- * The operator protocol between a client (`drover`, `master exec`) and the master: JSON
- * messages, newline-delimited over the control socket, one per frame over the master's port
- * (wss, /operator, with a token).
+ * The operator protocol between a client (`drover`, `master exec`) and the master, over a
+ * WebSocket at /operator: on the control socket (a Unix socket in the master's state dir, no
+ * token) or on the master's port (wss, with an operator token). One JSON message per text frame:
  *   client → {"v":1,"type":"run","line":"ps all","json":false,"cwd":"/home/me"}
  *   master → {"v":1,"type":"out","text":"..."}*  then  {"v":1,"type":"done","ok":true,"results":[...]}
  * Closing the connection cancels the running command.
+ *
+ * Files a command names are on the client's machine: while a command runs, the master asks
+ * the client for them (`file` messages, answered by `file-reply`), and file data travels in
+ * binary frames (the chunk header of chunk.ts, ref = the ask's id), paced by `file-ack`s: the
+ * receiver acknowledges what it consumed, and the sender keeps at most FILE_WINDOW_BYTES
+ * unacknowledged.
  */
 export const CONTROL_VERSION = 1;
 const v = z.literal(CONTROL_VERSION);
@@ -29,7 +35,67 @@ export type ControlCancel = z.infer<typeof ControlCancel>;
 /** Asks for a notice of every change in the fleet (an interactive client prints them). */
 export const ControlSubscribe = z.object({ v, type: z.literal('subscribe') });
 
-export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel, ControlSubscribe]);
+/** Unacknowledged file bytes a sender may have in flight, either way. */
+export const FILE_WINDOW_BYTES = 8 * 1024 * 1024;
+
+const filePath = z.string().min(1).max(4096);
+const fileId = z.number().int().min(1).max(0xffffffff);
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/**
+ * What the master asks of the client's files. `describe`: size and sha256 (the client caches
+ * hashes by path, size and mtime). `libraries`: the non-system shared libraries the file needs,
+ * found by the client's ldd with the client's environment. `read`: stream the file's bytes.
+ * `create`: open a new file to write (replacing an existing regular one only with `force`);
+ * the master then streams its bytes and ends with `finish` (keep: rename into place, fsynced;
+ * otherwise removed). The client serves only paths named on the command line it sent, and the
+ * libraries it found for them.
+ */
+export const FileOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('describe'), path: filePath }),
+  z.object({ op: z.literal('libraries'), path: filePath }),
+  z.object({ op: z.literal('read'), path: filePath, size: z.number().int().min(0), sha256 }),
+  z.object({ op: z.literal('create'), path: filePath, force: z.boolean() }),
+  z.object({ op: z.literal('finish'), ref: fileId, keep: z.boolean() }),
+  /** Stop streaming read `ref` (the command no longer needs it); not answered. */
+  z.object({ op: z.literal('cancel'), ref: fileId }),
+]);
+export type FileOp = z.infer<typeof FileOp>;
+
+export const ControlFileAsk = z.object({ v, type: z.literal('file'), id: fileId, ask: FileOp });
+export type ControlFileAsk = z.infer<typeof ControlFileAsk>;
+
+/** What the client found, by op. */
+export const FileAnswer = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('describe'), path: filePath, size: z.number().int().min(0), sha256 }),
+  z.object({
+    op: z.literal('libraries'),
+    libraries: z.array(z.object({ name: z.string().min(1).max(255), path: filePath })).max(4096),
+    missing: z.array(z.string().max(255)).max(4096),
+  }),
+  /** Every byte was sent (in binary frames before this answer). */
+  z.object({ op: z.literal('read'), bytes: z.number().int().min(0) }),
+  z.object({ op: z.literal('create'), path: filePath }),
+  z.object({ op: z.literal('finish'), path: filePath, bytes: z.number().int().min(0) }),
+]);
+export type FileAnswer = z.infer<typeof FileAnswer>;
+
+const errorBody = z.object({ code: z.enum(ErrorCode), message: z.string().max(4096) });
+
+/** The client's answer to one `file` ask: `answer` when ok, `error` when not. */
+export const ControlFileReply = z
+  .object({ v, type: z.literal('file-reply'), id: fileId, ok: z.boolean(), answer: FileAnswer.optional(), error: errorBody.optional() })
+  .refine((r) => (r.ok ? r.answer !== undefined : r.error !== undefined), { message: 'a file reply has an answer when ok, an error when not' });
+export type ControlFileReply = z.infer<typeof ControlFileReply>;
+
+/**
+ * The receiver of transfer `ref` has consumed `bytes` of it in all (the sender may send more),
+ * or failed (`error`: the sender stops). Both directions.
+ */
+export const ControlFileAck = z.object({ v, type: z.literal('file-ack'), ref: fileId, bytes: z.number().int().min(0), error: errorBody.optional() });
+export type ControlFileAck = z.infer<typeof ControlFileAck>;
+
+export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel, ControlSubscribe, ControlFileReply, ControlFileAck]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
 /** What one command of a line printed: human text or JSON, and whether it failed. */
@@ -51,7 +117,7 @@ export const ControlError = z.object({ v, type: z.literal('error'), error: z.obj
 /** A change in the fleet, for a subscribed client: one line, as the shell prints it. */
 export const ControlNotice = z.object({ v, type: z.literal('notice'), text: z.string() });
 
-export const ControlReply = z.discriminatedUnion('type', [ControlOut, ControlDone, ControlError, ControlNotice]);
+export const ControlReply = z.discriminatedUnion('type', [ControlOut, ControlDone, ControlError, ControlNotice, ControlFileAsk, ControlFileAck]);
 export type ControlReply = z.infer<typeof ControlReply>;
 
 export type ControlParsed<T> = { ok: true; message: T } | { ok: false; error: string };

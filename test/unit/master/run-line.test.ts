@@ -4,6 +4,7 @@ import { commands } from '../../../packages/master/src/commands/index.js';
 import { seconds, size, wholeNumber } from '../../../packages/master/src/commands/options.js';
 import { defineCommand, type Command, type CommandContext } from '../../../packages/master/src/commands/types.js';
 import { Fleet } from '../../../packages/master/src/fleet.js';
+import { localFiles } from '../../../packages/master/src/local-files.js';
 import { parseCommandArgs, runLine } from '../../../packages/master/src/run-line.js';
 
 const echo = defineCommand<{ text: string; bad: string[] }>({
@@ -34,6 +35,7 @@ function context(table: Command[] = [...commands, echo]): CommandContext {
     tokens: null as never,
     caller: { name: 'local', role: 'admin' },
     remote: false,
+    files: localFiles(),
   };
 }
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { DroverError, ErrorCode, checkFileName, checkName, formatBytes } from '@drover/protocol';
-import { scanLibraries } from '../ldd.js';
-import { copyToWorker, describeFile, type SourceFile } from '../upload.js';
+import type { AppFile } from '@drover/protocol';
+import { copyToWorker, type SourceFile } from '../upload.js';
 import { failureLines, fanOut, selectWorkers, type Failed, type PerWorker } from './fan-out.js';
 import { defineCommand, type CommandContext } from './types.js';
 
@@ -30,7 +30,8 @@ export const copyCommand = defineCommand<CopyData>({
     'Libraries come from ldd: every one outside /lib, /lib64, /usr/lib, /usr/lib64 (and their',
     'multiarch folders) is copied, plus each --lib. A file the worker already has (same sha256)',
     'is not sent again. The worker keeps the previous version until every file has arrived and',
-    'matched its sha256. --as names the app (default: the file name).',
+    'matched its sha256. --as names the app (default: the file name). Files are read where the',
+    'command is typed: drover and master exec send them from their machine, with its LD_LIBRARY_PATH.',
   ].join('\n'),
   options: { lib: { type: 'string', multiple: true }, as: { type: 'string' } },
   complete: ['worker-or-all', 'path'],
@@ -38,11 +39,6 @@ export const copyCommand = defineCommand<CopyData>({
   maxArgs: 2,
   async run(args, ctx) {
     const [target, given] = args.positionals as [string, string];
-    if (ctx.remote)
-      throw new DroverError(
-        ErrorCode.BAD_ARGUMENTS,
-        `copy reads ${given} on the master's machine: over the network, run it there (drover on the master's machine) until the client sends files`,
-      );
     const source = path.resolve(ctx.cwd, given);
     const app = (args.values.as as string | undefined) ?? path.basename(source);
     const badApp = checkName(app, 'app name');
@@ -67,7 +63,7 @@ export const copyCommand = defineCommand<CopyData>({
       target,
       async (s, signal) => {
         try {
-          const outcome = await copyToWorker(s, app, files.list, { signal, onProgress: (n) => progress.update(s.name, n) });
+          const outcome = await copyToWorker(s, app, files.list, { from: ctx.files, signal, onProgress: (n) => progress.update(s.name, n) });
           return { app, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
         } finally {
           progress.done(s.name);
@@ -99,9 +95,18 @@ function describe(file: SourceFile, sent: boolean): CopiedFile {
   return { path: file.source, dest: file.kind === 'exe' ? file.name : `lib/${file.name}`, kind: file.kind, bytes: file.size, sha256: file.sha256, sent };
 }
 
-/** The executable, the non-system libraries ldd finds for it and for each --lib, and each --lib. */
+/** Size and sha256 of a file where the user is, as the SourceFile it becomes on the worker. */
+async function describeFile(ctx: CommandContext, source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
+  const facts = await ctx.files.describe(source);
+  return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, mode: kind === 'exe' ? 0o755 : 0o644 };
+}
+
+/**
+ * The executable, the non-system libraries ldd finds for it and for each --lib, and each --lib:
+ * all found, read and hashed where the user is (ctx.files), with that machine's environment.
+ */
 async function collectFiles(source: string, exeName: string, libs: string[], ctx: CommandContext): Promise<{ list: SourceFile[]; warnings: string[] }> {
-  const list: SourceFile[] = [await describeFile(source, 'exe', exeName)];
+  const list: SourceFile[] = [await describeFile(ctx, source, 'exe', exeName)];
   const warnings: string[] = [];
   const byName = new Map<string, string>();
   const explicit = libs.map((l) => path.resolve(ctx.cwd, l));
@@ -112,13 +117,13 @@ async function collectFiles(source: string, exeName: string, libs: string[], ctx
     byName.set(name, lib);
   }
   for (const scanned of [source, ...explicit]) {
-    const scan = await scanLibraries(scanned);
+    const scan = await ctx.files.libraries(scanned);
     for (const lib of scan.libraries) if (!byName.has(lib.name)) byName.set(lib.name, lib.path);
     for (const name of scan.missing) {
       if (!byName.has(name)) warnings.push(`${name} (needed by ${path.basename(scanned)}) is not found on this machine: not copied; pass it with --lib`);
     }
   }
-  for (const [name, lib] of byName) list.push(await describeFile(lib, 'lib', name));
+  for (const [name, lib] of byName) list.push(await describeFile(ctx, lib, 'lib', name));
   return { list, warnings: [...new Set(warnings)] };
 }
 

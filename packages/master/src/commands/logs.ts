@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
+import type { FileWriter } from '../files.js';
 import { pidOrApp, wholeNumber } from './options.js';
 import { defineCommand } from './types.js';
 
@@ -25,7 +24,7 @@ export const logsCommand = defineCommand<LogsData>({
   usage: 'logs WORKER PID|APP [--tail N] [--follow] [--out FILE [--force]] [--json]',
   summary: "print a process's log (APP: its newest launch); --follow streams new lines, --out saves it here",
   details:
-    '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on this\nmachine (relative to where master exec runs), atomically; an existing FILE is replaced only\nwith --force, and never when it is not a regular file. Works for dead processes too.',
+    '--follow runs until Ctrl-C or the process ends. --out FILE writes the log to FILE on the\nmachine where the command is typed (drover writes it there), atomically: it appears whole or\nnot at all. An existing FILE is replaced only with --force, and never when it is not a\nregular file. Works for dead processes too.',
   options: {
     tail: { type: 'string', parse: wholeNumber(0) },
     follow: { type: 'boolean', short: 'f' },
@@ -43,29 +42,21 @@ export const logsCommand = defineCommand<LogsData>({
     const outPath = args.values.out === undefined ? null : path.resolve(ctx.cwd, args.values.out as string);
     const json = ctx.json === true;
     const session = ctx.fleet.get(worker);
-    if (outPath && ctx.remote) {
-      throw new DroverError(
-        ErrorCode.BAD_ARGUMENTS,
-        "--out writes on the master's machine: over the network, redirect the output instead (drover logs … > FILE)",
-      );
-    }
-    if (outPath) await checkTarget(outPath, args.values.force === true);
-
-    let fh: FileHandle | null = null;
-    let tmp: string | null = null;
-    if (outPath) {
-      tmp = path.join(path.dirname(outPath), `.${path.basename(outPath)}.tmp-${randomBytes(4).toString('hex')}`);
-      fh = await open(tmp, 'wx', 0o644).catch((err: NodeJS.ErrnoException) => {
-        throw new DroverError(ErrorCode.IO_ERROR, `cannot write ${outPath} (${err.code})`);
-      });
-    }
+    // Opened before the worker is asked: a bad --out changes nothing anywhere.
+    const writer: FileWriter | null = outPath
+      ? await ctx.files.create(outPath, args.values.force === true).catch((err: unknown) => {
+          if (err instanceof DroverError) throw new DroverError(err.code, `--out ${err.message}`);
+          throw err;
+        })
+      : null;
+    let kept = false;
     const decoder = new StringDecoder('utf8');
     let text = '';
     let received = 0;
     const onChunk = async (payload: Buffer): Promise<void> => {
       received += payload.length;
-      if (fh) {
-        await fh.write(payload);
+      if (writer) {
+        await writer.write(payload, ctx.signal);
       } else if (json) {
         if (text.length + payload.length > MAX_JSON_TEXT) throw new DroverError(ErrorCode.BAD_ARGUMENTS, 'log too large for --json; use --out FILE');
         text += decoder.write(payload);
@@ -86,19 +77,16 @@ export const logsCommand = defineCommand<LogsData>({
           if (follow && ctx.signal.aborted) return { pid: 'pid' in what ? what.pid : null, app: 'app' in what ? what.app : '', bytes: received };
           throw err;
         });
-      if (fh && tmp && outPath) {
-        await fh.sync();
-        await fh.close();
-        fh = null;
-        await rename(tmp, outPath);
-        tmp = null;
+      if (writer) {
+        kept = true;
+        await writer.finish(true);
       } else if (!json) {
         await ctx.out.write(decoder.end());
       }
-      return { worker, pid: r.pid, app: r.app, bytes: r.bytes, out: outPath, ...(json && !outPath ? { text: text + decoder.end() } : {}) };
+      return { worker, pid: r.pid, app: r.app, bytes: r.bytes, out: writer?.path ?? null, ...(json && !outPath ? { text: text + decoder.end() } : {}) };
     } finally {
-      await fh?.close().catch(() => undefined);
-      if (tmp) await rm(tmp, { force: true });
+      // Nothing half-written stays: the partial file is removed.
+      if (writer && !kept) await writer.finish(false).catch(() => undefined);
     }
   },
   format(d) {
@@ -107,17 +95,3 @@ export const logsCommand = defineCommand<LogsData>({
     return `saved ${formatBytes(d.bytes)} of the log of ${what} on ${d.worker} to ${d.out}`;
   },
 });
-
-/** --out never replaces a device, a folder or a symlink, and replaces a file only with --force. */
-async function checkTarget(file: string, force: boolean): Promise<void> {
-  const info = await lstat(file).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw new DroverError(ErrorCode.IO_ERROR, `cannot write ${file} (${err.code})`);
-  });
-  if (!info) return;
-  if (!info.isFile()) {
-    const kind = info.isSymbolicLink() ? 'a symbolic link' : info.isDirectory() ? 'a folder' : 'not a regular file';
-    throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--out ${file} is ${kind}; name a new file or a regular one`);
-  }
-  if (!force) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `--out ${file} exists; add --force to replace it`);
-}

@@ -1,3 +1,4 @@
+import type { Files } from '../files.js';
 import type { Fleet } from '../fleet.js';
 import type { JoinInfo } from '../join-lines.js';
 import type { Caller, TokenStore } from '../operator-tokens.js';
@@ -16,7 +17,7 @@ export interface CommandContext {
   fleet: Fleet;
   /** Aborted by Ctrl-C in the shell, or when a `master exec` client goes away. */
   signal: AbortSignal;
-  /** Folder that relative paths on the master's machine are resolved against. */
+  /** Folder that relative paths are resolved against, on the machine of whoever typed the command. */
   cwd: string;
   /** True when the result is printed as JSON (--json on the line or on master exec). */
   json?: boolean;
@@ -31,11 +32,13 @@ export interface CommandContext {
   tokens: TokenStore;
   /** Who runs the command: a token's name and role; the local socket and shell are `local`, admin. */
   caller: Caller;
-  /**
-   * The command came over the network: paths it names are on the client's machine, which the
-   * master cannot read (commands that take files refuse until the client sends them).
-   */
+  /** The command came over the network (for the audit log). */
   remote: boolean;
+  /**
+   * The files the command names, where the user typed it: the master's disk for its own shell,
+   * the client's for drover and master exec (streamed over the operator protocol).
+   */
+  files: Files;
 }
 
 /** Turns an option's text into its value; throws an Error whose message says what was expected. */

@@ -1,0 +1,192 @@
+import path from 'node:path';
+import {
+  CHUNK_HEADER_BYTES,
+  CONTROL_VERSION,
+  DroverError,
+  ErrorCode,
+  FILE_WINDOW_BYTES,
+  MAX_FRAME_BYTES,
+  ReceiveWindow,
+  SendWindow,
+  decodeChunk,
+  encodeChunkHeader,
+  toDroverError,
+  unreachable,
+  type ControlFileAck,
+  type ControlFileAsk,
+  type ControlFileReply,
+  type FileAnswer,
+} from '@drover/protocol';
+import type { FileWriter } from './files.js';
+import { localFiles, readChunks } from './local-files.js';
+import { splitCommands } from './tokenize.js';
+
+/** A write being received: its file, the window it was granted, and the order of its chunks. */
+interface Incoming {
+  writer: FileWriter;
+  window: ReceiveWindow;
+  chain: Promise<void>;
+  failed: boolean;
+}
+
+/**
+ * The client's side of the file asks: serves the master the files of the command the user
+ * typed, from this machine, as this user, with this environment (ldd sees LD_LIBRARY_PATH).
+ *
+ * The master may only have what the user named: a path written on the command line, and the
+ * libraries this client's ldd found for one. Anything else is refused, so a master (or whoever
+ * took its place) cannot read the client's other files.
+ */
+export class FileServer {
+  private readonly files;
+  private readonly allowed = new Set<string>();
+  private readonly reads = new Map<number, AbortController>();
+  private readonly writes = new Map<number, Incoming>();
+
+  constructor(
+    private readonly send: (message: ControlFileReply | ControlFileAck) => void,
+    private readonly sendBinary: (frame: Buffer) => Promise<void>,
+    opts: { hashCache?: string } = {},
+  ) {
+    this.files = localFiles(opts);
+  }
+
+  /** The command line about to be sent: its words, as paths from `cwd`, are what the master may ask for. */
+  allowLine(line: string, cwd: string): void {
+    let commands: string[][];
+    try {
+      commands = splitCommands(line);
+    } catch {
+      return; // the master refuses the line too
+    }
+    for (const word of commands.flat()) {
+      for (const w of [word, word.slice(word.indexOf('=') + 1)]) if (w) this.allowed.add(path.resolve(cwd, w));
+    }
+  }
+
+  ask(msg: ControlFileAsk): void {
+    const { id, ask } = msg;
+    const answer = (run: () => Promise<FileAnswer>): void => {
+      void run().then(
+        (a) => this.send({ v: CONTROL_VERSION, type: 'file-reply', id, ok: true, answer: a }),
+        (err: unknown) => this.send({ v: CONTROL_VERSION, type: 'file-reply', id, ok: false, error: toDroverError(err).toJSON() }),
+      );
+    };
+    switch (ask.op) {
+      case 'describe':
+        return answer(async () => ({ op: 'describe', ...(await this.files.describe(this.check(ask.path))) }));
+      case 'libraries':
+        return answer(async () => {
+          const scan = await this.files.libraries(this.check(ask.path));
+          for (const lib of scan.libraries) this.allowed.add(path.resolve(lib.path));
+          return { op: 'libraries', ...scan };
+        });
+      case 'read':
+        return answer(async () => ({ op: 'read', bytes: await this.stream(id, this.check(ask.path), ask.size, ask.sha256) }));
+      case 'create':
+        return answer(async () => {
+          const writer = await this.files.create(this.check(ask.path), ask.force);
+          this.writes.set(id, { writer, window: new ReceiveWindow(FILE_WINDOW_BYTES + MAX_FRAME_BYTES), chain: Promise.resolve(), failed: false });
+          return { op: 'create', path: writer.path };
+        });
+      case 'finish':
+        return answer(async () => {
+          const w = this.writes.get(ask.ref);
+          if (!w) throw new DroverError(ErrorCode.BAD_REQUEST, `no file is being written as ${ask.ref}`);
+          this.writes.delete(ask.ref);
+          await w.chain;
+          const done = await w.writer.finish(ask.keep && !w.failed);
+          if (ask.keep && w.failed) throw new DroverError(ErrorCode.IO_ERROR, `${w.writer.path} was not written whole`);
+          return { op: 'finish', ...done };
+        });
+      case 'cancel':
+        this.reads.get(ask.ref)?.abort();
+        return;
+      default:
+        return unreachable(ask);
+    }
+  }
+
+  /** A chunk of a file the master writes here: written in order, acknowledged once on disk. */
+  chunk(frame: Buffer): void {
+    const decoded = decodeChunk(frame);
+    if (!decoded.ok) return;
+    const w = this.writes.get(decoded.ref);
+    if (!w || w.failed) return;
+    if (!w.window.arrive(decoded.payload.length)) {
+      w.failed = true;
+      return this.send({
+        v: CONTROL_VERSION,
+        type: 'file-ack',
+        ref: decoded.ref,
+        bytes: w.window.consumed,
+        error: { code: ErrorCode.PROTOCOL_ERROR, message: 'the master sent past the window of a file write' },
+      });
+    }
+    const payload = decoded.payload;
+    w.chain = w.chain.then(async () => {
+      if (w.failed) return;
+      try {
+        await w.writer.write(payload, new AbortController().signal);
+        const bytes = w.window.consume(payload.length);
+        this.send({ v: CONTROL_VERSION, type: 'file-ack', ref: decoded.ref, bytes });
+      } catch (err) {
+        w.failed = true;
+        this.send({ v: CONTROL_VERSION, type: 'file-ack', ref: decoded.ref, bytes: w.window.consumed, error: toDroverError(err).toJSON() });
+      }
+    });
+  }
+
+  /** The master consumed `bytes` of read `ack.ref`. */
+  ack(ack: ControlFileAck): void {
+    this.windows.get(ack.ref)?.ack(ack.bytes);
+  }
+
+  /** Ctrl-C, or the connection is gone: reads stop, half-written files are removed. */
+  async close(): Promise<void> {
+    for (const r of this.reads.values()) r.abort();
+    const writes = [...this.writes.values()];
+    this.writes.clear();
+    await Promise.all(writes.map((w) => w.chain.then(() => w.writer.finish(false)).catch(() => undefined)));
+    await this.files.flush();
+  }
+
+  /** Keeps the hashes made for later commands (the cache file). */
+  flush(): Promise<void> {
+    return this.files.flush();
+  }
+
+  private readonly windows = new Map<number, SendWindow>();
+
+  /** Sends the file in chunk frames (the header written in each buffer's headroom, no copy), paced by the master's acks. */
+  private async stream(id: number, file: string, size: number, sha256: string): Promise<number> {
+    const abort = new AbortController();
+    const window = new SendWindow(() => FILE_WINDOW_BYTES);
+    this.reads.set(id, abort);
+    this.windows.set(id, window);
+    let sent = 0;
+    try {
+      const header = encodeChunkHeader(id);
+      for await (const chunk of readChunks({ path: file, size, sha256 }, abort.signal, CHUNK_HEADER_BYTES)) {
+        await window.waitForRoom({ signal: abort.signal });
+        const frame = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, chunk.length + CHUNK_HEADER_BYTES);
+        header.copy(frame, 0);
+        await this.sendBinary(frame);
+        window.sentBytes(chunk.length);
+        sent += chunk.length;
+      }
+      return sent;
+    } finally {
+      this.reads.delete(id);
+      this.windows.delete(id);
+    }
+  }
+
+  private check(file: string): string {
+    const resolved = path.resolve(file);
+    if (!this.allowed.has(resolved)) {
+      throw new DroverError(ErrorCode.BAD_REQUEST, `the master asked for ${resolved}, which this command does not name; not sent`);
+    }
+    return resolved;
+  }
+}

@@ -1,0 +1,197 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { CHUNK_BYTES, DroverError, ErrorCode, toDroverError } from '@drover/protocol';
+import { writeFileAtomic } from './atomic-write.js';
+import type { FileFacts, FileWriter, Files } from './files.js';
+import { scanLibraries } from './ldd.js';
+
+/** What identifies an unchanged file: any write changes its mtime or ctime, a replacement its inode. */
+interface HashEntry {
+  key: string;
+  sha256: string;
+}
+
+const MAX_HASHES = 1024;
+
+/**
+ * The sha256 of files hashed before, by path, kept while the identity (device, inode, size,
+ * mtime, ctime) is the same: redeploying an unchanged binary does not read it again. With a
+ * file, the cache outlives the process (the client is one short process per command).
+ */
+class HashCache {
+  private entries = new Map<string, HashEntry>();
+  private loaded = false;
+  private dirty = false;
+
+  constructor(private readonly file: string | null) {}
+
+  async get(file: string, key: string): Promise<string | undefined> {
+    await this.load();
+    const e = this.entries.get(file);
+    return e?.key === key ? e.sha256 : undefined;
+  }
+
+  set(file: string, key: string, sha256: string): void {
+    this.entries.delete(file);
+    if (this.entries.size >= MAX_HASHES) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(file, { key, sha256 });
+    this.dirty = true;
+  }
+
+  /** Best effort: a cache that cannot be written only costs a hash next time. */
+  async save(): Promise<void> {
+    if (!this.file || !this.dirty) return;
+    this.dirty = false;
+    try {
+      await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(this.file, JSON.stringify(Object.fromEntries(this.entries)), 0o600);
+    } catch {
+      // ignored: see above
+    }
+  }
+
+  private async load(): Promise<void> {
+    if (this.loaded || !this.file) return;
+    this.loaded = true;
+    try {
+      const raw = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, HashEntry>;
+      for (const [file, e] of Object.entries(raw)) {
+        if (typeof e?.key === 'string' && typeof e.sha256 === 'string' && /^[0-9a-f]{64}$/.test(e.sha256)) this.entries.set(file, e);
+      }
+    } catch {
+      // no cache yet, or an unreadable one: start afresh
+    }
+  }
+}
+
+/** Names an errno for the user: "no file at X (ENOENT)", "cannot read X (EACCES)". */
+function readError(file: string, err: NodeJS.ErrnoException): DroverError {
+  if (err.code === 'ENOENT') return new DroverError(ErrorCode.NOT_FOUND, `no file at ${file} (ENOENT)`);
+  return new DroverError(ErrorCode.IO_ERROR, `cannot read ${file} (${err.code ?? err.message})`);
+}
+
+/**
+ * Reads a file in chunks of CHUNK_BYTES into fresh buffers, each with `headroom` free bytes in
+ * front of the data (a sender writes its frame header there instead of copying the chunk).
+ * Throws when the file is not `size` bytes long any more.
+ */
+export async function* readChunks(file: FileFacts, signal: AbortSignal, headroom = 0): AsyncGenerator<Buffer> {
+  const fh = await open(file.path, 'r').catch((err: NodeJS.ErrnoException) => {
+    throw readError(file.path, err);
+  });
+  try {
+    let offset = 0;
+    for (;;) {
+      if (signal.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
+      const buf = Buffer.allocUnsafe(headroom + CHUNK_BYTES);
+      const { bytesRead } = await fh.read(buf, headroom, CHUNK_BYTES, offset).catch((err: NodeJS.ErrnoException) => {
+        throw readError(file.path, err);
+      });
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+      if (offset > file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.path} grew while it was being copied`);
+      yield buf.subarray(headroom, headroom + bytesRead);
+    }
+    if (offset !== file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.path} shrank while it was being copied`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** --out never replaces a device, a folder or a symlink, and replaces a file only with `force`. */
+async function checkTarget(file: string, force: boolean): Promise<void> {
+  const info = await lstat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw new DroverError(ErrorCode.IO_ERROR, `${file} cannot be written (${err.code})`);
+  });
+  if (!info) return;
+  if (!info.isFile()) {
+    const kind = info.isSymbolicLink() ? 'a symbolic link' : info.isDirectory() ? 'a folder' : 'not a regular file';
+    throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} is ${kind}; name a new file or a regular one`);
+  }
+  if (!force) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} exists; add --force to replace it`);
+}
+
+function writeError(file: string, err: unknown): DroverError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new DroverError(ErrorCode.NO_SPACE, `${file}: no space left on its device (${code})`);
+  if (err instanceof DroverError) return err;
+  return new DroverError(ErrorCode.IO_ERROR, `${file} cannot be written (${code ?? toDroverError(err).message})`);
+}
+
+/** A new file written beside its target and renamed into place, fsynced, only when kept. */
+async function createFile(file: string, force: boolean): Promise<FileWriter> {
+  await checkTarget(file, force);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(4).toString('hex')}`);
+  const fh: FileHandle = await open(tmp, 'wx', 0o644).catch((err: unknown) => {
+    throw writeError(file, err);
+  });
+  let bytes = 0;
+  let finished = false;
+  return {
+    path: file,
+    async write(data) {
+      try {
+        await fh.write(data);
+        bytes += data.length;
+      } catch (err) {
+        throw writeError(file, err);
+      }
+    },
+    async finish(keep) {
+      if (finished) return { path: file, bytes };
+      finished = true;
+      try {
+        if (keep) {
+          await fh.sync();
+          await fh.close();
+          await rename(tmp, file);
+          const dir = await open(path.dirname(file), 'r');
+          await dir.sync().catch(() => undefined);
+          await dir.close();
+          return { path: file, bytes };
+        }
+      } catch (err) {
+        throw writeError(file, err);
+      } finally {
+        await fh.close().catch(() => undefined);
+        // Gone once renamed; otherwise nothing half-written is left behind.
+        await rm(tmp, { force: true });
+      }
+      return { path: file, bytes };
+    },
+  };
+}
+
+/** The files on this machine, read and written by this process (with its user and environment). */
+export function localFiles(opts: { hashCache?: string } = {}): Files & { flush(): Promise<void> } {
+  const cache = new HashCache(opts.hashCache ?? null);
+  return {
+    async describe(file) {
+      const info = await stat(file, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+        throw readError(file, err);
+      });
+      if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} is not a regular file`);
+      const key = `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+      let sha256 = await cache.get(file, key);
+      if (sha256 === undefined) {
+        const hash = createHash('sha256');
+        try {
+          for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+        } catch (err) {
+          throw readError(file, err as NodeJS.ErrnoException);
+        }
+        sha256 = hash.digest('hex');
+        cache.set(file, key, sha256);
+      }
+      // Whatever happens to the file after this, the worker checks the sha256 of what it receives.
+      return { path: file, size: Number(info.size), sha256 };
+    },
+    libraries: (file) => scanLibraries(file),
+    read: (file, signal) => readChunks(file, signal),
+    create: (file, force) => createFile(file, force),
+    flush: () => cache.save(),
+  };
+}
