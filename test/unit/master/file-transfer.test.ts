@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFile
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { CHUNK_BYTES, DroverError, FILE_WINDOW_BYTES, decodeChunk, parseControlReply, parseControlRequest } from '@drover/protocol';
+import { CHUNK_BYTES, FILE_WINDOW_BYTES, type DroverError, decodeChunk, parseControlReply, parseControlRequest } from '@drover/protocol';
 import { FileServer } from '../../../packages/master/src/file-server.js';
 import { RemoteFiles } from '../../../packages/master/src/remote-files.js';
 
@@ -31,7 +31,8 @@ interface Link {
 }
 
 function connect(): Link {
-  let client!: FileServer;
+  // The client is made after the master that sends to it.
+  const peer: { client?: FileServer } = {};
   let delivered = 0;
   let taken = 0;
   let max = 0;
@@ -40,11 +41,11 @@ function connect(): Link {
       const parsed = parseControlReply(JSON.stringify(reply));
       if (!parsed.ok) throw new Error(parsed.error);
       const m = parsed.message;
-      setImmediate(() => (m.type === 'file' ? client.ask(m) : m.type === 'file-ack' ? client.ack(m) : undefined));
+      setImmediate(() => (m.type === 'file' ? peer.client!.ask(m) : m.type === 'file-ack' ? peer.client!.ack(m) : undefined));
     },
-    async (frame) => void setImmediate(() => client.chunk(Buffer.from(frame))),
+    async (frame) => void setImmediate(() => peer.client!.chunk(Buffer.from(frame))),
   );
-  client = new FileServer(
+  const client = new FileServer(
     (message) => {
       const parsed = parseControlRequest(JSON.stringify(message));
       if (!parsed.ok) throw new Error(parsed.error);
@@ -61,6 +62,7 @@ function connect(): Link {
       });
     },
   );
+  peer.client = client;
   return { master, client, take: (n) => void (taken += n), maxInFlight: () => max };
 }
 
