@@ -1,11 +1,10 @@
 // npm run bench: drover's figures beside baselines measured in the same run, as ratios.
 // Figures drift from run to run (~20%); the ratios are what to compare.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket, { WebSocketServer } from 'ws';
 
@@ -47,8 +46,8 @@ const report = (what, drover, baseline, unit, target) => {
 };
 const fmt = (n) => (n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3)).padStart(8);
 
-function start(cmd, args, env = {}) {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+function start(cmd, args, env = {}, stdin = 'ignore') {
+  const c = spawn(cmd, args, { stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(c);
   let out = '';
   c.stdout.on('data', (d) => (out += d));
@@ -66,30 +65,110 @@ async function until(check, what, ms = 15000) {
   }
 }
 
-/** A client of the master's control socket: what master exec does, without a process per call. */
-async function control(stateDir) {
-  const sock = net.connect(path.join(stateDir, 'master.sock'));
-  await new Promise((r, j) => sock.once('connect', r).once('error', j));
-  const lines = readline.createInterface({ input: sock })[Symbol.asyncIterator]();
+/**
+ * A client of the master's control socket: what drover does, without a process per call (the
+ * operator WebSocket on the Unix socket, and drover's own file server for the files a command names).
+ */
+async function control(stateDir, remote = null) {
+  const { FileServer } = await import(path.join(ROOT, 'packages/master/dist/file-server.js'));
+  // Remote: the operator API on the master's port, as `drover --master` uses it.
+  const url = remote ? `ws://127.0.0.1:${remote.port}/operator` : `ws+unix://${path.join(stateDir, 'master.sock')}:/operator`;
+  const headers = remote ? { authorization: `Bearer ${readFileSync(path.join(stateDir, 'admin-token'), 'utf8').trim()}` } : {};
+  const ws = new WebSocket(url, { headers, perMessageDeflate: false, generateMask: (m) => m.fill(0) });
+  await new Promise((r, j) => ws.once('open', r).once('error', j));
+  const files = new FileServer(
+    (m) => ws.send(JSON.stringify(m)),
+    (frame) => new Promise((resolve) => ws.send(frame, { binary: true }, () => resolve())),
+  );
+  let waiting = null;
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) return files.chunk(data);
+    const reply = JSON.parse(data.toString());
+    if (reply.type === 'file') return files.ask(reply);
+    if (reply.type === 'file-ack') return files.ack(reply);
+    if (reply.type === 'done') waiting?.(reply);
+  });
+  const send = (line, json) =>
+    new Promise((resolve) => {
+      waiting = resolve;
+      files.allowLine(line, process.cwd());
+      ws.send(JSON.stringify({ v: 1, type: 'run', line, json, cwd: process.cwd() }));
+    });
   return {
     async runHuman(line) {
-      sock.write(`${JSON.stringify({ v: 1, type: 'run', line, json: false, cwd: process.cwd() })}\n`);
-      for (;;) {
-        const reply = JSON.parse((await lines.next()).value);
-        if (reply.type === 'done') return reply.results[0].output;
-      }
+      return (await send(line, false)).results[0].output;
     },
     async run(line) {
-      sock.write(`${JSON.stringify({ v: 1, type: 'run', line, json: true, cwd: process.cwd() })}\n`);
-      for (;;) {
-        const reply = JSON.parse((await lines.next()).value);
-        if (reply.type !== 'done') continue;
-        if (!reply.ok) throw new Error(`${line}: ${reply.results.map((r) => r.output).join(' ')}`);
-        return JSON.parse(reply.results[0].output);
-      }
+      const reply = await send(line, true);
+      if (!reply.ok) throw new Error(`${line}: ${reply.results.map((r) => r.output).join(' ')}`);
+      return JSON.parse(reply.results[0].output);
     },
-    close: () => sock.end(),
+    close: () => ws.close(),
   };
+}
+
+/**
+ * `ssh host true` over a new connection each time (no multiplexing), against an sshd of our own
+ * on loopback with throwaway keys; null where sshd is not installed.
+ */
+async function sshBaseline(runs) {
+  const sshd = ['/usr/sbin/sshd', '/usr/bin/sshd'].find((f) => existsSync(f));
+  if (!sshd || !existsSync('/usr/bin/ssh')) return null;
+  const d = path.join(tmp, 'ssh');
+  execFileSync('mkdir', ['-p', d, '/run/sshd']);
+  for (const k of ['host', 'user']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(d, k)]);
+  writeFileSync(path.join(d, 'authorized_keys'), readFileSync(path.join(d, 'user.pub')), { mode: 0o600 });
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => probe.once('listening', r));
+  const sshPort = probe.address().port;
+  probe.close();
+  const server = start(sshd, [
+    '-D',
+    '-e',
+    '-f',
+    '/dev/null',
+    '-h',
+    path.join(d, 'host'),
+    '-p',
+    String(sshPort),
+    '-o',
+    'ListenAddress=127.0.0.1',
+    '-o',
+    `AuthorizedKeysFile=${path.join(d, 'authorized_keys')}`,
+    '-o',
+    'StrictModes=no',
+    '-o',
+    `PidFile=${path.join(d, 'pid')}`,
+  ]);
+  const user = os.userInfo().username;
+  const args = [
+    '-q',
+    '-i',
+    path.join(d, 'user'),
+    '-p',
+    String(sshPort),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ControlPath=none',
+    `${user}@127.0.0.1`,
+    'true',
+  ];
+  try {
+    await until(() => spawnSync('ssh', args, { stdio: 'ignore' }).status === 0, 'sshd on loopback', 10_000);
+  } catch {
+    console.log(`  (sshd did not accept a login: ${server.out().trim().split('\n').pop()})`);
+    server.child.kill();
+    return null;
+  }
+  const times = [];
+  for (let i = 0; i < runs; i++) times.push(timeCmd('ssh', args));
+  server.child.kill();
+  return times;
 }
 
 /**
@@ -116,31 +195,44 @@ console.log(
  * Starts a master on loopback with an ephemeral port; resolves once it listens. Plain ws: the
  * baselines are plain ws too, so the ratios measure drover, not TLS.
  */
-async function startMaster(stateDir) {
-  const proc = start(process.execPath, [
-    MASTER,
-    '--no-shell',
-    '--no-tls',
-    // The client's remote path is measured too; plain ws, like every baseline here.
-    '--insecure-operator-api',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--token',
-    TOKEN,
-    '--state-dir',
-    stateDir,
-    '--log-level',
-    'warn',
-  ]);
+async function startMaster(stateDir, { shell = false } = {}) {
+  const proc = start(
+    process.execPath,
+    [
+      MASTER,
+      ...(shell ? [] : ['--no-shell']),
+      '--no-tls',
+      // The client's remote path is measured too; plain ws, like every baseline here.
+      '--insecure-operator-api',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--token',
+      TOKEN,
+      '--state-dir',
+      stateDir,
+      '--log-level',
+      'warn',
+    ],
+    {},
+    shell ? 'pipe' : 'ignore',
+  );
   const port = Number((await until(() => /listening on [^ ]+:(\d+)/.exec(proc.out()), 'a master'))[1]);
   return { proc, port };
 }
 
 // ---------------------------------------------------------------- a master and one worker
 const mstate = path.join(tmp, 'master');
-const { port } = await startMaster(mstate);
+// With its own shell on a pipe: a copy typed there reads the file in the master (section 4).
+const { proc: mainMaster, port } = await startMaster(mstate, { shell: true });
+
+/** Runs a line at the master's own prompt and waits for its one-line JSON answer. */
+async function atMasterPrompt(line, answered) {
+  const from = mainMaster.out().length;
+  mainMaster.child.stdin.write(`${line} --json\n`);
+  await until(() => answered.test(mainMaster.out().slice(from)), `the answer to ${line}`, 120_000);
+}
 const wstate = path.join(tmp, 'worker');
 const worker = start(process.execPath, [
   WORKER,
@@ -240,6 +332,11 @@ for (let i = 0; i < 12; i++) {
 }
 report('drover ps w1, local socket (median ms)', median(wholeLocal), median(nodeBare), 'ms');
 report('drover ps w1, remote operator API (median ms)', median(wholeRemote), median(nodeBare), 'ms');
+const ssh = await sshBaseline(10);
+if (ssh) {
+  report('drover ps w1, local socket vs `ssh host true`', median(wholeLocal), median(ssh), 'ms', 0.5);
+  report('drover ps w1, remote vs `ssh host true`', median(wholeRemote), median(ssh), 'ms', 0.5);
+} else console.log('  (no ssh baseline: install openssh-server for `ssh 127.0.0.1 true` over a new connection)');
 
 // ---------------------------------------------------------------- 3. launch vs a bare spawn
 console.log('\n3. launch through drover against a bare child_process.spawn of the same program');
@@ -261,9 +358,12 @@ report('launch p50 (ms), end to end from the control socket', pct(launches, 0.5)
 report('launch p50 minus a command round trip (ms)', Math.max(0.001, pct(launches, 0.5) - pct(viaMaster, 0.5)), pct(bareSpawn, 0.5), 'ms');
 
 // ---------------------------------------------------------------- 4. copy throughput vs cp
-console.log('\n4. copy to a worker over loopback against cp to the same disk');
+console.log('\n4. copy to a worker over loopback against cp to the same disk; drover → master → worker against master → worker');
 const copies = [];
 const cps = [];
+const masterCopies = [];
+const remoteCopies = [];
+const remoteCtl = await control(mstate, { port });
 const cpDest = path.join(dir, 'cp-dest');
 const runCopy = async (keep) => {
   writeFileSync(source, 'x', { flag: 'a' }); // a new sha256 each run, so it is really sent
@@ -279,10 +379,31 @@ const runCp = (keep) => {
   timeCmd('sync', []);
   if (keep) cps.push(now() - t);
 };
+// The path before the client sent files: typed at the master's own prompt, the master reads the file.
+const runMasterCopy = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const t = now();
+  await atMasterPrompt(`copy w1 ${source} --as big`, /"app":"big".*\n/);
+  if (keep) masterCopies.push(now() - t);
+};
+// Through the operator API on the port: every byte goes drover → master → worker.
+const runRemoteCopy = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const t = now();
+  await remoteCtl.run(`copy w1 ${source} --as big`);
+  if (keep) remoteCopies.push(now() - t);
+};
 await alternate(runCopy, runCp);
+await alternate(runCopy, runMasterCopy);
+await alternate(runRemoteCopy, runMasterCopy);
+remoteCtl.close();
 const mibps = (ms) => SIZE_MIB / (ms / 1000);
 report('copy time (ms): copy to a worker vs cp + sync', median(copies), median(cps), 'ms');
-console.log(`  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`);
+report('copy (ms): drover on this machine vs the master prompt', median(copies), median(masterCopies), 'ms', 1.1);
+report('copy (ms): drover over the port (streamed) vs the master prompt', median(remoteCopies), median(masterCopies), 'ms', 1.1);
+console.log(
+  `  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s on this machine (the master reads the file drover named, checked to be the same inode), ${mibps(median(remoteCopies)).toFixed(0)} MiB/s streamed through drover, ${mibps(median(masterCopies)).toFixed(0)} MiB/s typed at the master (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`,
+);
 
 // ---------------------------------------------------------------- 5. worker agent memory vs a bare ws client
 console.log('\n5. worker agent resident memory against a bare Node process holding one ws client');

@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { haveGcc } from '../helpers/fixtures.js';
+import { haveGcc, writeBigFile } from '../helpers/fixtures.js';
 import { CAN_MOUNT, ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
 const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
@@ -269,4 +270,47 @@ describe('files are read and written where the client runs', () => {
       await master.exec(`kill w1 ${pid}`);
     },
   );
+});
+
+describe('a copy streamed through drover', () => {
+  const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+  const vmHwm = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+  test('keeps the master flat whatever the size, and drover killed mid-copy leaves the previous version whole', async () => {
+    // Over the port every byte comes from drover (the master cannot tell the file is its own).
+    const master = await startMaster({ args: ['--insecure-operator-api'] });
+    const worker = startWorker(master, { name: 'w1' });
+    await waitForAvailable(master, 1);
+    const env = { DROVER_ADMIN_TOKEN: readFileSync(path.join(master.stateDir, 'admin-token'), 'utf8').trim(), XDG_CACHE_HOME: tempDir() };
+    const url = `ws://127.0.0.1:${master.port}`;
+    const dir = tempDir();
+    const small = path.join(dir, 'small.bin');
+    const big = path.join(dir, 'big.bin');
+    writeBigFile(small, 64);
+    writeBigFile(big, 320);
+    const copy = async (file: string): Promise<void> => {
+      const r = await drover(['--master', url, 'copy', 'w1', file, '--as', 'payload'], env);
+      expect(r.status, r.stderr).toBe(0);
+    };
+    await copy(small);
+    const before = vmHwm(master.pid);
+    await copy(big);
+    const installed = path.join(worker.stateDir, 'apps/payload/current/big.bin');
+    expect(sha(installed)).toBe(sha(big));
+    // Memory that scaled with the file would rise by the 256 MiB the big file adds.
+    expect(vmHwm(master.pid) - before).toBeLessThan(96 * 1024 * 1024);
+
+    writeBigFile(big, 320, 9);
+    const child = spawn(process.execPath, [DROVER, '--master', url, 'copy', 'w1', big, '--as', 'payload'], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: 'ignore',
+    });
+    const staging = path.join(worker.stateDir, 'staging');
+    await waitFor(() => readdirSync(staging).some((f) => statSync(path.join(staging, f)).size > 8 * 1024 * 1024), 'the new version to be half-sent', 20_000, 5);
+    child.kill('SIGKILL');
+    await waitFor(() => readdirSync(staging).length === 0, 'the partial file to be removed');
+    expect(sha(installed)).not.toBe(sha(big));
+    expect(statSync(installed).size).toBe(320 * 1024 * 1024);
+    expect((await master.exec('workers')).code).toBe(0);
+  });
 });

@@ -74,10 +74,12 @@ function overWebSocket(ws: WebSocket): Transport {
   };
   const files = new FileServer(
     sendText,
-    async (frame) => {
-      if (ws.readyState !== WebSocket.OPEN) throw new Error('the master closed the connection');
-      ws.send(frame, { binary: true });
-    },
+    (frame) =>
+      new Promise((resolve, reject) => {
+        if (ws.readyState !== WebSocket.OPEN) return reject(new Error('the master closed the connection'));
+        // The callback runs once the frame is written out (or the socket failed): its memory is free again.
+        ws.send(frame, { binary: true }, () => resolve());
+      }),
     { hashCache: hashCacheFile() },
   );
   ws.on('message', (data: Buffer, isBinary: boolean) => {

@@ -9,7 +9,7 @@ import {
   ReceiveWindow,
   SendWindow,
   decodeChunk,
-  encodeChunkHeader,
+  frameInPlace,
   toDroverError,
   unreachable,
   type ControlFileAck,
@@ -18,7 +18,10 @@ import {
   type FileAnswer,
 } from '@drover/protocol';
 import type { FileWriter } from './files.js';
-import { localFiles, readChunks } from './local-files.js';
+
+/** Read buffers kept for reuse: a window's worth and a little more. */
+const SPARE_BUFFERS = Math.ceil(FILE_WINDOW_BYTES / READ_BUFFER_BYTES) + 4;
+import { READ_BUFFER_BYTES, localFiles, readChunks } from './local-files.js';
 import { splitCommands } from './tokenize.js';
 
 /** A write being received: its file, the window it was granted, and the order of its chunks. */
@@ -42,9 +45,16 @@ export class FileServer {
   private readonly allowed = new Set<string>();
   private readonly reads = new Map<number, AbortController>();
   private readonly writes = new Map<number, Incoming>();
+  private readonly windows = new Map<number, SendWindow>();
+  /**
+   * Read buffers back from the socket, for the next chunks: a 256 MiB copy allocating a fresh
+   * 1 MiB buffer per chunk spent more time collecting them than hashing the file.
+   */
+  private readonly spare: Buffer[] = [];
 
   constructor(
     private readonly send: (message: ControlFileReply | ControlFileAck) => void,
+    /** Sends a frame; resolves once the socket is done with its memory (it may be reused then). */
     private readonly sendBinary: (frame: Buffer) => Promise<void>,
     opts: { hashCache?: string } = {},
   ) {
@@ -156,8 +166,6 @@ export class FileServer {
     return this.files.flush();
   }
 
-  private readonly windows = new Map<number, SendWindow>();
-
   /** Sends the file in chunk frames (the header written in each buffer's headroom, no copy), paced by the master's acks. */
   private async stream(id: number, file: string, size: number, sha256: string): Promise<number> {
     const abort = new AbortController();
@@ -166,12 +174,15 @@ export class FileServer {
     this.windows.set(id, window);
     let sent = 0;
     try {
-      const header = encodeChunkHeader(id);
-      for await (const chunk of readChunks({ path: file, size, sha256 }, abort.signal, CHUNK_HEADER_BYTES)) {
+      const alloc = (): Buffer => this.spare.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      for await (const chunk of readChunks({ path: file, size, sha256 }, abort.signal, { alloc })) {
         await window.waitForRoom({ signal: abort.signal });
-        const frame = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, chunk.length + CHUNK_HEADER_BYTES);
-        header.copy(frame, 0);
-        await this.sendBinary(frame);
+        const buffer = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, READ_BUFFER_BYTES);
+        // Not awaited: the window paces the sender; the buffer comes back once written out.
+        void this.sendBinary(frameInPlace(id, chunk)).then(
+          () => void (this.spare.length < SPARE_BUFFERS && this.spare.push(buffer)),
+          () => undefined, // the connection is gone: the read fails at the next wait
+        );
         window.sentBytes(chunk.length);
         sent += chunk.length;
       }

@@ -5,6 +5,8 @@ export interface FileFacts {
   path: string;
   size: number;
   sha256: string;
+  /** device:inode:size:mtime (ns) where the file is: the same string means the same, unchanged file. */
+  identity?: string;
 }
 
 /** A file being written where the user is (logs --out): never in place until `finish(true)`. */
@@ -27,7 +29,11 @@ export interface Files {
   describe(file: string): Promise<FileFacts>;
   /** The non-system shared libraries `file` needs, by that machine's ldd and environment. */
   libraries(file: string): Promise<LibraryScan>;
-  /** The file's bytes, in chunks; throws if it no longer has the size it was described with. */
+  /**
+   * The file's bytes, in chunks; throws if it no longer has the size it was described with.
+   * Each chunk has CHUNK_HEADER_BYTES free before it in its memory, so a sender frames it in
+   * place (frameInPlace) instead of copying it.
+   */
   read(file: FileFacts, signal: AbortSignal): AsyncIterable<Buffer>;
   /** Opens `file` to write: refuses anything but a new file, or a regular one with `force`. */
   create(file: string, force: boolean): Promise<FileWriter>;

@@ -1,11 +1,33 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { CHUNK_BYTES, DroverError, ErrorCode, toDroverError } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, toDroverError } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import type { FileFacts, FileWriter, Files } from './files.js';
 import { scanLibraries } from './ldd.js';
+
+/** What identifies an unchanged file: device, inode, size and mtime (as the protocol's `identity`). */
+export function identityOf(info: BigIntStats): string {
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}`;
+}
+
+/**
+ * Opens `file` only if it is the very file `identity` names (same device, inode, size, mtime),
+ * checked on the open descriptor; otherwise null.
+ */
+export async function openIfSame(file: string, identity: string): Promise<FileHandle | null> {
+  const fh = await open(file, 'r').catch(() => null);
+  if (!fh) return null;
+  const same = await fh.stat({ bigint: true }).then(
+    (info) => info.isFile() && identityOf(info) === identity,
+    () => false,
+  );
+  if (same) return fh;
+  await fh.close();
+  return null;
+}
 
 /** What identifies an unchanged file: any write changes its mtime or ctime, a replacement its inode. */
 interface HashEntry {
@@ -72,21 +94,33 @@ function readError(file: string, err: NodeJS.ErrnoException): DroverError {
   return new DroverError(ErrorCode.IO_ERROR, `cannot read ${file} (${err.code ?? err.message})`);
 }
 
+/** The size of a buffer readChunks reads one chunk into: the chunk and room for a header. */
+export const READ_BUFFER_BYTES = CHUNK_HEADER_BYTES + FILE_CHUNK_BYTES;
+
 /**
- * Reads a file in chunks of CHUNK_BYTES into fresh buffers, each with `headroom` free bytes in
- * front of the data (a sender writes its frame header there instead of copying the chunk).
- * Throws when the file is not `size` bytes long any more.
+ * Reads a file in chunks of FILE_CHUNK_BYTES, each into a buffer of READ_BUFFER_BYTES from
+ * `alloc` (fresh ones by default) with CHUNK_HEADER_BYTES free in front of the data (a sender
+ * writes its frame header there instead of copying the chunk). Throws when the file is not
+ * `size` bytes long any more.
  */
-export async function* readChunks(file: FileFacts, signal: AbortSignal, headroom = 0): AsyncGenerator<Buffer> {
-  const fh = await open(file.path, 'r').catch((err: NodeJS.ErrnoException) => {
-    throw readError(file.path, err);
-  });
+export async function* readChunks(
+  file: FileFacts,
+  signal: AbortSignal,
+  opts: { alloc?: () => Buffer; /** Read this open file (closed at the end) instead of opening file.path. */ handle?: FileHandle } = {},
+): AsyncGenerator<Buffer> {
+  const headroom = CHUNK_HEADER_BYTES;
+  const alloc = opts.alloc ?? (() => Buffer.allocUnsafe(READ_BUFFER_BYTES));
+  const fh =
+    opts.handle ??
+    (await open(file.path, 'r').catch((err: NodeJS.ErrnoException) => {
+      throw readError(file.path, err);
+    }));
   try {
     let offset = 0;
     for (;;) {
       if (signal.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
-      const buf = Buffer.allocUnsafe(headroom + CHUNK_BYTES);
-      const { bytesRead } = await fh.read(buf, headroom, CHUNK_BYTES, offset).catch((err: NodeJS.ErrnoException) => {
+      const buf = alloc();
+      const { bytesRead } = await fh.read(buf, headroom, FILE_CHUNK_BYTES, offset).catch((err: NodeJS.ErrnoException) => {
         throw readError(file.path, err);
       });
       if (bytesRead === 0) break;
@@ -174,7 +208,8 @@ export function localFiles(opts: { hashCache?: string } = {}): Files & { flush()
         throw readError(file, err);
       });
       if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} is not a regular file`);
-      const key = `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+      const identity = identityOf(info);
+      const key = `${identity}:${info.ctimeNs}`;
       let sha256 = await cache.get(file, key);
       if (sha256 === undefined) {
         const hash = createHash('sha256');
@@ -187,7 +222,7 @@ export function localFiles(opts: { hashCache?: string } = {}): Files & { flush()
         cache.set(file, key, sha256);
       }
       // Whatever happens to the file after this, the worker checks the sha256 of what it receives.
-      return { path: file, size: Number(info.size), sha256 };
+      return { path: file, size: Number(info.size), sha256, identity };
     },
     libraries: (file) => scanLibraries(file),
     read: (file, signal) => readChunks(file, signal),

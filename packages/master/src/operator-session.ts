@@ -29,6 +29,7 @@ export function operatorSession(opts: {
   const files = new RemoteFiles(
     (reply) => opts.send(reply),
     (frame) => opts.sendBinary(frame),
+    !opts.remote,
   );
   let running: AbortController | null = null;
   let closed = false;

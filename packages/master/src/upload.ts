@@ -6,6 +6,8 @@ import type { WorkerSession } from './worker-session.js';
 export interface SourceFile extends AppFile {
   source: string;
   mode: number;
+  /** As Files.describe reported it. */
+  identity?: string;
 }
 
 export interface CopyOutcome {
@@ -59,12 +61,12 @@ async function uploadFile(
   progress: (n: number) => void,
 ): Promise<void> {
   const ref = session.allocateId();
-  const { source: _source, mode, ...appFile } = file;
+  const { source: _source, identity: _identity, mode, ...appFile } = file;
   await session.request('upload-begin', { app, file: appFile, mode }, { id: ref, signal });
   let sent = 0;
   try {
     // The reader checks the size; the worker checks the sha256 of what arrives.
-    for await (const chunk of from.read({ path: file.source, size: file.size, sha256: file.sha256 }, signal)) {
+    for await (const chunk of from.read({ path: file.source, size: file.size, sha256: file.sha256, identity: file.identity }, signal)) {
       await session.sendChunk(ref, chunk, signal);
       sent += chunk.length;
       progress(chunk.length);

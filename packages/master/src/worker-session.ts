@@ -4,7 +4,7 @@ import {
   DroverError,
   ErrorCode,
   SendWindow,
-  encodeChunkHeader,
+  frameInPlace,
   type ErrorBody,
   type Hello,
   type Load,
@@ -84,7 +84,11 @@ export class WorkerSession {
     return this.requests.allocateId();
   }
 
-  /** Sends one chunk of upload `ref`, waiting while the worker has a full window unacknowledged. */
+  /**
+   * Sends one chunk of upload `ref`, waiting while the worker has a full window unacknowledged.
+   * The payload must have CHUNK_HEADER_BYTES free before it (as every `Files.read` chunk has):
+   * the frame is made in place, not copied.
+   */
   async sendChunk(ref: number, payload: Buffer, signal?: AbortSignal): Promise<void> {
     let win = this.uploads.get(ref);
     if (!win) {
@@ -102,7 +106,7 @@ export class WorkerSession {
       stalled: () => new DroverError(ErrorCode.TIMEOUT, `worker ${this.name} acknowledged nothing of the upload for ${UPLOAD_IDLE_MS / 1000} s`),
     });
     check();
-    this.ws.send(Buffer.concat([encodeChunkHeader(ref), payload]), { binary: true });
+    this.ws.send(frameInPlace(ref, payload), { binary: true });
     win.sentBytes(payload.length);
   }
 

@@ -17,6 +17,21 @@ export function encodeChunkHeader(ref: number): Buffer {
   return header;
 }
 
+/**
+ * Makes the frame in place, without copying the payload: writes the header into the
+ * CHUNK_HEADER_BYTES just before `payload` in its memory, which the caller owns and leaves free
+ * (a chunk read with headroom, or one received in a frame, whose old header it overwrites).
+ */
+export function frameInPlace(ref: number, payload: Buffer): Buffer {
+  if (payload.byteOffset < CHUNK_HEADER_BYTES) throw new RangeError('the payload has no room for a chunk header before it');
+  const frame = Buffer.from(payload.buffer, payload.byteOffset - CHUNK_HEADER_BYTES, payload.length + CHUNK_HEADER_BYTES);
+  frame.writeUInt8(CHUNK_MAGIC, 0);
+  frame.writeUInt8(CHUNK_VERSION, 1);
+  frame.writeUInt16BE(0, 2);
+  frame.writeUInt32BE(ref >>> 0, 4);
+  return frame;
+}
+
 /** Builds one whole chunk frame (header + payload). */
 export function encodeChunk(ref: number, payload: Buffer): Buffer {
   return Buffer.concat([encodeChunkHeader(ref), payload], CHUNK_HEADER_BYTES + payload.length);

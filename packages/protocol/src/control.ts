@@ -54,7 +54,7 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 export const FileOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('describe'), path: filePath }),
   z.object({ op: z.literal('libraries'), path: filePath }),
-  z.object({ op: z.literal('read'), path: filePath, size: z.number().int().min(0), sha256 }),
+  z.object({ op: z.literal('read'), path: filePath, size: z.number().int().min(0), sha256, identity: z.string().max(200).optional() }),
   z.object({ op: z.literal('create'), path: filePath, force: z.boolean() }),
   z.object({ op: z.literal('finish'), ref: fileId, keep: z.boolean() }),
   /** Stop streaming read `ref` (the command no longer needs it); not answered. */
@@ -67,7 +67,14 @@ export type ControlFileAsk = z.infer<typeof ControlFileAsk>;
 
 /** What the client found, by op. */
 export const FileAnswer = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('describe'), path: filePath, size: z.number().int().min(0), sha256 }),
+  z.object({
+    op: z.literal('describe'),
+    path: filePath,
+    size: z.number().int().min(0),
+    sha256,
+    /** device:inode:size:mtime (ns) as the client sees it: the master on the same machine may read that very file itself. */
+    identity: z.string().max(200).optional(),
+  }),
   z.object({
     op: z.literal('libraries'),
     libraries: z.array(z.object({ name: z.string().min(1).max(255), path: filePath })).max(4096),

@@ -10,6 +10,9 @@ export const MAX_FRAME_BYTES = 1024 * 1024;
 /** Payload bytes carried by one binary chunk frame. */
 export const CHUNK_BYTES = 256 * 1024;
 
+/** File data read for a copy travels in chunks this big: a whole frame with its 8-byte header. */
+export const FILE_CHUNK_BYTES = MAX_FRAME_BYTES - 8;
+
 /** Unacknowledged bytes a sender may have in flight for one transfer. */
 export const TRANSFER_WINDOW_BYTES = 8 * 1024 * 1024;
 

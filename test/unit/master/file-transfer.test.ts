@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { CHUNK_BYTES, FILE_WINDOW_BYTES, type DroverError, decodeChunk, parseControlReply, parseControlRequest } from '@drover/protocol';
+import { CHUNK_BYTES, FILE_CHUNK_BYTES, FILE_WINDOW_BYTES, type DroverError, decodeChunk, parseControlReply, parseControlRequest } from '@drover/protocol';
 import { FileServer } from '../../../packages/master/src/file-server.js';
+import { localFiles, openIfSame } from '../../../packages/master/src/local-files.js';
 import { RemoteFiles } from '../../../packages/master/src/remote-files.js';
 
 const dirs: string[] = [];
@@ -53,6 +54,7 @@ function connect(): Link {
       setImmediate(() => (m.type === 'file-reply' ? master.receiveReply(m) : m.type === 'file-ack' ? master.receiveAck(m) : undefined));
     },
     async (frame) => {
+      // Copied now, as a socket write would: the sender reuses the memory once this resolves.
       const c = decodeChunk(Buffer.from(frame));
       if (!c.ok) throw new Error(c.error);
       setImmediate(() => {
@@ -76,7 +78,7 @@ describe('files over the operator protocol (RemoteFiles ↔ FileServer)', () => 
     const { master, client } = connect();
     client.allowLine('copy w1 ./app --lib=./libx.so', dir);
 
-    expect(await master.describe(path.join(dir, 'app'))).toEqual({ path: path.join(dir, 'app'), size: 6, sha256: sha(Buffer.from('binary')) });
+    expect(await master.describe(path.join(dir, 'app'))).toMatchObject({ path: path.join(dir, 'app'), size: 6, sha256: sha(Buffer.from('binary')) });
     const refused = await master.describe(path.join(dir, 'secret')).catch((e: DroverError) => e);
     expect(refused).toMatchObject({
       code: 'BAD_REQUEST',
@@ -112,7 +114,7 @@ describe('files over the operator protocol (RemoteFiles ↔ FileServer)', () => 
     }
     expect(hash.digest('hex')).toBe(sha(data));
     expect(link.maxInFlight()).toBeGreaterThan(CHUNK_BYTES);
-    expect(link.maxInFlight()).toBeLessThanOrEqual(FILE_WINDOW_BYTES + CHUNK_BYTES);
+    expect(link.maxInFlight()).toBeLessThanOrEqual(FILE_WINDOW_BYTES + FILE_CHUNK_BYTES);
   });
 
   test('a file that changed size since it was described fails the read with IO_ERROR', async () => {
@@ -176,5 +178,54 @@ describe('files over the operator protocol (RemoteFiles ↔ FileServer)', () => 
       }
     }).rejects.toMatchObject({ code: 'CANCELLED', message: 'the client went away' });
     expect(readdirSync(dir)).toEqual(['big']);
+  });
+});
+
+describe('openIfSame: the master reads a file itself only when it is the very file the client described', () => {
+  test('same file: opened; changed, replaced or missing: not', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'app');
+    writeFileSync(file, 'v1');
+    const files = localFiles();
+    const facts = await files.describe(file);
+    expect(facts.identity).toMatch(/^\d+:\d+:2:\d+$/);
+
+    const same = await openIfSame(file, facts.identity!);
+    expect(same).not.toBeNull();
+    await same!.close();
+    // Rewritten in place (same inode and size, new mtime), replaced (new inode), gone.
+    writeFileSync(file, 'v2');
+    utimesSync(file, new Date(), new Date(Date.now() + 5000));
+    expect(await openIfSame(file, facts.identity!)).toBeNull();
+    const again = await files.describe(file);
+    renameSync(file, `${file}.old`);
+    writeFileSync(file, 'v2');
+    utimesSync(file, statSync(`${file}.old`).atime, statSync(`${file}.old`).mtime);
+    expect(await openIfSame(file, again.identity!)).toBeNull();
+    rmSync(file);
+    expect(await openIfSame(file, again.identity!)).toBeNull();
+  });
+
+  test('a client on this machine whose file the master sees: the bytes are read here, none sent by the client', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'app');
+    writeFileSync(file, Buffer.alloc(3 * 1024 * 1024, 5));
+    let framesFromClient = 0;
+    const peer: { client?: FileServer } = {};
+    const master = new RemoteFiles(
+      async (reply) => void setImmediate(() => (reply.type === 'file' ? peer.client!.ask(reply) : undefined)),
+      async () => undefined,
+      true,
+    );
+    peer.client = new FileServer(
+      (m) => void setImmediate(() => (m.type === 'file-reply' ? master.receiveReply(m) : undefined)),
+      async () => void framesFromClient++,
+    );
+    peer.client.allowLine(`copy w1 ${file}`, '/');
+    const facts = await master.describe(file);
+    let bytes = 0;
+    for await (const chunk of master.read(facts, new AbortController().signal)) bytes += chunk.length;
+    expect(bytes).toBe(3 * 1024 * 1024);
+    expect(framesFromClient).toBe(0);
   });
 });

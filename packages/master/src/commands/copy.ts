@@ -98,7 +98,7 @@ function describe(file: SourceFile, sent: boolean): CopiedFile {
 /** Size and sha256 of a file where the user is, as the SourceFile it becomes on the worker. */
 async function describeFile(ctx: CommandContext, source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
   const facts = await ctx.files.describe(source);
-  return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, mode: kind === 'exe' ? 0o755 : 0o644 };
+  return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, identity: facts.identity, mode: kind === 'exe' ? 0o755 : 0o644 };
 }
 
 /**
