@@ -22,6 +22,7 @@ import type { FileWriter } from './files.js';
 /** Read buffers kept for reuse: a window's worth and a little more. */
 const SPARE_BUFFERS = Math.ceil(FILE_WINDOW_BYTES / READ_BUFFER_BYTES) + 4;
 import { READ_BUFFER_BYTES, localFiles, readChunks } from './local-files.js';
+import { NAMING_FILE_BYTES } from './remote-files.js';
 import { splitCommands } from './tokenize.js';
 
 /** A write being received: its file, the window it was granted, and the order of its chunks. */
@@ -175,7 +176,10 @@ export class FileServer {
     let sent = 0;
     try {
       const alloc = (): Buffer => this.spare.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      // A small file the user named may name files of its own (a service file's programs and libs).
+      const text: Buffer[] | null = size <= NAMING_FILE_BYTES ? [] : null;
       for await (const chunk of readChunks({ path: file, size, sha256 }, abort.signal, { alloc })) {
+        text?.push(Buffer.from(chunk));
         await window.waitForRoom({ signal: abort.signal });
         const buffer = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, READ_BUFFER_BYTES);
         // Not awaited: the window paces the sender; the buffer comes back once written out.
@@ -186,10 +190,19 @@ export class FileServer {
         window.sentBytes(chunk.length);
         sent += chunk.length;
       }
+      if (text) this.allowNamedIn(Buffer.concat(text).toString('utf8'), path.dirname(file));
       return sent;
     } finally {
       this.reads.delete(id);
       this.windows.delete(id);
+    }
+  }
+
+  /** The words of a file the master read (a service file): as paths from its folder, the master may ask for them too. */
+  private allowNamedIn(text: string, dir: string): void {
+    for (const word of text.split(/[\s"'`,[\]{}()]+/)) {
+      const w = word.replace(/^-\s*/, '');
+      if (w && w.length <= 4096) this.allowed.add(path.resolve(dir, w));
     }
   }
 

@@ -96,6 +96,11 @@ export class Fleet extends EventEmitter<FleetEvents> {
     return n;
   }
 
+  /** The session of `name` whatever its status, if there is one. */
+  lookup(name: string): WorkerSession | undefined {
+    return this.sessions.get(name);
+  }
+
   /** The session of `name` whatever its status, or a clear error naming the worker. */
   find(name: string): WorkerSession {
     const s = this.sessions.get(name);

@@ -17,6 +17,7 @@ import { operatorEndpoint } from './operator-server.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { localBackend, startShell } from './shell.js';
 import { localFiles } from './local-files.js';
+import { ServiceManager } from './services/manager.js';
 import { watchFleet } from './notices.js';
 import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
@@ -66,9 +67,11 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const installer = loadInstaller(tls ? 'https' : 'http', pin);
   if (installer.missing) logger.warn(installer.missing);
   const tokens = await TokenStore.open(opts.stateDir);
+  const services = new ServiceManager(fleet, opts.stateDir, logger);
+  await services.start();
   let stopRequested: (() => void) | null = null;
   const operator = operatorEndpoint({
-    base: { fleet, commands, joinInfo: () => joinInfo(), tokens },
+    base: { fleet, commands, joinInfo: () => joinInfo(), tokens, services },
     tokens,
     logger,
     peerLog: fleet.peerLog,
@@ -98,7 +101,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const advertised = advertise(opts.advertise, opts.host, server.port);
   const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing, pin });
   const joinInfo = (): JoinInfo => lines(token);
-  const base = { fleet, commands, joinInfo, tokens };
+  const base = { fleet, commands, joinInfo, tokens, services };
   let control;
   try {
     control = await startControlServer(opts.stateDir, (req, socket, head) => operator.handleLocal(req, socket, head), logger);
@@ -143,6 +146,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       shell?.close();
+      services.close();
       operator.close();
       fleet.close();
       await Promise.all([server.close(), control.close(), dev?.stop()]);

@@ -8,7 +8,7 @@ import { writeFileAtomic } from './atomic-write.js';
 export type Role = 'admin' | 'read-only';
 
 /** What a read-only token may run; everything else needs an admin token. */
-export const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['workers', 'ps', 'usage', 'logs', 'status', 'events', 'help']);
+export const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['workers', 'ps', 'usage', 'logs', 'status', 'services', 'queue', 'events', 'help']);
 
 const Entry = z.object({
   name: z.string(),

@@ -17,6 +17,9 @@ import type { FileFacts, FileWriter, Files } from './files.js';
 import type { LibraryScan } from './ldd.js';
 import { openIfSame, readChunks } from './local-files.js';
 
+/** Files up to this size may name other files (a service file): the client reads them itself, to know what they name. */
+export const NAMING_FILE_BYTES = 1024 * 1024;
+
 /** A client that sends nothing of a file it was asked for in this long has stalled. */
 const STALL_MS = 120_000;
 
@@ -111,7 +114,8 @@ export class RemoteFiles implements Files {
   }
 
   async *read(file: FileFacts, signal: AbortSignal): AsyncGenerator<Buffer> {
-    const here = this.sameMachine && file.identity ? await openIfSame(file.path, file.identity) : null;
+    // Small files always come through the client: it learns from them what they name (a service file's programs).
+    const here = this.sameMachine && file.identity && file.size > NAMING_FILE_BYTES ? await openIfSame(file.path, file.identity) : null;
     if (here) {
       yield* readChunks(file, signal, { handle: here });
       return;

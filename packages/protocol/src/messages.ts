@@ -1,6 +1,24 @@
 import * as z from 'zod';
 import { HEARTBEAT_MAX_MS, HEARTBEAT_MIN_MS } from './version.js';
-import { AppFile, BenchRun, Bytes, ErrorBody, ExitInfo, FileName, Gpu, Id, Load, Name, ProcessInfo, Sha256, UsageInfo } from './schemas.js';
+import {
+  AppFile,
+  BenchRun,
+  Bytes,
+  ErrorBody,
+  ExitInfo,
+  FileName,
+  Gpu,
+  Id,
+  InstanceId,
+  InstanceInfo,
+  InstanceSpec,
+  Labels,
+  Load,
+  Name,
+  ProcessInfo,
+  Sha256,
+  UsageInfo,
+} from './schemas.js';
 
 const v = z.literal(1);
 
@@ -19,6 +37,7 @@ export const Hello = z.object({
   memoryBytes: Bytes,
   gpus: z.array(Gpu),
   agentVersion: z.string().max(64),
+  labels: Labels.optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -78,7 +97,13 @@ export const LaunchRequest = req('launch', {
   args: z.array(z.string().max(65536)).max(4096),
   /** The app's own environment variables, beside the few drover sets. */
   env: z.record(z.string().regex(ENV_NAME_PATTERN), z.string().max(65536)).optional(),
+  /** A service instance: the worker keeps it running by this spec (restarts, back-off). */
+  instance: InstanceSpec.optional(),
 });
+/** The service instances this worker keeps. */
+export const InstancesRequest = req('instances', {});
+/** Stops an instance for good (its stop signal, SIGKILL after its timeout) and forgets it. */
+export const InstanceStopRequest = req('instance-stop', { instance: InstanceId, mode: z.enum(['stop', 'kill']) });
 export const PsRequest = req('ps', {});
 export const SignalRequest = req('signal', {
   pid: z.number().int().positive(),
@@ -117,6 +142,8 @@ const requests = [
   UsageRequest,
   LogsRequest,
   BenchRequest,
+  InstancesRequest,
+  InstanceStopRequest,
 ] as const;
 
 export const Request = z.discriminatedUnion('type', requests);
@@ -149,5 +176,7 @@ export const ResultData = {
   usage: z.object({ processes: z.array(UsageInfo) }),
   logs: z.object({ pid: z.number().int().positive(), app: Name, bytes: Bytes, path: z.string() }),
   bench: z.object({ dir: z.string(), sizeBytes: Bytes, blockBytes: Bytes, fsync: z.boolean(), runs: z.array(BenchRun) }),
+  instances: z.object({ instances: z.array(InstanceInfo) }),
+  'instance-stop': z.object({ instance: InstanceId, pid: z.number().int().positive().nullable(), exit: ExitInfo.nullable(), known: z.boolean() }),
 } satisfies Record<RequestType, z.ZodType>;
 export type ResultDataOf<T extends RequestType> = z.infer<(typeof ResultData)[T]>;

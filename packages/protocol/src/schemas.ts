@@ -52,6 +52,8 @@ export const ProcessInfo = z.object({
   adopted: z.boolean(),
   /** Processes still alive in its process group (children it left behind), when there are any. */
   leftovers: z.array(z.number().int().positive()).optional(),
+  /** The service instance this process runs, and how often the worker restarted it. */
+  instance: z.object({ id: z.string(), restarts: z.number().int().nonnegative() }).optional(),
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 
@@ -85,4 +87,48 @@ export const Load = z.object({
 export type Load = z.infer<typeof Load>;
 
 export const Gpu = z.object({ name: z.string(), memoryBytes: Bytes });
+
+/** Worker labels (`worker --label zone=a`): what service files select workers by. */
+export const LABEL_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const Labels = z.record(z.string().regex(LABEL_KEY_PATTERN), z.string().max(128));
+export type Labels = z.infer<typeof Labels>;
+
+/** The id of a service instance: service.program.version.ordinal. */
+export const InstanceId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'invalid instance id');
+
+/**
+ * How the worker keeps an instance running, even while the master is away: restart policy
+ * with doubling back-off, how to stop it, and when a start counts as healthy.
+ */
+export const InstanceSpec = z.object({
+  id: InstanceId,
+  restart: z.object({
+    policy: z.enum(['always', 'on-failure', 'never']),
+    maxRestarts: z.number().int().min(0).max(1_000_000),
+    windowMs: z.number().int().positive(),
+    backoffMs: z.tuple([z.number().int().min(0), z.number().int().min(0)]),
+  }),
+  stop: z.object({ signal: z.enum(['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']), timeoutMs: z.number().int().positive() }),
+  healthyAfterMs: z.number().int().min(0),
+});
+export type InstanceSpec = z.infer<typeof InstanceSpec>;
+
+/** running: up; backoff: waiting to restart; failed: gave up (maxRestarts in window); exited: ended, not to be restarted. */
+export const InstanceState = z.enum(['running', 'backoff', 'failed', 'exited']);
+export type InstanceState = z.infer<typeof InstanceState>;
+
+export const InstanceInfo = z.object({
+  id: InstanceId,
+  app: Name,
+  pid: z.number().int().positive().nullable(),
+  state: InstanceState,
+  /** Running for healthyAfterMs since its last start. */
+  healthy: z.boolean(),
+  restarts: z.number().int().nonnegative(),
+  lastExit: ExitInfo.nullable(),
+  startedAt: z.string().nullable(),
+  /** When a back-off ends. */
+  nextStartAt: z.string().nullable(),
+});
+export type InstanceInfo = z.infer<typeof InstanceInfo>;
 export type Gpu = z.infer<typeof Gpu>;

@@ -15,6 +15,10 @@ export interface AgentOptions {
   token: string;
   stateDir: string;
   heartbeatMs: number;
+  /** What service files select this worker by (`--label zone=a`). */
+  labels?: Record<string, string>;
+  /** What it offers to placement, where not all of the machine. */
+  capacity?: { cpus?: number; memoryBytes?: number };
   logger: Logger;
   /** The master refused this worker for a reason retrying will not fix. */
   onFatal(message: string, code: ErrorCode): void;
@@ -44,10 +48,11 @@ export class Agent {
       name: opts.name,
       hostname: os.hostname(),
       os: { platform: os.platform(), release: os.release(), arch: os.arch() },
-      cpus: os.availableParallelism(),
-      memoryBytes: os.totalmem(),
+      cpus: opts.capacity?.cpus ?? os.availableParallelism(),
+      memoryBytes: opts.capacity?.memoryBytes ?? os.totalmem(),
       gpus,
       agentVersion: AGENT_VERSION,
+      labels: opts.labels ?? {},
     });
     const link = new Link({
       url: opts.url,

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { AGENT_VERSION, checkHeartbeatMs, checkWorkerName, parseFingerprint, toWorkerName } from '@drover/protocol';
+import { AGENT_VERSION, LABEL_KEY_PATTERN, checkHeartbeatMs, checkWorkerName, parseFingerprint, parseSize, toWorkerName } from '@drover/protocol';
 import { Agent } from './agent.js';
 import { createLogger } from './logger.js';
 import { parseMasterAddress } from './address.js';
@@ -48,6 +48,9 @@ const argv = yargs(hideBin(process.argv))
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+  .option('label', { type: 'string', array: true, describe: 'A label KEY=VALUE that service files select workers by (repeatable)' })
+  .option('cpus', { type: 'number', describe: 'CPUs this worker offers to placement (default: all of the machine)' })
+  .option('memory', { type: 'string', describe: 'Memory this worker offers to placement, e.g. 8GiB (default: all of the machine)' })
   .option('exit-with-stdin', { type: 'boolean', default: false, hidden: true, describe: 'Exit when stdin closes (local dev clusters)' })
   .conflicts('token', 'token-file')
   .version(AGENT_VERSION)
@@ -88,6 +91,16 @@ if (caFile) {
   }
 }
 
+const labels: Record<string, string> = {};
+for (const text of argv.label ?? []) {
+  const m = /^([^=]+)=(.*)$/.exec(text);
+  if (!m || !LABEL_KEY_PATTERN.test(m[1]!) || m[2]!.length > 128)
+    fail(`--label must be KEY=VALUE (KEY: letters, digits, . _ -; VALUE up to 128 characters), got "${text.slice(0, 80)}"`);
+  labels[m[1]!] = m[2]!;
+}
+if (argv.cpus !== undefined && !(Number.isInteger(argv.cpus) && argv.cpus > 0)) fail(`--cpus must be a whole number above 0, got ${argv.cpus}`);
+const memoryBytes = argv.memory === undefined ? undefined : (parseSize(argv.memory) ?? fail(`--memory must be a size such as 8GiB, got "${argv.memory}"`));
+
 const logger = createLogger(argv['log-level']);
 logger.info({ tokenFrom }, 'join token read');
 const agent = new Agent({
@@ -98,6 +111,8 @@ const agent = new Agent({
   token,
   stateDir,
   heartbeatMs: argv['heartbeat-ms'],
+  labels,
+  capacity: { cpus: argv.cpus, memoryBytes },
   logger,
   onFatal: (message, code) => {
     logger.fatal({ code }, message);

@@ -39,10 +39,24 @@ export const handlers: { [T in RequestType]: Handler<T> } = {
   },
   'app-delete': deleteApp,
   launch: async (request, ctx) => {
-    const r = await ctx.services.supervisor.launch(request.app, request.args, request.env ?? {});
+    const { supervisor, keeper } = ctx.services;
+    const r = request.instance
+      ? await keeper.launch(request.app, request.args, request.env ?? {}, request.instance)
+      : await supervisor.launch(request.app, request.args, request.env ?? {});
     return { pid: r.pid, state: r.exit ? 'dead' : 'running', startedAt: r.startedAt, logPath: r.logPath };
   },
-  ps: async (_request, ctx) => ({ processes: await ctx.services.supervisor.list() }),
+  ps: async (_request, ctx) => {
+    const { supervisor, keeper } = ctx.services;
+    const processes = await supervisor.list();
+    return {
+      processes: processes.map((p) => {
+        const tag = keeper.tagOf(p.pid, supervisor.table.get(p.pid)?.instance);
+        return tag ? { ...p, instance: tag } : p;
+      }),
+    };
+  },
+  instances: async (_request, ctx) => ({ instances: ctx.services.keeper.list() }),
+  'instance-stop': (request, ctx) => ctx.services.keeper.stop(request.instance, request.mode, ctx.signal),
   signal: (request, ctx) => ctx.services.supervisor.signal(request.pid, request.mode, request.timeoutMs, ctx.signal),
   usage: async (_request, ctx) => ({ processes: await ctx.services.supervisor.usage() }),
   logs,

@@ -32,6 +32,8 @@ export interface ProcessRecord {
   coreLimit: number | null;
   signalled: Signalled | null;
   usage: Usage;
+  /** The service instance it runs (see keeper.ts). */
+  instance?: string;
 }
 
 /** Dead launches remembered (with their logs); older ones are forgotten and their logs removed. */

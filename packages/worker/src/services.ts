@@ -3,6 +3,7 @@ import type { Link } from './link.js';
 import type { Logger } from './logger.js';
 import { ProcessTable } from './process-table.js';
 import { AppStore } from './store.js';
+import { Keeper } from './keeper.js';
 import { Supervisor } from './supervisor.js';
 import { Transfers, type ChunkSender } from './transfers.js';
 
@@ -17,6 +18,7 @@ export interface ServicesOptions {
 export class Services {
   readonly store: AppStore;
   readonly supervisor: Supervisor;
+  readonly keeper: Keeper;
   readonly transfers: Transfers;
   readonly logger: Logger;
   readonly workerName: string;
@@ -31,6 +33,8 @@ export class Services {
     this.workerName = opts.workerName;
     this.stateDir = opts.stateDir;
     this.supervisor = new Supervisor(table, store, opts.workerName, opts.logger, (m) => void opts.send(m));
+    this.keeper = new Keeper(opts.stateDir, this.supervisor, opts.logger);
+    this.supervisor.onEnded = (r) => this.keeper.onProcessEnded(r);
     this.transfers = new Transfers(store.stagingDir, opts.workerName, opts.logger, opts.send, () => this.chunkSender());
   }
 
@@ -40,7 +44,9 @@ export class Services {
     const table = new ProcessTable(opts.stateDir, opts.logger);
     await table.load();
     const services = new Services(opts, store, table);
+    await services.keeper.load();
     await services.supervisor.adopt();
+    await services.keeper.resume();
     return services;
   }
 
@@ -49,6 +55,7 @@ export class Services {
   }
 
   async close(): Promise<void> {
+    this.keeper.close();
     await this.supervisor.close();
   }
 

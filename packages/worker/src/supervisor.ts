@@ -80,8 +80,12 @@ export class Supervisor {
     return this.handles.size;
   }
 
-  async launch(app: string, args: string[], env: Record<string, string> = {}): Promise<ProcessRecord> {
+  /** Told of every process that ends (the keeper restarts instances by their policy). */
+  onEnded: (r: ProcessRecord) => void = () => undefined;
+
+  async launch(app: string, args: string[], env: Record<string, string> = {}, instance?: string): Promise<ProcessRecord> {
     const { child, record } = await this.launcher.start(app, args, env);
+    if (instance) record.instance = instance;
     const pid = record.pid;
     child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
     child.on('exit', (code, signal) => this.onChildExit(pid, code, signal));
@@ -99,11 +103,18 @@ export class Supervisor {
    * stop: SIGINT to the group, and with `timeoutMs` SIGKILL after it (armed on the process, so
    * it fires even if this request is cancelled); kill: SIGKILL at once. Answers how it ended.
    */
-  async signal(pid: number, mode: 'stop' | 'kill', timeoutMs: number | null, abort: AbortSignal): Promise<SignalOutcome> {
+  async signal(
+    pid: number,
+    mode: 'stop' | 'kill',
+    timeoutMs: number | null,
+    abort: AbortSignal,
+    /** The signal a stop sends first (a service's stop.signal); SIGINT by default. */
+    stopSignal: NodeJS.Signals = 'SIGINT',
+  ): Promise<SignalOutcome> {
     const r = this.require(pid);
     const h = this.handles.get(pid);
     if (r.exit || !h || !(await this.isOurs(r))) return this.signalLeftovers(r, mode, timeoutMs, abort);
-    const first = mode === 'stop' ? 'SIGINT' : 'SIGKILL';
+    const first = mode === 'stop' ? stopSignal : 'SIGKILL';
     r.signalled = { by: mode, signal: first, forced: false };
     this.table.save();
     h.send(first);
@@ -233,6 +244,7 @@ export class Supervisor {
     this.table.save();
     this.logger.info({ pid: r.pid, app: r.app, exit: r.exit }, 'process ended');
     this.emit({ v: 1, type: 'process-exit', pid: r.pid, app: r.app, exit: r.exit });
+    this.onEnded(r);
     const h = this.handles.get(r.pid);
     this.handles.delete(r.pid);
     h?.markEnded();

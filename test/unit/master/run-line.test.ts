@@ -33,6 +33,7 @@ function context(table: Command[] = [...commands, echo]): CommandContext {
     commands: table,
     joinInfo: () => ({ workerCommand: 'worker …', installCommand: null }),
     tokens: null as never,
+    services: null as never,
     caller: { name: 'local', role: 'admin' },
     remote: false,
     files: localFiles(),

@@ -1,4 +1,9 @@
+import { applyCommand } from './apply.js';
 import { benchCommand } from './bench.js';
+import { queueCommand } from './queue.js';
+import { restartCommand, scaleCommand } from './scale.js';
+import { servicesCommand, statusCommand } from './status.js';
+import { teardownCommand } from './teardown.js';
 import { copyCommand } from './copy.js';
 import { deleteCommand } from './delete.js';
 import { exitCommand } from './exit.js';
@@ -30,6 +35,13 @@ export const commands: Command[] = [
   usageCommand,
   logsCommand,
   benchCommand,
+  applyCommand,
+  statusCommand,
+  servicesCommand,
+  scaleCommand,
+  restartCommand,
+  queueCommand,
+  teardownCommand,
   joinCommand,
   tokenCommand,
   forgetCommand,

@@ -1,5 +1,6 @@
 import type { Files } from '../files.js';
 import type { Fleet } from '../fleet.js';
+import type { ServiceManager } from '../services/manager.js';
 import type { JoinInfo } from '../join-lines.js';
 import type { Caller, TokenStore } from '../operator-tokens.js';
 
@@ -28,6 +29,8 @@ export interface CommandContext {
   commands: Command[];
   /** Text every master answers `join` with (set once the server listens). */
   joinInfo(): JoinInfo;
+  /** Services: the desired state and the loop that keeps it. */
+  services: ServiceManager;
   /** The operator tokens (token create, list, revoke). */
   tokens: TokenStore;
   /** Who runs the command: a token's name and role; the local socket and shell are `local`, admin. */

@@ -16,6 +16,8 @@ export interface WorkerRow {
   memoryBytes: number;
   gpus: { name: string; memoryBytes: number }[];
   agentVersion: string;
+  /** `worker --label KEY=VALUE`: what service files select workers by. */
+  labels: Record<string, string>;
   connectedAt: string;
   load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
 }
@@ -35,6 +37,7 @@ export function toWorkerRow(s: WorkerSession, now: number): WorkerRow {
     memoryBytes: s.hello.memoryBytes,
     gpus: s.hello.gpus,
     agentVersion: s.hello.agentVersion,
+    labels: s.hello.labels ?? {},
     connectedAt: new Date(s.connectedAtWall).toISOString(),
     load: s.load && {
       cpuPercent: s.load.cpuPercent,
@@ -57,7 +60,7 @@ export const workersCommand = defineCommand<WorkerRow[]>({
   format(rows) {
     if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
     const body = table(
-      ['NAME', 'ADDRESS', 'STATUS', 'HEARTBEAT', 'CPUS', 'MEMORY', 'CPU%', 'MEM USED', 'LOAD', 'PROCS', 'HOST'],
+      ['NAME', 'ADDRESS', 'STATUS', 'HEARTBEAT', 'CPUS', 'MEMORY', 'CPU%', 'MEM USED', 'LOAD', 'PROCS', 'HOST', 'LABELS'],
       rows.map((r) => [
         r.name,
         r.address,
@@ -70,6 +73,9 @@ export const workersCommand = defineCommand<WorkerRow[]>({
         r.load ? r.load.loadAverage.toFixed(2) : '-',
         r.load ? r.load.processes : '-',
         r.hostname + (r.gpus.length ? ` (${r.gpus.length} GPU)` : ''),
+        Object.entries(r.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || '-',
       ]),
     );
     const up = rows.filter((r) => r.status === 'available').length;

@@ -1,0 +1,739 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { DroverError, ErrorCode, checkFileName, toDroverError, type AppFile, type InstanceInfo, type InstanceSpec } from '@drover/protocol';
+import type { Files } from '../files.js';
+import type { Fleet } from '../fleet.js';
+import { localFiles } from '../local-files.js';
+import type { Logger } from '../logger.js';
+import { copyToWorker, type SourceFile } from '../upload.js';
+import type { WorkerSession } from '../worker-session.js';
+import { ArtifactStore } from './artifacts.js';
+import { place, type Candidate } from './placement.js';
+import type { ProgramSpec, ServiceSpec } from './spec.js';
+import { ServiceStore, appName, type ProgramState, type ServiceState, type Slot } from './state.js';
+
+const RECONCILE_MS = 1000;
+/** How long the master waits past `healthy.after` for a new instance to prove itself. */
+const HEALTHY_GRACE_MS = 30_000;
+
+export type InstanceStatus = 'running' | 'starting' | 'backoff' | 'pending' | 'failed' | 'exited' | 'lost';
+
+export interface InstanceView {
+  id: string;
+  worker: string | null;
+  pid: number | null;
+  state: InstanceStatus;
+  restarts: number;
+  lastExit: InstanceInfo['lastExit'];
+  version: string;
+}
+
+export interface ProgramView {
+  name: string;
+  version: string;
+  desired: number;
+  running: number;
+  instances: InstanceView[];
+  pending: { id: string; reason: string }[];
+}
+
+export interface ServiceView {
+  name: string;
+  file: string;
+  appliedAt: string;
+  programs: ProgramView[];
+}
+
+export interface QueueEntry {
+  service: string;
+  program: string;
+  id: string;
+  priority: number;
+  queuedAt: string;
+  reason: string;
+}
+
+export type PlanAction = 'add' | 'update' | 'scale' | 'unchanged' | 'remove';
+
+export interface PlanStep {
+  program: string;
+  action: PlanAction;
+  version: string;
+  /** What this apply starts and stops. */
+  start: number;
+  stop: number;
+  /** Files sent to the master's store (the rest it had). */
+  files: { name: string; kind: AppFile['kind']; bytes: number; sha256: string; path: string }[];
+}
+
+export interface ApplyResult {
+  service: string;
+  changed: boolean;
+  dryRun: boolean;
+  plan: PlanStep[];
+  started: { id: string; program: string; worker: string; pid: number | null }[];
+  stopped: { id: string; program: string; worker: string }[];
+  pending: { id: string; program: string; reason: string }[];
+}
+
+/** Anything the master needs to know to place an instance: its program's resources and placement. */
+interface SlotRef {
+  service: ServiceState;
+  program: ProgramState;
+  slot: Slot;
+}
+
+/**
+ * The desired state and the loop that keeps it: services applied from files, each program's
+ * instances placed on workers (or queued with a reason), started through the worker's keeper
+ * (which restarts them by their policy, even without the master), re-adopted after a master
+ * restart from what the workers report, and anything the state does not name stopped.
+ */
+export class ServiceManager {
+  readonly store: ServiceStore;
+  readonly artifacts: ArtifactStore;
+  /** What each worker reported at the last reconcile. */
+  private readonly observed = new Map<string, Map<string, InstanceInfo>>();
+  /** Instances an operation is starting or stopping: the loop leaves them alone. */
+  private readonly busy = new Set<string>();
+  /** Why a queued instance waits, from the last placement attempt. */
+  private readonly reasons = new Map<string, string>();
+  /** Instances that failed to start from the master's side: not retried before this time. */
+  private readonly retryAt = new Map<string, { at: number; tries: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  private readonly files = localFiles();
+
+  constructor(
+    private readonly fleet: Fleet,
+    stateDir: string,
+    private readonly logger: Logger,
+  ) {
+    this.store = new ServiceStore(stateDir, logger);
+    this.artifacts = new ArtifactStore(stateDir);
+  }
+
+  async start(): Promise<void> {
+    await this.store.load();
+    this.timer = setInterval(() => this.poke(), RECONCILE_MS);
+    this.timer.unref();
+    for (const event of ['joined', 'available', 'process-exit'] as const) this.fleet.on(event, () => this.poke());
+    this.poke();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Runs a reconcile pass soon (one at a time; a poke during a pass runs another after it). */
+  poke(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.reconcile()
+      .catch((err: unknown) => this.logger.error({ err }, 'reconcile failed'))
+      .finally(() => {
+        this.running = null;
+        if (this.again) {
+          this.again = false;
+          this.poke();
+        }
+      });
+  }
+
+  /** Resolves after a whole reconcile pass that started after this call. */
+  async settle(): Promise<void> {
+    if (this.running) await this.running;
+    this.poke();
+    if (this.running) await this.running;
+  }
+
+  // ---------------------------------------------------------------- views
+
+  status(name?: string): ServiceView[] {
+    const services = name ? [this.requireService(name)] : this.store.services;
+    return services.map((s) => ({
+      name: s.name,
+      file: s.file,
+      appliedAt: s.appliedAt,
+      programs: s.programs.map((p) => {
+        const instances = p.slots.map((slot) => this.viewOf(p, slot));
+        return {
+          name: p.spec.name,
+          version: p.version,
+          desired: p.slots.length,
+          running: instances.filter((i) => i.state === 'running').length,
+          instances,
+          pending: p.slots.filter((slot) => slot.worker === null).map((slot) => ({ id: slot.id, reason: this.reasons.get(slot.id) ?? 'waiting to be placed' })),
+        };
+      }),
+    }));
+  }
+
+  queue(): QueueEntry[] {
+    const entries: (QueueEntry & { at: number })[] = [];
+    for (const s of this.store.services)
+      for (const p of s.programs)
+        for (const slot of p.slots)
+          if (slot.worker === null)
+            entries.push({
+              service: s.name,
+              program: p.spec.name,
+              id: slot.id,
+              priority: p.spec.priority,
+              queuedAt: new Date(slot.queuedAt).toISOString(),
+              at: slot.queuedAt,
+              reason: this.reasons.get(slot.id) ?? 'waiting to be placed',
+            });
+    return entries.sort((a, b) => b.priority - a.priority || a.at - b.at || a.id.localeCompare(b.id)).map(({ at: _at, ...e }) => e);
+  }
+
+  private viewOf(p: ProgramState, slot: Slot): InstanceView {
+    const base = { id: slot.id, worker: slot.worker, version: p.version };
+    if (slot.worker === null) return { ...base, pid: null, state: 'pending', restarts: 0, lastExit: null };
+    const session = this.fleet.lookup(slot.worker);
+    const info = this.observed.get(slot.worker)?.get(slot.id);
+    if (!session || session.status !== 'available')
+      return { ...base, pid: info?.pid ?? null, state: 'lost', restarts: info?.restarts ?? 0, lastExit: info?.lastExit ?? null };
+    if (!info) return { ...base, pid: null, state: 'starting', restarts: 0, lastExit: null };
+    const state: InstanceStatus = info.state === 'running' ? (info.healthy ? 'running' : 'starting') : info.state;
+    return { ...base, pid: info.pid, state, restarts: info.restarts, lastExit: info.lastExit };
+  }
+
+  private requireService(name: string): ServiceState {
+    const s = this.store.get(name);
+    if (!s) {
+      const known = this.store.services.map((x) => x.name);
+      throw new DroverError(
+        ErrorCode.NOT_FOUND,
+        `no service named "${name}"${known.length ? ` (services: ${known.join(', ')})` : ' (apply a service file first)'}`,
+      );
+    }
+    return s;
+  }
+
+  // ---------------------------------------------------------------- apply
+
+  /**
+   * Applies a service file: the plan first, then all or nothing. New instances start (every
+   * one of them) while the old version keeps running; only when all are healthy is the new
+   * state written and the old instances stopped. If one fails, everything this apply started
+   * is stopped and removed, and the error says which program, where, and why.
+   */
+  async apply(
+    spec: ServiceSpec,
+    file: string,
+    from: Files,
+    opts: { dryRun: boolean; signal: AbortSignal; onPlan?(plan: PlanStep[]): Promise<void> },
+  ): Promise<ApplyResult> {
+    const old = this.store.get(spec.name);
+    const dir = path.dirname(file);
+    const programs: ProgramState[] = [];
+    const plan: PlanStep[] = [];
+    const sources = new Map<string, SourceFile[]>();
+    for (const p of spec.programs) {
+      const collected = await collectProgramFiles(p, dir, from);
+      const version = versionOf(p, collected);
+      const prev = old?.programs.find((x) => x.spec.name === p.name);
+      const action: PlanAction = !prev ? 'add' : prev.version !== version ? 'update' : prev.slots.length !== desiredCount(p, prev) ? 'scale' : 'unchanged';
+      const state: ProgramState = {
+        spec: p,
+        version,
+        files: collected.map(({ kind, name, size, sha256 }) => ({ kind, name, size, sha256 })),
+        slots: action === 'unchanged' || action === 'scale' ? prev!.slots : [],
+      };
+      programs.push(state);
+      sources.set(p.name, collected);
+      const wanted = desiredCount(p, prev);
+      plan.push({
+        program: p.name,
+        action,
+        version,
+        start: action === 'add' || action === 'update' ? wanted : action === 'scale' ? Math.max(0, wanted - prev!.slots.length) : 0,
+        stop: action === 'update' ? prev!.slots.length : action === 'scale' ? Math.max(0, prev!.slots.length - wanted) : 0,
+        files: collected.map((f) => ({ name: f.name, kind: f.kind, bytes: f.size, sha256: f.sha256, path: f.source })),
+      });
+    }
+    for (const prev of old?.programs ?? []) {
+      if (!spec.programs.some((p) => p.name === prev.spec.name))
+        plan.push({ program: prev.spec.name, action: 'remove', version: prev.version, start: 0, stop: prev.slots.length, files: [] });
+    }
+    const base: ApplyResult = {
+      service: spec.name,
+      changed: plan.some((s) => s.action !== 'unchanged'),
+      dryRun: opts.dryRun,
+      plan,
+      started: [],
+      stopped: [],
+      pending: [],
+    };
+    await opts.onPlan?.(plan);
+    if (!base.changed || opts.dryRun) return base;
+
+    // The master keeps the files, so it can place instances later without the client.
+    for (const list of sources.values())
+      for (const f of list) await this.artifacts.put({ path: f.source, size: f.size, sha256: f.sha256, identity: f.identity }, from, opts.signal);
+
+    const now = Date.now();
+    const fresh: SlotRef[] = [];
+    const next: ServiceState = { name: spec.name, file, appliedAt: new Date().toISOString(), programs };
+    for (const p of programs) {
+      const step = plan.find((s) => s.program === p.spec.name)!;
+      if (step.action === 'add' || step.action === 'update') {
+        p.slots = slotKeys(p.spec, this.fleet, desiredCount(p.spec, undefined)).map((key) => ({
+          id: instanceId(spec.name, p, key),
+          worker: null,
+          queuedAt: now,
+        }));
+        for (const slot of p.slots) fresh.push({ service: next, program: p, slot });
+      } else if (step.action === 'scale') {
+        const wanted = desiredCount(p.spec, p);
+        const kept = p.slots.slice(0, wanted);
+        const used = new Set(kept.map((s) => s.id));
+        const added = slotKeys(p.spec, this.fleet, wanted)
+          .map((key) => ({ id: instanceId(spec.name, p, key), worker: null, queuedAt: now }))
+          .filter((s) => !used.has(s.id))
+          .slice(0, wanted - kept.length);
+        p.slots = [...kept, ...added];
+        for (const slot of added) fresh.push({ service: next, program: p, slot });
+      }
+    }
+    const keptIds = new Set(programs.flatMap((p) => p.slots.map((s) => s.id)));
+    const retiring: { id: string; program: string; worker: string; app: string }[] = [];
+    for (const prev of old?.programs ?? [])
+      for (const slot of prev.slots)
+        if (!keptIds.has(slot.id) && slot.worker) retiring.push({ id: slot.id, program: prev.spec.name, worker: slot.worker, app: appName(spec.name, prev) });
+
+    for (const ref of fresh) this.busy.add(ref.slot.id);
+    try {
+      // Placement sees the old instances (they run until the new ones are healthy) and the new ones as they are placed.
+      for (const ref of fresh) {
+        const where = place(
+          { on: ref.program.spec.on, cpus: ref.program.spec.resources.cpus, memoryBytes: ref.program.spec.resources.memoryBytes },
+          this.candidates(ref, [next]),
+        );
+        if (where.ok) ref.slot.worker = where.worker;
+        else this.reasons.set(ref.slot.id, where.reason);
+      }
+      const placed = fresh.filter((r) => r.slot.worker !== null);
+      const launched = await Promise.allSettled(placed.map((ref) => this.startSlot(ref, opts.signal)));
+      const failedLaunch = launched.findIndex((r) => r.status === 'rejected');
+      if (failedLaunch >= 0) {
+        const ref = placed[failedLaunch]!;
+        const err = toDroverError((launched[failedLaunch] as PromiseRejectedResult).reason);
+        await this.rollBack(placed, next);
+        throw new DroverError(err.code, `${spec.name}/${ref.program.spec.name} on ${ref.slot.worker}: ${err.message}; nothing of this apply is left running`);
+      }
+      const unhealthy = await this.waitHealthy(placed, opts.signal);
+      if (unhealthy) {
+        await this.rollBack(placed, next);
+        throw new DroverError(
+          ErrorCode.EXEC_FAILED,
+          `${unhealthy}\nnothing of this apply is left running${old ? '; the previous version runs on untouched' : ''}`,
+        );
+      }
+      // All new instances are healthy: the new state becomes current, then the old instances go.
+      await this.store.put(spec.name, next);
+      base.started = placed.map((r) => ({
+        id: r.slot.id,
+        program: r.program.spec.name,
+        worker: r.slot.worker!,
+        pid: this.observed.get(r.slot.worker!)?.get(r.slot.id)?.pid ?? null,
+      }));
+      base.pending = fresh
+        .filter((r) => r.slot.worker === null)
+        .map((r) => ({ id: r.slot.id, program: r.program.spec.name, reason: this.reasons.get(r.slot.id)! }));
+    } finally {
+      for (const ref of fresh) this.busy.delete(ref.slot.id);
+    }
+    base.stopped = await this.retire(retiring, opts.signal);
+    await this.artifacts.prune(this.store.referencedFiles());
+    this.poke();
+    return base;
+  }
+
+  /** Stops instances the state no longer names, and deletes their app from the worker when nothing else uses it. */
+  private async retire(list: { id: string; program: string; worker: string; app: string }[], signal: AbortSignal): Promise<ApplyResult['stopped']> {
+    for (const r of list) this.busy.add(r.id);
+    try {
+      const done = await Promise.allSettled(
+        list.map(async (r) => {
+          const s = this.fleet.lookup(r.worker);
+          if (!s || s.status !== 'available') return null;
+          await s.request('instance-stop', { instance: r.id, mode: 'stop' }, { signal, timeoutMs: 120_000 });
+          return r;
+        }),
+      );
+      await this.deleteUnusedApps(new Set(list.map((r) => `${r.worker}\n${r.app}`)), signal);
+      return done.flatMap((d) => (d.status === 'fulfilled' && d.value ? [{ id: d.value.id, program: d.value.program, worker: d.value.worker }] : []));
+    } finally {
+      for (const r of list) this.busy.delete(r.id);
+    }
+  }
+
+  /** Deletes `worker\napp` pairs no instance of the desired state uses. */
+  private async deleteUnusedApps(pairs: Set<string>, signal: AbortSignal): Promise<void> {
+    const used = new Set(
+      this.store.services.flatMap((s) => s.programs.flatMap((p) => p.slots.filter((x) => x.worker).map((x) => `${x.worker}\n${appName(s.name, p)}`))),
+    );
+    await Promise.allSettled(
+      [...pairs]
+        .filter((pair) => !used.has(pair))
+        .map((pair) => {
+          const [worker, app] = pair.split('\n') as [string, string];
+          const s = this.fleet.lookup(worker);
+          if (!s || s.status !== 'available') return Promise.resolve();
+          return s.request('app-delete', { app, force: true }, { signal, timeoutMs: 60_000 }).catch(() => undefined);
+        }),
+    );
+  }
+
+  private async rollBack(started: SlotRef[], next: ServiceState): Promise<void> {
+    const signal = new AbortController().signal;
+    await Promise.allSettled(
+      started.map((ref) =>
+        Promise.resolve(this.fleet.lookup(ref.slot.worker!)?.request('instance-stop', { instance: ref.slot.id, mode: 'kill' }, { signal, timeoutMs: 30_000 })),
+      ),
+    );
+    const pairs = new Set(started.map((ref) => `${ref.slot.worker}\n${appName(next.name, ref.program)}`));
+    await this.deleteUnusedApps(pairs, signal);
+    for (const ref of started) this.observed.get(ref.slot.worker!)?.delete(ref.slot.id);
+  }
+
+  /**
+   * Waits until every started instance has run `healthy.after`; returns why the first that did
+   * not failed (program, worker, exit, and the end of its log), or null when all are healthy.
+   */
+  private async waitHealthy(refs: SlotRef[], signal: AbortSignal): Promise<string | null> {
+    const deadline = Date.now() + Math.max(0, ...refs.map((r) => r.program.spec.healthyAfterMs)) + HEALTHY_GRACE_MS;
+    const waiting = new Set(refs);
+    while (waiting.size > 0) {
+      if (signal.aborted) return 'cancelled';
+      const byWorker = new Map<string, SlotRef[]>();
+      for (const ref of waiting) byWorker.set(ref.slot.worker!, [...(byWorker.get(ref.slot.worker!) ?? []), ref]);
+      for (const [worker, list] of byWorker) {
+        const session = this.fleet.lookup(worker);
+        const infos = session ? await this.fetch(session).catch(() => null) : null;
+        for (const ref of list) {
+          const info = infos?.get(ref.slot.id);
+          const what = `${ref.service.name}/${ref.program.spec.name} on ${worker}`;
+          if (!infos) return `${what}: the worker stopped answering`;
+          if (!info) return `${what}: the worker does not keep the instance`;
+          if (info.state === 'running' && info.restarts === 0 && info.healthy) waiting.delete(ref);
+          else if (info.state !== 'running' || info.restarts > 0)
+            return `${what} ${info.lastExit ? `ended: ${info.lastExit.reason}` : `is ${info.state}`}${await this.logTail(session!, info)}`;
+        }
+      }
+      if (waiting.size === 0) break;
+      if (Date.now() > deadline) {
+        const ref = [...waiting][0]!;
+        return `${ref.service.name}/${ref.program.spec.name} on ${ref.slot.worker} did not become healthy within ${Math.round((deadline - Date.now() + HEALTHY_GRACE_MS) / 1000)} s`;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return null;
+  }
+
+  /** The last lines of an instance's log, indented, for an error message. */
+  private async logTail(session: WorkerSession, info: InstanceInfo): Promise<string> {
+    if (info.pid === null) return '';
+    let text = '';
+    try {
+      await session.request(
+        'logs',
+        { pid: info.pid, app: null, tail: 5, follow: false },
+        { timeoutMs: 5000, onChunk: (c) => void (text += c.toString('utf8')) },
+      );
+    } catch {
+      return '';
+    }
+    const lines = text.trimEnd().split('\n').filter(Boolean).slice(-5);
+    return lines.length ? `\n  last lines of its log:\n${lines.map((l) => `    ${l.slice(0, 300)}`).join('\n')}` : '';
+  }
+
+  // ---------------------------------------------------------------- teardown, scale, restart
+
+  async teardown(name: string, signal: AbortSignal): Promise<{ service: string; stopped: ApplyResult['stopped'] }> {
+    const s = this.requireService(name);
+    const list = s.programs.flatMap((p) =>
+      p.slots.filter((x) => x.worker).map((x) => ({ id: x.id, program: p.spec.name, worker: x.worker!, app: appName(s.name, p) })),
+    );
+    await this.store.put(name, null);
+    const stopped = await this.retire(list, signal);
+    await this.artifacts.prune(this.store.referencedFiles());
+    return { service: name, stopped };
+  }
+
+  async scale(name: string, program: string, replicas: number, signal: AbortSignal): Promise<ServiceView> {
+    const s = this.requireService(name);
+    const p = this.requireProgram(s, program);
+    if (p.spec.on === 'all') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${name}/${program} runs on all workers: its count follows the fleet`);
+    const now = Date.now();
+    const kept = p.slots.slice(0, replicas);
+    const removed = p.slots.slice(replicas);
+    const used = new Set(kept.map((x) => x.id));
+    for (let i = 0; kept.length < replicas; i++) {
+      const id = instanceId(name, p, String(i));
+      if (!used.has(id)) kept.push({ id, worker: null, queuedAt: now });
+    }
+    p.spec = { ...p.spec, replicas };
+    p.slots = kept;
+    await this.store.save();
+    await this.retire(
+      removed.filter((x) => x.worker).map((x) => ({ id: x.id, program, worker: x.worker!, app: appName(name, p) })),
+      signal,
+    );
+    await this.settle();
+    return this.status(name)[0]!;
+  }
+
+  /** Restarts instances one at a time: stop, start on the same worker, wait healthy, next. */
+  async restart(name: string, program: string | null, signal: AbortSignal): Promise<ServiceView> {
+    const s = this.requireService(name);
+    const programs = program ? [this.requireProgram(s, program)] : s.programs;
+    for (const p of programs) {
+      for (const slot of p.slots) {
+        if (!slot.worker) continue;
+        const session = this.fleet.lookup(slot.worker);
+        if (!session || session.status !== 'available') continue;
+        const ref = { service: s, program: p, slot };
+        this.busy.add(slot.id);
+        try {
+          await session.request('instance-stop', { instance: slot.id, mode: 'stop' }, { signal, timeoutMs: p.spec.stop.timeoutMs + 30_000 });
+          await this.startSlot(ref, signal);
+          const why = await this.waitHealthy([ref], signal);
+          if (why) throw new DroverError(ErrorCode.EXEC_FAILED, `${why}\nrestart stopped there; the instances after it were not restarted`);
+        } finally {
+          this.busy.delete(slot.id);
+        }
+      }
+    }
+    return this.status(name)[0]!;
+  }
+
+  private requireProgram(s: ServiceState, name: string): ProgramState {
+    const p = s.programs.find((x) => x.spec.name === name);
+    if (!p)
+      throw new DroverError(ErrorCode.NOT_FOUND, `service ${s.name} has no program "${name}" (programs: ${s.programs.map((x) => x.spec.name).join(', ')})`);
+    return p;
+  }
+
+  // ---------------------------------------------------------------- placement and starting
+
+  /** The workers as placement sees them, with what every desired instance reserves (plus `extra` states). */
+  candidates(forRef: { program: ProgramState } | null, extra: ServiceState[] = []): Candidate[] {
+    const reserved = new Map<string, { cpus: number; memory: number; same: number; instances: number }>();
+    const seen = new Set<string>();
+    for (const s of [...extra, ...this.store.services]) {
+      if (seen.has(s.name)) continue;
+      seen.add(s.name);
+      for (const p of s.programs)
+        for (const slot of p.slots) {
+          if (!slot.worker) continue;
+          const r = reserved.get(slot.worker) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+          r.instances += 1;
+          r.cpus += p.spec.resources.cpus;
+          r.memory += p.spec.resources.memoryBytes;
+          if (forRef && p === forRef.program) r.same += 1;
+          reserved.set(slot.worker, r);
+        }
+    }
+    // Old instances of a program being replaced still hold their room until they stop.
+    return this.fleet.list().map((w) => {
+      const r = reserved.get(w.name) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+      return {
+        name: w.name,
+        available: w.status === 'available',
+        labels: w.hello.labels ?? {},
+        cpus: w.hello.cpus,
+        memoryBytes: w.hello.memoryBytes,
+        memoryUsedBytes: w.load?.memoryUsedBytes ?? null,
+        reservedCpus: r.cpus,
+        reservedMemoryBytes: r.memory,
+        sameProgram: r.same,
+        instances: r.instances,
+      };
+    });
+  }
+
+  /** Copies the program's files to the slot's worker (what it lacks) and starts the instance there. */
+  private async startSlot(ref: SlotRef, signal: AbortSignal): Promise<void> {
+    const session = this.fleet.get(ref.slot.worker!);
+    const app = appName(ref.service.name, ref.program);
+    const files: SourceFile[] = ref.program.files.map((f) => ({ ...f, source: this.artifacts.pathOf(f.sha256), mode: f.kind === 'exe' ? 0o755 : 0o644 }));
+    await copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined });
+    const spec = ref.program.spec;
+    const instance: InstanceSpec = {
+      id: ref.slot.id,
+      restart: spec.restart,
+      stop: spec.stop,
+      healthyAfterMs: spec.healthyAfterMs,
+    };
+    await session.request('launch', { app, args: spec.args, env: spec.env, instance }, { signal, timeoutMs: 30_000 });
+  }
+
+  private async fetch(session: WorkerSession): Promise<Map<string, InstanceInfo>> {
+    const r = await session.request('instances', {}, { timeoutMs: 5000 });
+    const map = new Map(r.instances.map((i) => [i.id, i]));
+    this.observed.set(session.name, map);
+    return map;
+  }
+
+  /**
+   * One pass: learn what every available worker keeps, start desired instances that are not
+   * there (placing queued ones where there is room, in queue order), and stop instances no
+   * service wants (left by an apply the master did not live to finish).
+   */
+  private async reconcile(): Promise<void> {
+    const fresh = new Set<string>();
+    await Promise.all(
+      this.fleet
+        .list()
+        .filter((w) => w.status === 'available')
+        .map(async (w) => {
+          try {
+            await this.fetch(w);
+            fresh.add(w.name);
+          } catch {
+            // not this pass
+          }
+        }),
+    );
+    const desired = new Set<string>();
+    const refs: SlotRef[] = [];
+    for (const s of this.store.services)
+      for (const p of s.programs) {
+        if (p.spec.on === 'all') this.coverAllWorkers(s, p);
+        for (const slot of p.slots) {
+          desired.add(slot.id);
+          refs.push({ service: s, program: p, slot });
+        }
+      }
+    let changed = false;
+    const now = Date.now();
+    const queue = refs
+      .filter((r) => r.slot.worker === null)
+      .sort((a, b) => b.program.spec.priority - a.program.spec.priority || a.slot.queuedAt - b.slot.queuedAt);
+    for (const ref of queue) {
+      if (this.busy.has(ref.slot.id)) continue;
+      const where = place(
+        { on: ref.program.spec.on, cpus: ref.program.spec.resources.cpus, memoryBytes: ref.program.spec.resources.memoryBytes },
+        this.candidates(ref),
+      );
+      if (!where.ok) {
+        this.reasons.set(ref.slot.id, where.reason);
+        continue;
+      }
+      ref.slot.worker = where.worker;
+      this.reasons.delete(ref.slot.id);
+      changed = true;
+      this.logger.info({ instance: ref.slot.id, worker: where.worker }, 'placed a queued instance');
+    }
+    if (changed) await this.store.save();
+    for (const ref of refs) {
+      const { slot } = ref;
+      if (!slot.worker || this.busy.has(slot.id) || !fresh.has(slot.worker)) continue;
+      if (this.observed.get(slot.worker)?.has(slot.id)) continue;
+      const retry = this.retryAt.get(slot.id);
+      if (retry && retry.at > now) continue;
+      this.busy.add(slot.id);
+      void this.startSlot(ref, new AbortController().signal)
+        .then(() => this.retryAt.delete(slot.id))
+        .catch((err: unknown) => {
+          const tries = (retry?.tries ?? 0) + 1;
+          this.retryAt.set(slot.id, { at: Date.now() + Math.min(60_000, 1000 * 2 ** tries), tries });
+          this.reasons.set(slot.id, toDroverError(err).message);
+          this.logger.warn({ instance: slot.id, worker: slot.worker, err: toDroverError(err).message }, 'could not start an instance; will retry');
+        })
+        .finally(() => this.busy.delete(slot.id));
+    }
+    // Instances no service wants: what a master killed mid-apply left, or a teardown missed.
+    for (const worker of fresh) {
+      for (const id of this.observed.get(worker)!.keys()) {
+        const session = this.fleet.lookup(worker);
+        if (desired.has(id) || this.busy.has(id) || !session) continue;
+        this.busy.add(id);
+        this.logger.warn({ instance: id, worker }, 'stopping an instance no service wants');
+        void session
+          .request('instance-stop', { instance: id, mode: 'stop' }, { timeoutMs: 120_000 })
+          .catch(() => undefined)
+          .finally(() => this.busy.delete(id));
+      }
+    }
+  }
+
+  /** A program on all workers has one slot per available matching worker. */
+  private coverAllWorkers(s: ServiceState, p: ProgramState): void {
+    const have = new Set(p.slots.map((x) => x.worker));
+    for (const w of this.fleet.list()) {
+      if (w.status !== 'available' || have.has(w.name)) continue;
+      p.slots.push({ id: instanceId(s.name, p, w.name), worker: w.name, queuedAt: Date.now() });
+      void this.store.save();
+    }
+  }
+}
+
+function desiredCount(spec: ProgramSpec, _prev: ProgramState | undefined): number {
+  return spec.on === 'all' ? 0 : spec.replicas;
+}
+
+function slotKeys(spec: ProgramSpec, fleet: Fleet, count: number): string[] {
+  if (spec.on === 'all')
+    return fleet
+      .list()
+      .filter((w) => w.status === 'available')
+      .map((w) => w.name);
+  return Array.from({ length: count }, (_, i) => String(i));
+}
+
+function instanceId(service: string, p: ProgramState, key: string): string {
+  return `${service}.${p.spec.name}.${p.version.slice(0, 8)}.${key}`;
+}
+
+/** What makes a run: the files, and everything but how many and where. A change is a new version. */
+function versionOf(p: ProgramSpec, files: SourceFile[]): string {
+  const { replicas: _r, on: _on, resources: _res, priority: _pr, path: _path, libs: _libs, ...run } = p;
+  return createHash('sha256')
+    .update(JSON.stringify({ run, files: files.map((f) => [f.kind, f.name, f.sha256]) }))
+    .digest('hex')
+    .slice(0, 12);
+}
+
+/** The executable and its non-system libraries (found by ldd where the user is), and each lib the file lists. */
+async function collectProgramFiles(p: ProgramSpec, dir: string, from: Files): Promise<SourceFile[]> {
+  const exePath = path.resolve(dir, p.path);
+  const exeName = path.basename(exePath);
+  const bad = checkFileName(exeName);
+  if (bad) throw new DroverError(ErrorCode.BAD_NAME, `program ${p.name}: ${bad}`);
+  const describe = async (file: string, kind: AppFile['kind'], name: string): Promise<SourceFile> => {
+    const facts = await from.describe(file).catch((err: unknown) => {
+      const e = toDroverError(err);
+      throw new DroverError(e.code, `program ${p.name}: ${e.message}`);
+    });
+    return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, identity: facts.identity, mode: kind === 'exe' ? 0o755 : 0o644 };
+  };
+  const list: SourceFile[] = [await describe(exePath, 'exe', exeName)];
+  const byName = new Map<string, string>();
+  const explicit = p.libs.map((l) => path.resolve(dir, l));
+  for (const lib of explicit) byName.set(path.basename(lib), lib);
+  for (const scanned of [exePath, ...explicit]) {
+    const scan = await from.libraries(scanned);
+    for (const lib of scan.libraries) if (!byName.has(lib.name)) byName.set(lib.name, lib.path);
+    if (scan.missing.some((m) => !byName.has(m)))
+      throw new DroverError(
+        ErrorCode.LIBRARY_MISSING,
+        `program ${p.name}: ${scan.missing.filter((m) => !byName.has(m)).join(', ')} (needed by ${path.basename(scanned)}) not found where the file was applied; add it to libs`,
+      );
+  }
+  for (const [name, lib] of byName) {
+    const bad = checkFileName(name);
+    if (bad) throw new DroverError(ErrorCode.BAD_NAME, `program ${p.name}: --lib ${lib}: ${bad}`);
+    list.push(await describe(lib, 'lib', name));
+  }
+  return list;
+}
