@@ -1,0 +1,58 @@
+import { describe, expect, test } from 'vitest';
+import { parseDuration, parseServiceFile } from '../../../packages/master/src/services/spec.js';
+
+describe('service files', () => {
+  test('durations', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('10m')).toBe(600_000);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration(2)).toBe(2000);
+    expect(parseDuration('soon')).toBeNull();
+    expect(parseDuration(-1)).toBeNull();
+  });
+
+  test('defaults fill what the file leaves out; JSON is accepted', () => {
+    const s = parseServiceFile('{"name":"api","programs":[{"name":"web","path":"./web","args":[8080],"env":{"DEBUG":true},"on":{"zone":"a"}}]}', 'api.json');
+    expect(s.programs[0]).toEqual({
+      name: 'web',
+      path: './web',
+      libs: [],
+      args: ['8080'],
+      env: { DEBUG: 'true' },
+      replicas: 1,
+      on: { labels: { zone: 'a' } },
+      resources: { cpus: 0, memoryBytes: 0 },
+      restart: { policy: 'on-failure', maxRestarts: 5, windowMs: 600_000, backoffMs: [1000, 60_000] },
+      stop: { signal: 'SIGINT', timeoutMs: 10_000 },
+      healthyAfterMs: 2000,
+      priority: 0,
+    });
+    expect(parseServiceFile('name: a\nprograms:\n  - { name: p, path: x, on: [w1, w3], resources: { memory: 512MiB } }\n', 'a.yaml').programs[0]).toMatchObject(
+      {
+        on: { workers: ['w1', 'w3'] },
+        resources: { memoryBytes: 512 * 1024 * 1024 },
+      },
+    );
+  });
+
+  test('each problem is a line: file, line, field, why; YAML syntax errors too', () => {
+    const bad = (text: string): string[] => {
+      try {
+        parseServiceFile(text, 's.yaml');
+      } catch (err) {
+        return (err as Error).message.split('\n');
+      }
+      throw new Error('parsed');
+    };
+    expect(bad('name: a.b\nprograms: []\n')).toEqual([
+      's.yaml:1: name: expected 1-24 characters from A-Z a-z 0-9 _ -, starting with a letter or digit',
+      's.yaml:2: programs: Too small: expected array to have >=1 items',
+    ]);
+    expect(bad('name: a\nprograms:\n  - { name: p, path: x, restart: { backoff: [1m, 1s] } }\n  - { name: q, path: y }\n')).toEqual([
+      's.yaml:3: programs.0.restart.backoff: backoff is [first, most]: the first delay cannot exceed the most',
+    ]);
+    expect(bad('name: a\nprograms:\n  - { name: p, path: x }\n  - { name: p, path: y }\n')).toEqual(['s.yaml:3: programs: program names must be unique']);
+    expect(bad('name: [a\n')[0]).toMatch(/^s\.yaml:\d+: Flow sequence/);
+    expect(bad('name: a\nname: b\nprograms: []\n')[0]).toMatch(/^s\.yaml:2: Map keys must be unique/);
+  });
+});
