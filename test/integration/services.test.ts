@@ -256,6 +256,34 @@ describe('services', () => {
     );
     expect(started.instances.map((i) => i.worker).sort()).toEqual(['w1', 'w2', 'w3']);
     expect(await master.execJson<unknown[]>('queue')).toEqual([]);
+
+    // scale down stops the extra ones; restart replaces each instance, one at a time.
+    const scaled = await master.execJson<ServiceView>('scale big/solver 1');
+    expect(program(scaled, 'solver')).toMatchObject({ desired: 1, running: 1 });
+    expect((await running(master)).length).toBe(1);
+    const pid = program(scaled, 'solver').instances[0]!.pid;
+    const restarted = await master.execJson<ServiceView>('restart big/solver');
+    expect(program(restarted, 'solver').instances[0]!.pid).not.toBe(pid);
+    expect(program(restarted, 'solver').running).toBe(1);
+    expect((await master.exec('scale big/nothing 2')).stderr).toBe('error: service big has no program "nothing" (programs: solver)\n');
+  });
+
+  test('launch any places a direct launch on the worker with room, holding it until the process ends', async () => {
+    const master = await startMaster();
+    startWorker(master, { name: 'w1', args: ['--cpus', '2'] });
+    startWorker(master, { name: 'w2', args: ['--cpus', '4'] });
+    await waitForAvailable(master, 2);
+    expect((await master.exec('launch any sleep --cpus 1')).stderr).toBe(
+      'error: no available worker has app "sleep"; copy it first (copy all PATH --as sleep)\n',
+    );
+    await master.execJson('copy all /bin/sleep');
+    const first = await master.execFirst<{ worker: string; pid: number }>('launch any sleep --cpus 3 -- 60');
+    expect(first.worker).toBe('w2');
+    const full = await master.exec('launch any sleep --cpus 3 -- 60');
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/^error: no worker has room to launch sleep: needs 3 CPUs; the roomiest of w1, w2 \(w1\) has 2 CPUs and .* free\n$/);
+    await master.execFirst(`kill w2 ${first.pid}`);
+    await waitFor(async () => (await master.exec('launch any sleep --cpus 3 -- 60')).code === 0, 'the room to be free again once the process ended');
   });
 
   test('the master killed with SIGKILL and started again re-adopts every instance (same pids); one killed meanwhile was restarted by its worker', async () => {

@@ -44,7 +44,7 @@ describe('place', () => {
     expect(place({ on: 'any', cpus: 0, memoryBytes: 0 }, [gone, drained, zoneB])).toEqual({ ok: true, worker: 'c' });
     expect(place({ on: { labels: { zone: 'a' } }, cpus: 0, memoryBytes: 0 }, [gone, drained, zoneB, zoneA])).toEqual({ ok: true, worker: 'd' });
     expect(place({ on: { workers: ['a', 'c'] }, cpus: 0, memoryBytes: 0 }, [gone, drained, zoneB, zoneA])).toEqual({ ok: true, worker: 'c' });
-    expect(place({ on: { labels: { zone: 'z' } }, cpus: 0, memoryBytes: 0 }, [zoneA])).toEqual({ ok: false, reason: 'no with zone=z worker is available' });
+    expect(place({ on: { labels: { zone: 'z' } }, cpus: 0, memoryBytes: 0 }, [zoneA])).toEqual({ ok: false, reason: 'no worker with zone=z is available' });
   });
 
   test('says why nothing fits, naming the roomiest worker', () => {

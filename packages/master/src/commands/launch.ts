@@ -1,16 +1,18 @@
 import { failureLines, fanOut, type PerWorker } from './fan-out.js';
-import { appName, envPair } from './options.js';
-import { defineCommand } from './types.js';
+import { DroverError, ErrorCode } from '@drover/protocol';
+import { place } from '../services/placement.js';
+import { appName, cpus, envPair, size } from './options.js';
+import { defineCommand, type CommandContext } from './types.js';
 
 type Launched = PerWorker<{ app: string; pid: number; state: string; startedAt: string; logPath: string }>;
 
 export const launchCommand = defineCommand<Launched[]>({
   name: 'launch',
-  usage: 'launch WORKERS APP [--env NAME=VALUE]... [-- ARGS...] [--json]',
+  usage: 'launch WORKERS|any APP [--cpus N] [--mem SIZE] [--env NAME=VALUE]... [-- ARGS...] [--json]',
   summary: 'start a copied app on workers, its output going to a log file there',
   details:
-    "The app runs in its own process group with stdin from /dev/null, stdout and stderr to\nlogs/APP.PID.log in the worker state dir, and its lib/ folder first on LD_LIBRARY_PATH.\nIts environment is built afresh: PATH, HOME, LANG (and a few like them) from the agent,\neach --env, and DROVER_APP and DROVER_WORKER; nothing else of the agent's.",
-  options: { env: { type: 'string', multiple: true, parse: envPair } },
+    "The app runs in its own process group with stdin from /dev/null, stdout and stderr to\nlogs/APP.PID.log in the worker state dir, and its lib/ folder first on LD_LIBRARY_PATH.\nIts environment is built afresh: PATH, HOME, LANG (and a few like them) from the agent,\neach --env, and DROVER_APP and DROVER_WORKER; nothing else of the agent's.\nany: the master picks the worker, among those that have the app, with the most room for\n--cpus and --mem after what services and other placed launches reserve (both reserved until\nthe process ends).",
+  options: { env: { type: 'string', multiple: true, parse: envPair }, cpus: { type: 'string', parse: cpus }, mem: { type: 'string', parse: size() } },
   complete: ['worker-or-all'],
   minArgs: 2,
   maxArgs: 2,
@@ -19,10 +21,32 @@ export const launchCommand = defineCommand<Launched[]>({
     const [target, name] = args.positionals as [string, string];
     const app = appName(name);
     const env = Object.fromEntries((args.values.env as [string, string][] | undefined) ?? []);
-    return fanOut(ctx, target, async (s, signal) => ({ app, ...(await s.request('launch', { app, args: args.rest, env }, { signal })) }));
+    const wants = { cpus: (args.values.cpus as number | undefined) ?? 0, memoryBytes: (args.values.mem as number | undefined) ?? 0 };
+    const where = target === 'any' ? await pickWorker(ctx, app, wants) : target;
+    return fanOut(ctx, where, async (s, signal) => {
+      const r = await s.request('launch', { app, args: args.rest, env }, { signal });
+      if (wants.cpus || wants.memoryBytes) ctx.services.reserve(s.name, r.pid, wants);
+      return { app, ...r };
+    });
   },
   format(list) {
     return list.flatMap((r) => (r.ok ? [`${r.worker}: ${r.app} launched, pid ${r.pid} (${r.state}); log ${r.logPath}`] : [])).join('\n');
   },
   failures: failureLines,
 });
+
+/** launch any: the worker with the most room among the available ones that have the app. */
+async function pickWorker(ctx: CommandContext, app: string, wants: { cpus: number; memoryBytes: number }): Promise<string> {
+  const available = ctx.fleet.list().filter((w) => w.status === 'available');
+  const have = new Set<string>();
+  await Promise.all(
+    available.map(async (w) => {
+      const inv = await w.request('inventory', { app }, { signal: ctx.signal, timeoutMs: 5000 }).catch(() => null);
+      if (inv?.exists) have.add(w.name);
+    }),
+  );
+  if (have.size === 0) throw new DroverError(ErrorCode.APP_NOT_FOUND, `no available worker has app "${app}"; copy it first (copy all PATH --as ${app})`);
+  const where = place({ on: { workers: [...have] }, ...wants }, ctx.services.candidates(null));
+  if (!where.ok) throw new DroverError(ErrorCode.BUSY, `no worker has room to launch ${app}: ${where.reason}`);
+  return where.worker;
+}

@@ -22,6 +22,13 @@ export function wholeNumber(min: number, max = Number.MAX_SAFE_INTEGER): ValuePa
   };
 }
 
+/** A number of CPUs: above 0, fractions allowed (0.5). */
+export function cpus(text: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0) || n > 4096) throw new Error('a number of CPUs above 0, such as 1 or 0.5');
+  return n;
+}
+
 /** A size like 100MiB, 4KiB or 1GiB → bytes, within [1, max]. */
 export function size(max = Number.MAX_SAFE_INTEGER, maxText = `${max} bytes`): ValueParser<number> {
   return (text) => {

@@ -105,6 +105,8 @@ export class ServiceManager {
   private again = false;
   private closed = false;
   private readonly files = localFiles();
+  /** Placed direct launches (launch --cpus/--mem): reserved until the process ends. */
+  private readonly direct = new Map<string, { worker: string; cpus: number; memoryBytes: number }>();
 
   constructor(
     private readonly fleet: Fleet,
@@ -120,6 +122,7 @@ export class ServiceManager {
     this.timer = setInterval(() => this.poke(), RECONCILE_MS);
     this.timer.unref();
     for (const event of ['joined', 'available', 'process-exit'] as const) this.fleet.on(event, () => this.poke());
+    this.fleet.on('process-exit', (s, m) => this.direct.delete(`${s.name}/${m.pid}`));
     this.poke();
   }
 
@@ -525,6 +528,11 @@ export class ServiceManager {
 
   // ---------------------------------------------------------------- placement and starting
 
+  /** A direct launch with --cpus/--mem holds its room on `worker` until the process ends. */
+  reserve(worker: string, pid: number, wants: { cpus: number; memoryBytes: number }): void {
+    this.direct.set(`${worker}/${pid}`, { worker, ...wants });
+  }
+
   /** The workers as placement sees them, with what every desired instance reserves (plus `extra` states). */
   candidates(forRef: { program: ProgramState } | null, extra: ServiceState[] = []): Candidate[] {
     const reserved = new Map<string, { cpus: number; memory: number; same: number; instances: number }>();
@@ -542,6 +550,12 @@ export class ServiceManager {
           if (forRef && p === forRef.program) r.same += 1;
           reserved.set(slot.worker, r);
         }
+    }
+    for (const d of this.direct.values()) {
+      const r = reserved.get(d.worker) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+      r.cpus += d.cpus;
+      r.memory += d.memoryBytes;
+      reserved.set(d.worker, r);
     }
     // Old instances of a program being replaced still hold their room until they stop.
     return this.fleet.list().map((w) => {

@@ -40,13 +40,23 @@ function matches(c: Candidate, on: Placement): boolean {
   return Object.entries(on.labels).every(([k, v]) => c.labels[k] === v);
 }
 
-function describeOn(on: Placement): string {
-  if (on === 'any' || on === 'all') return 'available';
-  if ('workers' in on) return `of ${on.workers.join(', ')}`;
-  return `with ${Object.entries(on.labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(', ')}`;
+/** How a message names the workers `on` allows: the roomiest ___ (w1); no ___ is available. */
+function roomiestOf(on: Placement): string {
+  if (on === 'any' || on === 'all') return 'the roomiest available worker';
+  if ('workers' in on) return `the roomiest of ${on.workers.join(', ')}`;
+  return `the roomiest worker with ${labelsText(on.labels)}`;
 }
+
+function noneAvailable(on: Placement): string {
+  if (on === 'any' || on === 'all') return 'no worker is available';
+  if ('workers' in on) return on.workers.length === 1 ? `${on.workers[0]} is not available` : `none of ${on.workers.join(', ')} is available`;
+  return `no worker with ${labelsText(on.labels)} is available`;
+}
+
+const labelsText = (labels: Record<string, string>): string =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
 
 const cpusText = (n: number): string => `${Number.isInteger(n) ? n : n.toFixed(2)} CPU${n === 1 ? '' : 's'}`;
 
@@ -83,13 +93,13 @@ export function place(request: PlacementRequest, candidates: Candidate[]): Place
     if (!best || better(c, room, best)) best = { c, spread: c.sameProgram, room };
   }
   if (best) return { ok: true, worker: best.c.name };
-  if (eligible === 0) return { ok: false, reason: `no ${describeOn(request.on)} worker is available` };
+  if (eligible === 0) return { ok: false, reason: noneAvailable(request.on) };
   const needs = [request.cpus > 0 ? cpusText(request.cpus) : null, request.memoryBytes > 0 ? formatBytes(request.memoryBytes) : null]
     .filter(Boolean)
     .join(' and ');
   const r = roomiest!;
   return {
     ok: false,
-    reason: `needs ${needs}; the roomiest ${describeOn(request.on)} worker (${r.c.name}) has ${cpusText(Math.max(0, r.free.cpus))} and ${formatBytes(Math.max(0, r.free.memory))} free`,
+    reason: `needs ${needs}; ${roomiestOf(request.on)} (${r.c.name}) has ${cpusText(Math.max(0, r.free.cpus))} and ${formatBytes(Math.max(0, r.free.memory))} free`,
   };
 }
