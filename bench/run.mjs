@@ -473,6 +473,97 @@ console.log(
 report(`master CPU at ${FLEET} heartbeats/s (% of a core)`, drv.share, base.share, '%');
 report('memory per worker connection (KiB)', drv.perConn, base.perConn, 'KiB');
 
+// ---------------------------------------------------------------- 7. services
+console.log('\n7. apply of a 10-program service on 3 workers, against the same copies and launches issued one by one');
+const extra = ['w2', 'w3'].map((name) =>
+  start(process.execPath, [
+    WORKER,
+    '--master',
+    `127.0.0.1:${port}`,
+    '--name',
+    name,
+    '--token',
+    TOKEN,
+    '--state-dir',
+    path.join(tmp, name),
+    '--log-level',
+    'warn',
+  ]),
+);
+await until(async () => (await ctl.run('workers')).filter((w) => w.status === 'available').length >= 3, 'three workers');
+const svcDir = path.join(tmp, 'svc');
+execFileSync('mkdir', ['-p', svcDir]);
+for (let i = 0; i < 10; i++) execFileSync('cp', ['/bin/sleep', path.join(svcDir, `p${i}`)]);
+const svcFile = path.join(svcDir, 'bench.yaml');
+const writeService = (arg) =>
+  writeFileSync(
+    svcFile,
+    `name: bench\nprograms:\n${Array.from({ length: 10 }, (_, i) => `  - { name: p${i}, path: ./p${i}, args: ["${arg}"], healthy: { after: 0s } }`).join('\n')}\n`,
+  );
+const applies = [];
+const oneByOne = [];
+let round = 0;
+const runApply = async (keep) => {
+  writeService(600 + round++); // a new version each time: every instance really starts
+  const t = now();
+  const r = await ctl.run(`apply ${svcFile}`);
+  if (keep) applies.push(now() - t);
+  if (r.started.length !== 10) throw new Error(`apply started ${r.started.length}`);
+  await ctl.run('teardown bench');
+};
+const runOneByOne = async (keep) => {
+  const workers = ['w1', 'w2', 'w3'];
+  const pids = [];
+  const t = now();
+  for (let i = 0; i < 10; i++) {
+    const w = workers[i % 3];
+    await ctl.run(`copy ${w} ${path.join(svcDir, `p${i}`)} --as one${i}`);
+    pids.push([w, (await ctl.run(`launch ${w} one${i} -- 600`))[0].pid]);
+  }
+  if (keep) oneByOne.push(now() - t);
+  for (const [w, pid] of pids) await ctl.run(`kill ${w} ${pid}`);
+  for (let i = 0; i < 10; i++) await ctl.run(`delete ${workers[i % 3]} one${i}`);
+};
+await alternate(runApply, runOneByOne);
+report('apply, 10 programs on 3 workers (median ms)', median(applies), median(oneByOne), 'ms');
+console.log('  (apply also hashes and stores the files, places, checks health, and writes its state durably)');
+for (const w of extra) w.child.kill('SIGTERM');
+
+const SCHED = Number(process.env.BENCH_SCHED ?? 1000);
+console.log(`\n8. ${SCHED} queued instances scheduled onto a ${SCHED}-worker simulated fleet as it joins, against the fleet joining alone`);
+const schedState = path.join(tmp, 'sched-master');
+const { proc: sched, port: schedPort } = await startMaster(schedState);
+const schedCtl = await control(schedState);
+const schedFile = path.join(svcDir, 'wide.yaml');
+writeFileSync(
+  schedFile,
+  `name: wide\nprograms:\n  - { name: solver, path: ./p0, args: ["600"], replicas: ${SCHED}, resources: { cpus: 2 }, healthy: { after: 0s } }\n`,
+);
+// No workers yet: every instance waits in the queue.
+await schedCtl.runHuman(`apply ${schedFile}`);
+const queued = (await schedCtl.run('queue')).length;
+const cpu0 = cpuMs(sched.child.pid);
+const t0 = now();
+const simFleet = start(process.execPath, [
+  fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+  `127.0.0.1:${schedPort}`,
+  String(SCHED),
+  TOKEN,
+  '/worker',
+  'answer',
+]);
+await until(() => /ready (\d+)/.exec(simFleet.out()), 'the simulated fleet', 120_000);
+const joinedMs = now() - t0;
+await until(async () => (await schedCtl.run('status wide'))[0].programs[0].running === SCHED, 'every instance running', 300_000);
+const scheduledMs = now() - t0;
+const schedCpu = (cpuMs(sched.child.pid) - cpu0) / 1000;
+report(`${queued} queued instances running (ms from the first join)`, scheduledMs, joinedMs, 'ms');
+console.log(
+  `  master CPU ${schedCpu.toFixed(1)} s for the joins, ${SCHED} placements, copies and launches; the fleet alone took ${joinedMs.toFixed(0)} ms to join`,
+);
+simFleet.child.kill('SIGKILL');
+schedCtl.close();
+
 ctl.close();
 ws.close();
 const over = rows.filter((r) => r.target !== undefined && r.ratio > r.target);

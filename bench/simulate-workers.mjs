@@ -1,9 +1,13 @@
 // Opens N worker connections to ADDRESS that say hello and heartbeat every second, the way the
 // real agent does, from one process. Prints "ready N" once all have been welcomed (or opened,
 // against a server that does not answer). Used by run.mjs for the fleet-scale figures.
+// With a 5th argument "answer", each also answers what service placement asks (inventory,
+// uploads, launch, instances) as a worker would, without running anything: for scheduling figures.
 import WebSocket from 'ws';
 
-const [address, countText, token, path = '/worker'] = process.argv.slice(2);
+const [address, countText, token, path = '/worker', mode = 'quiet'] = process.argv.slice(2);
+const answering = mode === 'answer';
+let fakePid = 100_000;
 const count = Number(countText);
 const zeroMask = (mask) => mask.fill(0);
 let ready = 0;
@@ -53,6 +57,59 @@ function open(i, attempt = 0) {
       sockets.push(ws);
       resolve();
     });
+    if (answering) answer(ws);
+  });
+}
+
+/** Answers requests as a worker that starts nothing: every launch "runs" and is at once healthy. */
+function answer(ws) {
+  const uploads = new Map();
+  const instances = [];
+  const reply = (id, data) => ws.send(JSON.stringify({ v: 1, type: 'result', id, ok: true, data }));
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      const ref = data.readUInt32BE(4);
+      const up = uploads.get(ref);
+      if (!up) return;
+      up.bytes += data.length - 8;
+      ws.send(JSON.stringify({ v: 1, type: 'ack', ref, bytes: up.bytes }));
+      return;
+    }
+    const m = JSON.parse(data.toString());
+    switch (m.type) {
+      case 'inventory':
+        return reply(m.id, { exists: false, executable: null, files: [] });
+      case 'upload-begin':
+        uploads.set(m.id, { file: m.file, bytes: 0 });
+        return reply(m.id, {});
+      case 'upload-end': {
+        const up = uploads.get(m.ref);
+        uploads.delete(m.ref);
+        return reply(m.id, { size: up?.file.size ?? 0, sha256: up?.file.sha256 ?? '0'.repeat(64) });
+      }
+      case 'app-commit':
+        return reply(m.id, { files: [...m.files, ...m.keep] });
+      case 'launch': {
+        const pid = fakePid++;
+        const startedAt = new Date().toISOString();
+        if (m.instance) {
+          instances.push({ id: m.instance.id, app: m.app, pid, state: 'running', healthy: true, restarts: 0, lastExit: null, startedAt, nextStartAt: null });
+        }
+        return reply(m.id, { pid, state: 'running', startedAt, logPath: `/sim/${m.app}.${pid}.log` });
+      }
+      case 'instances':
+        return reply(m.id, { instances });
+      case 'instance-stop': {
+        const i = instances.findIndex((x) => x.id === m.instance);
+        const pid = i >= 0 ? instances[i].pid : null;
+        if (i >= 0) instances.splice(i, 1);
+        return reply(m.id, { instance: m.instance, pid, exit: null, known: i >= 0 });
+      }
+      case 'app-delete':
+        return reply(m.id, { removed: [], stopped: [] });
+      default:
+        return undefined;
+    }
   });
 }
 

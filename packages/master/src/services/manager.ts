@@ -315,14 +315,7 @@ export class ServiceManager {
     for (const ref of fresh) this.busy.add(ref.slot.id);
     try {
       // Placement sees the old instances (they run until the new ones are healthy) and the new ones as they are placed.
-      for (const ref of fresh) {
-        const where = place(
-          { on: ref.program.spec.on, cpus: ref.program.spec.resources.cpus, memoryBytes: ref.program.spec.resources.memoryBytes },
-          this.candidates(ref, [next]),
-        );
-        if (where.ok) ref.slot.worker = where.worker;
-        else this.reasons.set(ref.slot.id, where.reason);
-      }
+      this.placeAll(fresh, [next]);
       const placed = fresh.filter((r) => r.slot.worker !== null);
       const launched = await Promise.allSettled(placed.map((ref) => this.startSlot(ref, opts.signal)));
       const failedLaunch = launched.findIndex((r) => r.status === 'rejected');
@@ -533,33 +526,38 @@ export class ServiceManager {
     this.direct.set(`${worker}/${pid}`, { worker, ...wants });
   }
 
-  /** The workers as placement sees them, with what every desired instance reserves (plus `extra` states). */
-  candidates(forRef: { program: ProgramState } | null, extra: ServiceState[] = []): Candidate[] {
-    const reserved = new Map<string, { cpus: number; memory: number; same: number; instances: number }>();
+  /**
+   * The workers as placement sees them: what every desired instance reserves (those of the
+   * stored state, and of `extra` states an apply is building, old and new alike: old instances
+   * hold their room until they stop), and placed direct launches.
+   */
+  candidates(extra: ServiceState[] = []): { list: Candidate[]; counts: Map<string, Map<string, number>> } {
+    const byWorker = new Map<string, { cpus: number; memory: number; instances: number }>();
+    const counts = new Map<string, Map<string, number>>();
     const seen = new Set<string>();
-    for (const s of [...extra, ...this.store.services]) {
-      if (seen.has(s.name)) continue;
-      seen.add(s.name);
+    for (const s of [...this.store.services, ...extra])
       for (const p of s.programs)
         for (const slot of p.slots) {
-          if (!slot.worker) continue;
-          const r = reserved.get(slot.worker) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+          if (!slot.worker || seen.has(slot.id)) continue;
+          seen.add(slot.id);
+          const r = byWorker.get(slot.worker) ?? { cpus: 0, memory: 0, instances: 0 };
           r.instances += 1;
           r.cpus += p.spec.resources.cpus;
           r.memory += p.spec.resources.memoryBytes;
-          if (forRef && p === forRef.program) r.same += 1;
-          reserved.set(slot.worker, r);
+          byWorker.set(slot.worker, r);
+          const key = programKey(s, p);
+          const c = counts.get(key) ?? new Map<string, number>();
+          c.set(slot.worker, (c.get(slot.worker) ?? 0) + 1);
+          counts.set(key, c);
         }
-    }
     for (const d of this.direct.values()) {
-      const r = reserved.get(d.worker) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+      const r = byWorker.get(d.worker) ?? { cpus: 0, memory: 0, instances: 0 };
       r.cpus += d.cpus;
       r.memory += d.memoryBytes;
-      reserved.set(d.worker, r);
+      byWorker.set(d.worker, r);
     }
-    // Old instances of a program being replaced still hold their room until they stop.
-    return this.fleet.list().map((w) => {
-      const r = reserved.get(w.name) ?? { cpus: 0, memory: 0, same: 0, instances: 0 };
+    const list = this.fleet.list().map((w) => {
+      const r = byWorker.get(w.name) ?? { cpus: 0, memory: 0, instances: 0 };
       return {
         name: w.name,
         available: w.status === 'available',
@@ -569,10 +567,44 @@ export class ServiceManager {
         memoryUsedBytes: w.load?.memoryUsedBytes ?? null,
         reservedCpus: r.cpus,
         reservedMemoryBytes: r.memory,
-        sameProgram: r.same,
+        sameProgram: 0,
         instances: r.instances,
       };
     });
+    return { list, counts };
+  }
+
+  /**
+   * Places the slots in order, each as if the ones before it were already there (their room
+   * reserved, their program's spread counted): one snapshot of the fleet, updated as it goes,
+   * so a queue of N on a fleet of W costs N·W, not N·(N+W) with a sort each time.
+   */
+  private placeAll(refs: SlotRef[], extra: ServiceState[] = []): SlotRef[] {
+    if (refs.length === 0) return [];
+    const { list, counts } = this.candidates(extra);
+    const byName = new Map(list.map((c) => [c.name, c]));
+    const placed: SlotRef[] = [];
+    for (const ref of refs) {
+      const key = programKey(ref.service, ref.program);
+      const mine = counts.get(key) ?? new Map<string, number>();
+      counts.set(key, mine);
+      for (const c of list) c.sameProgram = mine.get(c.name) ?? 0;
+      const { resources } = ref.program.spec;
+      const where = place({ on: ref.program.spec.on, cpus: resources.cpus, memoryBytes: resources.memoryBytes }, list);
+      if (!where.ok) {
+        this.reasons.set(ref.slot.id, where.reason);
+        continue;
+      }
+      ref.slot.worker = where.worker;
+      this.reasons.delete(ref.slot.id);
+      const c = byName.get(where.worker)!;
+      c.reservedCpus += resources.cpus;
+      c.reservedMemoryBytes += resources.memoryBytes;
+      c.instances += 1;
+      mine.set(where.worker, (mine.get(where.worker) ?? 0) + 1);
+      placed.push(ref);
+    }
+    return placed;
   }
 
   /** Copies the program's files to the slot's worker (what it lacks) and starts the instance there. */
@@ -628,26 +660,13 @@ export class ServiceManager {
           refs.push({ service: s, program: p, slot });
         }
       }
-    let changed = false;
     const now = Date.now();
     const queue = refs
       .filter((r) => r.slot.worker === null)
       .sort((a, b) => b.program.spec.priority - a.program.spec.priority || a.slot.queuedAt - b.slot.queuedAt);
-    for (const ref of queue) {
-      if (this.busy.has(ref.slot.id)) continue;
-      const where = place(
-        { on: ref.program.spec.on, cpus: ref.program.spec.resources.cpus, memoryBytes: ref.program.spec.resources.memoryBytes },
-        this.candidates(ref),
-      );
-      if (!where.ok) {
-        this.reasons.set(ref.slot.id, where.reason);
-        continue;
-      }
-      ref.slot.worker = where.worker;
-      this.reasons.delete(ref.slot.id);
-      changed = true;
-      this.logger.info({ instance: ref.slot.id, worker: where.worker }, 'placed a queued instance');
-    }
+    const placedNow = this.placeAll(queue.filter((ref) => !this.busy.has(ref.slot.id)));
+    for (const ref of placedNow) this.logger.info({ instance: ref.slot.id, worker: ref.slot.worker }, 'placed a queued instance');
+    const changed = placedNow.length > 0;
     if (changed) await this.store.save();
     for (const ref of refs) {
       const { slot } = ref;
@@ -690,6 +709,11 @@ export class ServiceManager {
       void this.store.save();
     }
   }
+}
+
+/** A program version, for spreading its replicas. */
+function programKey(s: ServiceState, p: ProgramState): string {
+  return `${s.name}/${p.spec.name}/${p.version}`;
 }
 
 function desiredCount(spec: ProgramSpec, _prev: ProgramState | undefined): number {
