@@ -449,8 +449,8 @@ async function fleetLoad(serverPid, address, path) {
   await new Promise((r) => setTimeout(r, 10_000));
   const share = ((cpuMs(serverPid) - c0) / (now() - t0)) * 100;
   const perConn = (rssOf(serverPid) - rss0) / Math.max(1, ready) / 1024;
-  sim.child.kill('SIGKILL');
-  return { ready, share, perConn };
+  // The fleet stays connected until the caller has looked at it.
+  return { ready, share, perConn, stop: () => sim.child.kill('SIGKILL') };
 }
 const bigState = path.join(tmp, 'fleet-master');
 const { proc: big, port: bigPort } = await startMaster(bigState);
@@ -464,9 +464,11 @@ t = now();
 await bigCtl.runHuman('workers');
 const tableMs = now() - t;
 bigCtl.close();
+drv.stop();
 const bare2 = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
 const barePort = Number((await until(() => /port (\d+)/.exec(bare2.out()), 'the baseline server'))[1]);
 const base = await fleetLoad(bare2.child.pid, `127.0.0.1:${barePort}`, '/');
+base.stop();
 console.log(
   `  ${drv.ready} workers joined (${listed.filter((w) => w.status === 'available').length} available); over all of them \`workers --json\` took ${listMs.toFixed(1)} ms, the table ${tableMs.toFixed(1)} ms`,
 );

@@ -52,8 +52,8 @@ export const ProcessInfo = z.object({
   adopted: z.boolean(),
   /** Processes still alive in its process group (children it left behind), when there are any. */
   leftovers: z.array(z.number().int().positive()).optional(),
-  /** The service instance this process runs, and how often the worker restarted it. */
-  instance: z.object({ id: z.string(), restarts: z.number().int().nonnegative() }).optional(),
+  /** The service instance this process runs; for its current process, how often the worker restarted it. */
+  instance: z.object({ id: z.string(), restarts: z.number().int().nonnegative().optional() }).optional(),
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 

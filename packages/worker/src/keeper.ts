@@ -121,7 +121,14 @@ export class Keeper {
       startedAtMs: p.startedAtMs,
       nextStartAtMs: null,
     });
-    await this.save();
+    try {
+      await this.save();
+    } catch (err) {
+      // Not recorded, so not reported: the process goes, and the master hears why (NO_SPACE on a full disk).
+      this.records.delete(spec.id);
+      await this.supervisor.signal(p.pid, 'kill', null, new AbortController().signal).catch(() => undefined);
+      throw err;
+    }
     // It may have ended before it was recorded.
     if (p.exit) this.ended(this.records.get(spec.id)!, p.exit);
     return p;
@@ -175,10 +182,10 @@ export class Keeper {
   }
 
   /** The instance a process runs, for ps. */
-  tagOf(pid: number, instance: string | undefined): { id: string; restarts: number } | undefined {
+  tagOf(pid: number, instance: string | undefined): { id: string; restarts?: number } | undefined {
     if (!instance) return undefined;
     const r = this.records.get(instance);
-    return { id: instance, restarts: r && r.pid === pid ? r.restarts : 0 };
+    return r && r.pid === pid ? { id: instance, restarts: r.restarts } : { id: instance };
   }
 
   close(): void {

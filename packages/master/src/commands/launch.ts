@@ -46,7 +46,7 @@ async function pickWorker(ctx: CommandContext, app: string, wants: { cpus: numbe
     }),
   );
   if (have.size === 0) throw new DroverError(ErrorCode.APP_NOT_FOUND, `no available worker has app "${app}"; copy it first (copy all PATH --as ${app})`);
-  const where = place({ on: { workers: [...have] }, ...wants }, ctx.services.candidates().list);
+  const where = place({ on: { workers: available.filter((w) => have.has(w.name)).map((w) => w.name) }, ...wants }, ctx.services.candidates().list);
   if (!where.ok) throw new DroverError(ErrorCode.BUSY, `no worker has room to launch ${app}: ${where.reason}`);
   return where.worker;
 }

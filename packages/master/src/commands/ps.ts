@@ -47,7 +47,8 @@ export const psCommand = defineCommand<Rows<ProcessInfo>>({
       rows.map((p) => [
         p.worker,
         p.pid,
-        p.app,
+        // A service instance: how often its worker restarted it.
+        p.instance?.restarts !== undefined ? `${p.app} (restarts ${p.instance.restarts})` : p.app,
         p.leftovers?.length ? `${p.state} (+${p.leftovers.length} left in its group)` : p.state,
         p.startedAt.replace('T', ' ').slice(0, 19),
         formatDuration(p.runtimeMs),

@@ -105,6 +105,8 @@ export class ServiceManager {
   private again = false;
   private closed = false;
   private readonly files = localFiles();
+  /** The operation running on each service (see locked). */
+  private readonly locks = new Map<string, Promise<void>>();
   /** Placed direct launches (launch --cpus/--mem): reserved until the process ends. */
   private readonly direct = new Map<string, { worker: string; cpus: number; memoryBytes: number }>();
 
@@ -228,7 +230,34 @@ export class ServiceManager {
    * state written and the old instances stopped. If one fails, everything this apply started
    * is stopped and removed, and the error says which program, where, and why.
    */
-  async apply(
+  apply(
+    spec: ServiceSpec,
+    file: string,
+    from: Files,
+    opts: { dryRun: boolean; signal: AbortSignal; onPlan?(plan: PlanStep[]): Promise<void> },
+  ): Promise<ApplyResult> {
+    return this.locked(spec.name, () => this.applyNow(spec, file, from, opts));
+  }
+
+  /**
+   * One change to a service at a time (two applies, an apply and a teardown): the second waits
+   * for the first, then sees what it left.
+   */
+  private locked<T>(service: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.locks.get(service) ?? Promise.resolve();
+    const run = before.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(service, tail);
+    void tail.then(() => {
+      if (this.locks.get(service) === tail) this.locks.delete(service);
+    });
+    return run;
+  }
+
+  private async applyNow(
     spec: ServiceSpec,
     file: string,
     from: Files,
@@ -326,6 +355,13 @@ export class ServiceManager {
         throw new DroverError(err.code, `${spec.name}/${ref.program.spec.name} on ${ref.slot.worker}: ${err.message}; nothing of this apply is left running`);
       }
       const unhealthy = await this.waitHealthy(placed, opts.signal);
+      if (opts.signal.aborted) {
+        await this.rollBack(placed, next);
+        throw new DroverError(
+          ErrorCode.CANCELLED,
+          `apply of ${spec.name} cancelled; nothing of it is left running${old ? ', the previous version runs on' : ''}`,
+        );
+      }
       if (unhealthy) {
         await this.rollBack(placed, next);
         throw new DroverError(
@@ -454,7 +490,11 @@ export class ServiceManager {
 
   // ---------------------------------------------------------------- teardown, scale, restart
 
-  async teardown(name: string, signal: AbortSignal): Promise<{ service: string; stopped: ApplyResult['stopped'] }> {
+  teardown(name: string, signal: AbortSignal): Promise<{ service: string; stopped: ApplyResult['stopped'] }> {
+    return this.locked(name, () => this.teardownNow(name, signal));
+  }
+
+  private async teardownNow(name: string, signal: AbortSignal): Promise<{ service: string; stopped: ApplyResult['stopped'] }> {
     const s = this.requireService(name);
     const list = s.programs.flatMap((p) =>
       p.slots.filter((x) => x.worker).map((x) => ({ id: x.id, program: p.spec.name, worker: x.worker!, app: appName(s.name, p) })),
@@ -465,7 +505,11 @@ export class ServiceManager {
     return { service: name, stopped };
   }
 
-  async scale(name: string, program: string, replicas: number, signal: AbortSignal): Promise<ServiceView> {
+  scale(name: string, program: string, replicas: number, signal: AbortSignal): Promise<ServiceView> {
+    return this.locked(name, () => this.scaleNow(name, program, replicas, signal));
+  }
+
+  private async scaleNow(name: string, program: string, replicas: number, signal: AbortSignal): Promise<ServiceView> {
     const s = this.requireService(name);
     const p = this.requireProgram(s, program);
     if (p.spec.on === 'all') throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${name}/${program} runs on all workers: its count follows the fleet`);
@@ -489,7 +533,11 @@ export class ServiceManager {
   }
 
   /** Restarts instances one at a time: stop, start on the same worker, wait healthy, next. */
-  async restart(name: string, program: string | null, signal: AbortSignal): Promise<ServiceView> {
+  restart(name: string, program: string | null, signal: AbortSignal): Promise<ServiceView> {
+    return this.locked(name, () => this.restartNow(name, program, signal));
+  }
+
+  private async restartNow(name: string, program: string | null, signal: AbortSignal): Promise<ServiceView> {
     const s = this.requireService(name);
     const programs = program ? [this.requireProgram(s, program)] : s.programs;
     for (const p of programs) {
