@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { parseDuration } from './services/spec.js';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,16 @@ await yargs(hideBin(process.argv))
           default: 600,
           describe: "Seconds a worker name stays its worker's after it was last seen (another machine may not take it meanwhile)",
         })
+        .option('lost-after', {
+          type: 'string',
+          default: '30s',
+          describe: 'A worker unheard of this long is lost: its service instances are started elsewhere (a program may say otherwise)',
+        })
+        .option('stop-after', {
+          type: 'string',
+          default: '25s',
+          describe: 'A worker that has not heard from the master this long stops its service instances (shorter than --lost-after)',
+        })
         .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
         .conflicts('token', 'token-file'),
     async (argv) => {
@@ -60,6 +71,14 @@ await yargs(hideBin(process.argv))
       if (badBeat) fail(badBeat);
       if (!Number.isFinite(argv['name-hold']) || argv['name-hold'] < 0) fail(`--name-hold must be seconds >= 0, got ${argv['name-hold']}`);
       if (!Number.isInteger(argv.dev) || argv.dev < 0 || argv.dev > 64) fail(`--dev must be 0-64 workers, got ${argv.dev}`);
+      const lostAfterMs = parseDuration(argv['lost-after']);
+      const stopAfterMs = parseDuration(argv['stop-after']);
+      if (!lostAfterMs) fail(`--lost-after must be a duration such as 30s or 2m, got "${argv['lost-after']}"`);
+      if (!stopAfterMs) fail(`--stop-after must be a duration such as 25s, got "${argv['stop-after']}"`);
+      if (stopAfterMs >= lostAfterMs)
+        fail(
+          `--stop-after (${argv['stop-after']}) must be shorter than --lost-after (${argv['lost-after']}): a worker stops its copy before the master starts another`,
+        );
       try {
         await runMaster({
           // A local cluster stays on this machine unless --host says otherwise.
@@ -78,6 +97,7 @@ await yargs(hideBin(process.argv))
           logLevel: argv['log-level'],
           nameHoldMs: Math.round(argv['name-hold'] * 1000),
           insecureOperatorApi: argv['insecure-operator-api'],
+          disconnect: { lostAfterMs: lostAfterMs, stopAfterMs: stopAfterMs, replace: true },
         });
         process.exit(0);
       } catch (err) {

@@ -18,6 +18,7 @@ import { joinLines, type JoinInfo } from './join-lines.js';
 import { localBackend, startShell } from './shell.js';
 import { localFiles } from './local-files.js';
 import { ServiceManager } from './services/manager.js';
+import type { Disconnect } from './services/spec.js';
 import { watchFleet } from './notices.js';
 import { waitForWorkers } from './wait-for-workers.js';
 import { resolveToken } from './token.js';
@@ -43,6 +44,8 @@ export interface MasterOptions {
   nameHoldMs?: number;
   /** Offer the operator API on the port without TLS. */
   insecureOperatorApi?: boolean;
+  /** What a service program's disconnect leaves out (--lost-after, --stop-after). */
+  disconnect?: Disconnect;
 }
 
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
@@ -67,7 +70,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const installer = loadInstaller(tls ? 'https' : 'http', pin);
   if (installer.missing) logger.warn(installer.missing);
   const tokens = await TokenStore.open(opts.stateDir);
-  const services = new ServiceManager(fleet, opts.stateDir, logger);
+  const services = new ServiceManager(fleet, opts.stateDir, logger, opts.disconnect);
   await services.start();
   let stopRequested: (() => void) | null = null;
   const operator = operatorEndpoint({

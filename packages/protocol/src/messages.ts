@@ -176,7 +176,14 @@ export const ResultData = {
   usage: z.object({ processes: z.array(UsageInfo) }),
   logs: z.object({ pid: z.number().int().positive(), app: Name, bytes: Bytes, path: z.string() }),
   bench: z.object({ dir: z.string(), sizeBytes: Bytes, blockBytes: Bytes, fsync: z.boolean(), runs: z.array(BenchRun) }),
-  instances: z.object({ instances: z.array(InstanceInfo) }),
+  instances: z.object({
+    instances: z.array(InstanceInfo),
+    /** Instances this worker stopped itself, cut off from the master (newest last, at most 100). */
+    fenced: z
+      .array(z.object({ id: InstanceId, at: z.string() }))
+      .max(1000)
+      .optional(),
+  }),
   'instance-stop': z.object({ instance: InstanceId, pid: z.number().int().positive().nullable(), exit: ExitInfo.nullable(), known: z.boolean() }),
 } satisfies Record<RequestType, z.ZodType>;
 export type ResultDataOf<T extends RequestType> = z.infer<(typeof ResultData)[T]>;

@@ -110,6 +110,11 @@ export const InstanceSpec = z.object({
   }),
   stop: z.object({ signal: z.enum(['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']), timeoutMs: z.number().int().positive() }),
   healthyAfterMs: z.number().int().min(0),
+  /**
+   * Self-fencing: a worker that has heard nothing from the master for stopAfterMs stops the
+   * instance (the master starts another elsewhere after lostAfterMs), so there are never two.
+   */
+  fence: z.object({ stopAfterMs: z.number().int().positive(), lostAfterMs: z.number().int().positive() }).optional(),
 });
 export type InstanceSpec = z.infer<typeof InstanceSpec>;
 

@@ -59,6 +59,9 @@ export class Keeper {
   private readonly stopping = new Set<string>();
   private readonly file: string;
   private closed = false;
+  private fenceTimer: NodeJS.Timeout | null = null;
+  /** Instances stopped by self-fencing, for the master to hear of (newest last). */
+  private readonly fencedLog: { id: string; at: string }[] = [];
   private saving: Promise<void> = Promise.resolve();
 
   constructor(
@@ -188,8 +191,47 @@ export class Keeper {
     return r && r.pid === pid ? { id: instance, restarts: r.restarts } : { id: instance };
   }
 
+  /**
+   * Self-fencing: every 250 ms, an instance whose master has been silent for its stopAfterMs is
+   * stopped (its stop signal, SIGKILL well before the master's lostAfterMs) and forgotten, so by
+   * the time the master starts it elsewhere this copy is gone.
+   */
+  startFencing(masterSilentMs: () => number): void {
+    this.fenceTimer = setInterval(() => {
+      const silent = masterSilentMs();
+      for (const r of this.records.values()) {
+        if (!r.spec.fence || silent < r.spec.fence.stopAfterMs || this.stopping.has(r.spec.id)) continue;
+        if (r.state !== 'running' && r.state !== 'backoff') continue;
+        void this.fence(r, silent);
+      }
+    }, 250);
+    this.fenceTimer.unref();
+  }
+
+  fenced(): { id: string; at: string }[] {
+    return [...this.fencedLog];
+  }
+
+  private async fence(r: InstanceRecord, silentMs: number): Promise<void> {
+    const { stopAfterMs, lostAfterMs } = r.spec.fence!;
+    this.logger.warn({ instance: r.spec.id, silentMs, stopAfterMs }, 'no word from the master: stopping the instance (fencing) so it never runs twice');
+    // SIGKILL by halfway to the master's lostAfter at the latest: down before another starts.
+    const grace = Math.max(200, Math.min(r.spec.stop.timeoutMs, Math.floor((lostAfterMs - stopAfterMs) / 2)));
+    const before = r.spec.stop.timeoutMs;
+    r.spec = { ...r.spec, stop: { ...r.spec.stop, timeoutMs: grace } };
+    try {
+      await this.stop(r.spec.id, 'stop', new AbortController().signal);
+      this.fencedLog.push({ id: r.spec.id, at: new Date().toISOString() });
+      if (this.fencedLog.length > 100) this.fencedLog.shift();
+    } catch (err) {
+      r.spec = { ...r.spec, stop: { ...r.spec.stop, timeoutMs: before } };
+      this.logger.error({ err, instance: r.spec.id }, 'could not fence an instance');
+    }
+  }
+
   close(): void {
     this.closed = true;
+    if (this.fenceTimer) clearInterval(this.fenceTimer);
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
   }

@@ -65,6 +65,8 @@ export class Link {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastHeard = 0;
+  /** When the master last said anything (a message, a pong), across reconnects: what self-fencing goes by. */
+  private lastFromMaster = Date.now();
   private lastBeat = 0;
   private stopped = false;
 
@@ -155,11 +157,13 @@ export class Link {
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       this.lastHeard = Date.now();
+      this.lastFromMaster = this.lastHeard;
       if (isBinary) return this.receiveChunk(data);
       this.receiveText(data.toString('utf8'));
     });
     ws.on('pong', () => {
       this.lastHeard = Date.now();
+      this.lastFromMaster = this.lastHeard;
     });
     // Without an error listener a refused or reset connection would crash the agent.
     ws.on('error', (err: NodeJS.ErrnoException) => {
@@ -249,6 +253,11 @@ export class Link {
       return;
     }
     this.opts.onChunk(chunk.ref, chunk.payload);
+  }
+
+  /** How long since the master last said anything, whatever the connection did meanwhile. */
+  masterSilentMs(): number {
+    return Date.now() - this.lastFromMaster;
   }
 
   private startHeartbeat(): void {

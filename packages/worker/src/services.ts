@@ -52,6 +52,7 @@ export class Services {
 
   attachLink(link: Link): void {
     this.link = link;
+    this.keeper.startFencing(() => link.masterSilentMs());
   }
 
   async close(): Promise<void> {

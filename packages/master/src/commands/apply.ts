@@ -7,12 +7,14 @@ import { defineCommand, type CommandContext } from './types.js';
 /** A service file bigger than this is not one. */
 const MAX_SERVICE_FILE = 1024 * 1024;
 
-const MARK: Record<PlanStep['action'], string> = { add: '+', update: '~', scale: '~', unchanged: '=', remove: '-' };
+const MARK: Record<PlanStep['action'], string> = { add: '+', update: '~', scale: '~', settings: '~', unchanged: '=', remove: '-' };
 
 export function planText(service: string, plan: PlanStep[]): string {
   const lines = [`plan for service ${service}:`];
   for (const s of plan) {
-    const what = [s.start ? `${s.start} to start` : '', s.stop ? `${s.stop} to stop` : ''].filter(Boolean).join(', ') || 'nothing to do';
+    const what =
+      [s.start ? `${s.start} to start` : '', s.stop ? `${s.stop} to stop` : ''].filter(Boolean).join(', ') ||
+      (s.action === 'settings' ? 'placement settings kept for what comes next; instances stay' : 'nothing to do');
     const files =
       s.action === 'add' || s.action === 'update' ? `  (${s.files.map((f) => `${f.name} ${formatBytes(f.bytes)}`).join(', ')}; version ${s.version})` : '';
     lines.push(`  ${MARK[s.action]} ${s.program.padEnd(16)} ${s.action.padEnd(9)} ${what}${files}`);

@@ -6,6 +6,8 @@ import { servicesCommand, statusCommand } from './status.js';
 import { teardownCommand } from './teardown.js';
 import { copyCommand } from './copy.js';
 import { deleteCommand } from './delete.js';
+import { drainCommand, undrainCommand } from './drain.js';
+import { eventsCommand } from './events.js';
 import { exitCommand } from './exit.js';
 import { forgetCommand } from './forget.js';
 import { helpCommand } from './help.js';
@@ -42,6 +44,9 @@ export const commands: Command[] = [
   restartCommand,
   queueCommand,
   teardownCommand,
+  drainCommand,
+  undrainCommand,
+  eventsCommand,
   joinCommand,
   tokenCommand,
   forgetCommand,

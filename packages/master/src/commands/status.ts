@@ -2,6 +2,13 @@ import type { ServiceView } from '../services/manager.js';
 import { table } from '../format.js';
 import { defineCommand, type Command } from './types.js';
 
+/** ` (rescheduled from w2, lost 35 s ago)` for an instance the master moved. */
+function moved(i: ServiceView['programs'][number]['instances'][number]): string {
+  if (!i.movedFrom) return '';
+  const ago = Math.max(0, Math.round((Date.now() - Date.parse(i.movedFrom.at)) / 1000));
+  return i.movedFrom.why === 'lost' ? ` (rescheduled from ${i.movedFrom.worker}, lost ${ago} s ago)` : ` (moved from ${i.movedFrom.worker}: drained)`;
+}
+
 function statusText(services: ServiceView[]): string {
   if (services.length === 0) return 'no services (apply a service file to start one)';
   const out: string[] = [];
@@ -13,7 +20,7 @@ function statusText(services: ServiceView[]): string {
         out.push(
           table(
             ['INSTANCE', 'WORKER', 'PID', 'STATE', 'RESTARTS', 'LAST EXIT'],
-            p.instances.map((i) => [i.id, i.worker ?? '-', i.pid ?? '-', i.state, i.restarts, i.lastExit?.reason ?? '-']),
+            p.instances.map((i) => [i.id, i.worker ?? '-', i.pid ?? '-', i.state + moved(i), i.restarts, i.lastExit?.reason ?? '-']),
           )
             .split('\n')
             .map((l) => `    ${l}`)

@@ -18,12 +18,14 @@ export interface WorkerRow {
   agentVersion: string;
   /** `worker --label KEY=VALUE`: what service files select workers by. */
   labels: Record<string, string>;
+  /** drain WORKER: draining while service instances are still on it, then drained; null otherwise. */
+  drain: 'draining' | 'drained' | null;
   connectedAt: string;
   load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
 }
 
 /** `now` is on the fleet's monotonic clock. */
-export function toWorkerRow(s: WorkerSession, now: number): WorkerRow {
+export function toWorkerRow(s: WorkerSession, now: number, drain: WorkerRow['drain'] = null): WorkerRow {
   return {
     name: s.name,
     address: s.address,
@@ -38,6 +40,7 @@ export function toWorkerRow(s: WorkerSession, now: number): WorkerRow {
     gpus: s.hello.gpus,
     agentVersion: s.hello.agentVersion,
     labels: s.hello.labels ?? {},
+    drain,
     connectedAt: new Date(s.connectedAtWall).toISOString(),
     load: s.load && {
       cpuPercent: s.load.cpuPercent,
@@ -55,7 +58,7 @@ export const workersCommand = defineCommand<WorkerRow[]>({
   maxArgs: 0,
   async run(_args, ctx) {
     const now = ctx.fleet.clock();
-    return ctx.fleet.list().map((s) => toWorkerRow(s, now));
+    return ctx.fleet.list().map((s) => toWorkerRow(s, now, ctx.services.drainState(s.name)));
   },
   format(rows) {
     if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
@@ -64,7 +67,7 @@ export const workersCommand = defineCommand<WorkerRow[]>({
       rows.map((r) => [
         r.name,
         r.address,
-        r.status === 'available' ? 'available' : r.connected ? 'UNAVAILABLE' : 'DISCONNECTED',
+        (r.status === 'available' ? 'available' : r.connected ? 'UNAVAILABLE' : 'DISCONNECTED') + (r.drain ? ` (${r.drain})` : ''),
         `${(r.lastHeartbeatMs / 1000).toFixed(1)} s ago`,
         r.cpus,
         formatBytes(r.memoryBytes),

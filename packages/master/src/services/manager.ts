@@ -9,7 +9,8 @@ import { copyToWorker, type SourceFile } from '../upload.js';
 import type { WorkerSession } from '../worker-session.js';
 import { ArtifactStore } from './artifacts.js';
 import { place, type Candidate } from './placement.js';
-import type { ProgramSpec, ServiceSpec } from './spec.js';
+import { EventLog } from './events.js';
+import { resolveDisconnect, type Disconnect, type ProgramSpec, type ServiceSpec } from './spec.js';
 import { ServiceStore, appName, type ProgramState, type ServiceState, type Slot } from './state.js';
 
 const RECONCILE_MS = 1000;
@@ -21,6 +22,8 @@ export type InstanceStatus = 'running' | 'starting' | 'backoff' | 'pending' | 'f
 export interface InstanceView {
   id: string;
   worker: string | null;
+  /** Set when the master moved it: `rescheduled from w2 (lost 30 s ago)`. */
+  movedFrom: { worker: string; why: 'lost' | 'drained'; at: string } | null;
   pid: number | null;
   state: InstanceStatus;
   restarts: number;
@@ -53,7 +56,8 @@ export interface QueueEntry {
   reason: string;
 }
 
-export type PlanAction = 'add' | 'update' | 'scale' | 'unchanged' | 'remove';
+/** settings: placement, resources or priority changed; instances stay where they run. */
+export type PlanAction = 'add' | 'update' | 'scale' | 'settings' | 'unchanged' | 'remove';
 
 export interface PlanStep {
   program: string;
@@ -92,6 +96,13 @@ interface SlotRef {
 export class ServiceManager {
   readonly store: ServiceStore;
   readonly artifacts: ArtifactStore;
+  readonly events: EventLog;
+  /** Workers declared lost (and not back since). */
+  private readonly lost = new Set<string>();
+  /** Fencing reports already recorded as events (worker, id, when). */
+  private readonly fencedSeen = new Set<string>();
+  /** Monotonic start of this master: a worker not yet reconnected after a restart is silent since then. */
+  private readonly startedAt: number;
   /** What each worker reported at the last reconcile. */
   private readonly observed = new Map<string, Map<string, InstanceInfo>>();
   /** Instances an operation is starting or stopping: the loop leaves them alone. */
@@ -105,6 +116,8 @@ export class ServiceManager {
   private again = false;
   private closed = false;
   private readonly files = localFiles();
+  /** Copies of an app to a worker in flight or just done, so instances placed together copy once. */
+  private readonly copies = new Map<string, Promise<void>>();
   /** The operation running on each service (see locked). */
   private readonly locks = new Map<string, Promise<void>>();
   /** Placed direct launches (launch --cpus/--mem): reserved until the process ends. */
@@ -114,9 +127,13 @@ export class ServiceManager {
     private readonly fleet: Fleet,
     stateDir: string,
     private readonly logger: Logger,
+    /** --lost-after, --stop-after, and replace: what a program's disconnect leaves out. */
+    readonly disconnectDefaults: Disconnect = { lostAfterMs: 30_000, stopAfterMs: 25_000, replace: true },
   ) {
     this.store = new ServiceStore(stateDir, logger);
     this.artifacts = new ArtifactStore(stateDir);
+    this.events = new EventLog(stateDir, logger);
+    this.startedAt = fleet.clock();
   }
 
   async start(): Promise<void> {
@@ -124,13 +141,33 @@ export class ServiceManager {
     this.timer = setInterval(() => this.poke(), RECONCILE_MS);
     this.timer.unref();
     for (const event of ['joined', 'available', 'process-exit'] as const) this.fleet.on(event, () => this.poke());
-    this.fleet.on('process-exit', (s, m) => this.direct.delete(`${s.name}/${m.pid}`));
+    this.fleet.on('process-exit', (s, m) => {
+      this.direct.delete(`${s.name}/${m.pid}`);
+      const [service, program] = m.app.split('.');
+      if (service && program && this.store.get(service)?.programs.some((p) => p.spec.name === program && appName(service, p) === m.app))
+        this.events.record('exited', { worker: s.name, service, program }, `${service}/${program} pid ${m.pid} on ${s.name} ${m.exit.reason}`);
+    });
+    this.fleet.on('joined', (s) => {
+      const back = this.lost.delete(s.name);
+      this.events.record(
+        back ? 'worker-back' : 'worker-joined',
+        { worker: s.name },
+        `${s.name} ${back ? 'is back (it was lost)' : 'joined'} from ${s.address}`,
+      );
+    });
+    this.fleet.on('available', (s) => {
+      const back = this.lost.delete(s.name);
+      this.events.record(back ? 'worker-back' : 'worker-available', { worker: s.name }, `${s.name} is ${back ? 'back (it was lost)' : 'available again'}`);
+    });
+    this.fleet.on('unavailable', (s) => this.events.record('worker-unavailable', { worker: s.name }, `${s.name} is unavailable (missed heartbeats)`));
+    this.fleet.on('left', (s, why) => this.events.record('worker-left', { worker: s.name }, `${s.name} disconnected (${why})`));
     this.poke();
   }
 
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    void this.events.close();
   }
 
   /** Runs a reconcile pass soon (one at a time; a poke during a pass runs another after it). */
@@ -199,7 +236,8 @@ export class ServiceManager {
   }
 
   private viewOf(p: ProgramState, slot: Slot): InstanceView {
-    const base = { id: slot.id, worker: slot.worker, version: p.version };
+    const movedFrom = slot.movedFrom ? { worker: slot.movedFrom.worker, why: slot.movedFrom.why, at: new Date(slot.movedFrom.since).toISOString() } : null;
+    const base = { id: slot.id, worker: slot.worker, version: p.version, movedFrom };
     if (slot.worker === null) return { ...base, pid: null, state: 'pending', restarts: 0, lastExit: null };
     const session = this.fleet.lookup(slot.worker);
     const info = this.observed.get(slot.worker)?.get(slot.id);
@@ -268,16 +306,26 @@ export class ServiceManager {
     const programs: ProgramState[] = [];
     const plan: PlanStep[] = [];
     const sources = new Map<string, SourceFile[]>();
-    for (const p of spec.programs) {
+    for (const given of spec.programs) {
+      // The master's defaults fill what the file leaves out; stopAfter >= lostAfter is refused here.
+      const p: ProgramSpec = { ...given, disconnect: resolveDisconnect(given, this.disconnectDefaults) };
       const collected = await collectProgramFiles(p, dir, from);
       const version = versionOf(p, collected);
       const prev = old?.programs.find((x) => x.spec.name === p.name);
-      const action: PlanAction = !prev ? 'add' : prev.version !== version ? 'update' : prev.slots.length !== desiredCount(p, prev) ? 'scale' : 'unchanged';
+      const action: PlanAction = !prev
+        ? 'add'
+        : prev.version !== version
+          ? 'update'
+          : prev.slots.length !== desiredCount(p, prev)
+            ? 'scale'
+            : JSON.stringify(prev.spec) !== JSON.stringify(p)
+              ? 'settings'
+              : 'unchanged';
       const state: ProgramState = {
         spec: p,
         version,
         files: collected.map(({ kind, name, size, sha256 }) => ({ kind, name, size, sha256 })),
-        slots: action === 'unchanged' || action === 'scale' ? prev!.slots : [],
+        slots: action === 'unchanged' || action === 'scale' || action === 'settings' ? prev!.slots : [],
       };
       programs.push(state);
       sources.set(p.name, collected);
@@ -306,6 +354,7 @@ export class ServiceManager {
     };
     await opts.onPlan?.(plan);
     if (!base.changed || opts.dryRun) return base;
+    this.events.record('apply-started', { service: spec.name }, `apply of ${spec.name} from ${file} started`);
 
     // The master keeps the files, so it can place instances later without the client.
     for (const list of sources.values())
@@ -351,19 +400,19 @@ export class ServiceManager {
       if (failedLaunch >= 0) {
         const ref = placed[failedLaunch]!;
         const err = toDroverError((launched[failedLaunch] as PromiseRejectedResult).reason);
-        await this.rollBack(placed, next);
+        await this.rollBack(placed, next, `${ref.program.spec.name} on ${ref.slot.worker}: ${err.message}`);
         throw new DroverError(err.code, `${spec.name}/${ref.program.spec.name} on ${ref.slot.worker}: ${err.message}; nothing of this apply is left running`);
       }
       const unhealthy = await this.waitHealthy(placed, opts.signal);
       if (opts.signal.aborted) {
-        await this.rollBack(placed, next);
+        await this.rollBack(placed, next, 'cancelled');
         throw new DroverError(
           ErrorCode.CANCELLED,
           `apply of ${spec.name} cancelled; nothing of it is left running${old ? ', the previous version runs on' : ''}`,
         );
       }
       if (unhealthy) {
-        await this.rollBack(placed, next);
+        await this.rollBack(placed, next, unhealthy.split('\n')[0]!);
         throw new DroverError(
           ErrorCode.EXEC_FAILED,
           `${unhealthy}\nnothing of this apply is left running${old ? '; the previous version runs on untouched' : ''}`,
@@ -385,6 +434,11 @@ export class ServiceManager {
     }
     base.stopped = await this.retire(retiring, opts.signal);
     await this.artifacts.prune(this.store.referencedFiles());
+    this.events.record(
+      'apply-done',
+      { service: spec.name },
+      `apply of ${spec.name} done: ${base.started.length} started, ${base.stopped.length} stopped, ${base.pending.length} queued`,
+    );
     this.poke();
     return base;
   }
@@ -398,6 +452,7 @@ export class ServiceManager {
           const s = this.fleet.lookup(r.worker);
           if (!s || s.status !== 'available') return null;
           await s.request('instance-stop', { instance: r.id, mode: 'stop' }, { signal, timeoutMs: 120_000 });
+          this.events.record('stopped', { worker: r.worker, instance: r.id }, `${r.id} stopped on ${r.worker}`);
           return r;
         }),
       );
@@ -418,6 +473,7 @@ export class ServiceManager {
         .filter((pair) => !used.has(pair))
         .map((pair) => {
           const [worker, app] = pair.split('\n') as [string, string];
+          this.copies.delete(pair);
           const s = this.fleet.lookup(worker);
           if (!s || s.status !== 'available') return Promise.resolve();
           return s.request('app-delete', { app, force: true }, { signal, timeoutMs: 60_000 }).catch(() => undefined);
@@ -425,7 +481,8 @@ export class ServiceManager {
     );
   }
 
-  private async rollBack(started: SlotRef[], next: ServiceState): Promise<void> {
+  private async rollBack(started: SlotRef[], next: ServiceState, why: string): Promise<void> {
+    this.events.record('apply-rolled-back', { service: next.name }, `apply of ${next.name} rolled back: ${why}`);
     const signal = new AbortController().signal;
     await Promise.allSettled(
       started.map((ref) =>
@@ -630,6 +687,7 @@ export class ServiceManager {
   private placeAll(refs: SlotRef[], extra: ServiceState[] = []): SlotRef[] {
     if (refs.length === 0) return [];
     const { list, counts } = this.candidates(extra);
+    for (const c of list) c.draining = this.store.drained.has(c.name);
     const byName = new Map(list.map((c) => [c.name, c]));
     const placed: SlotRef[] = [];
     for (const ref of refs) {
@@ -645,6 +703,11 @@ export class ServiceManager {
       }
       ref.slot.worker = where.worker;
       this.reasons.delete(ref.slot.id);
+      this.events.record(
+        'placed',
+        { worker: where.worker, instance: ref.slot.id, service: ref.service.name, program: ref.program.spec.name },
+        `${ref.slot.id} placed on ${where.worker}`,
+      );
       const c = byName.get(where.worker)!;
       c.reservedCpus += resources.cpus;
       c.reservedMemoryBytes += resources.memoryBytes;
@@ -660,20 +723,56 @@ export class ServiceManager {
     const session = this.fleet.get(ref.slot.worker!);
     const app = appName(ref.service.name, ref.program);
     const files: SourceFile[] = ref.program.files.map((f) => ({ ...f, source: this.artifacts.pathOf(f.sha256), mode: f.kind === 'exe' ? 0o755 : 0o644 }));
-    await copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined });
+    await this.ensureApp(session, app, files, signal);
     const spec = ref.program.spec;
+    const d = disconnectOf(spec, this.disconnectDefaults);
     const instance: InstanceSpec = {
       id: ref.slot.id,
       restart: spec.restart,
       stop: spec.stop,
       healthyAfterMs: spec.healthyAfterMs,
+      ...(d.replace ? { fence: { stopAfterMs: d.stopAfterMs, lostAfterMs: d.lostAfterMs } } : {}),
     };
-    await session.request('launch', { app, args: spec.args, env: spec.env, instance }, { signal, timeoutMs: 30_000 });
+    const r = await session.request('launch', { app, args: spec.args, env: spec.env, instance }, { signal, timeoutMs: 30_000 });
+    this.events.record(
+      'started',
+      { worker: session.name, instance: ref.slot.id, service: ref.service.name, program: spec.name },
+      `${ref.slot.id} started on ${session.name}, pid ${r.pid}`,
+    );
+  }
+
+  /**
+   * Copies an app's files to a worker once however many instances start there at the same time
+   * (two copies of one app racing on a worker would each commit the other's half). A copy that
+   * succeeded is trusted for a minute; one that failed is tried again by the next caller.
+   */
+  private ensureApp(session: WorkerSession, app: string, files: SourceFile[], signal: AbortSignal): Promise<void> {
+    const key = `${session.name}\n${app}`;
+    let copy = this.copies.get(key);
+    if (!copy) {
+      copy = copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined }).then(() => undefined);
+      this.copies.set(key, copy);
+      copy.then(
+        () => setTimeout(() => this.copies.get(key) === copy && this.copies.delete(key), 60_000).unref(),
+        () => this.copies.get(key) === copy && this.copies.delete(key),
+      );
+    }
+    return copy;
   }
 
   private async fetch(session: WorkerSession): Promise<Map<string, InstanceInfo>> {
     const r = await session.request('instances', {}, { timeoutMs: 5000 });
     const map = new Map(r.instances.map((i) => [i.id, i]));
+    for (const f of r.fenced ?? []) {
+      const key = `${session.name}\n${f.id}\n${f.at}`;
+      if (this.fencedSeen.has(key)) continue;
+      this.fencedSeen.add(key);
+      this.events.record(
+        'fenced',
+        { worker: session.name, instance: f.id },
+        `${f.id} was stopped by ${session.name} itself at ${f.at}: it had lost the master (fencing)`,
+      );
+    }
     this.observed.set(session.name, map);
     return map;
   }
@@ -709,6 +808,7 @@ export class ServiceManager {
         }
       }
     const now = Date.now();
+    if (this.markLost(refs)) await this.store.save();
     const queue = refs
       .filter((r) => r.slot.worker === null)
       .sort((a, b) => b.program.spec.priority - a.program.spec.priority || a.slot.queuedAt - b.slot.queuedAt);
@@ -733,11 +833,15 @@ export class ServiceManager {
         })
         .finally(() => this.busy.delete(slot.id));
     }
-    // Instances no service wants: what a master killed mid-apply left, or a teardown missed.
+    // Instances no service wants (what a master killed mid-apply left, or a teardown missed), and
+    // instances wanted elsewhere now (a lost worker back after its instances were moved).
+    const home = new Map(refs.map((r) => [r.slot.id, r.slot.worker]));
     for (const worker of fresh) {
       for (const id of this.observed.get(worker)!.keys()) {
         const session = this.fleet.lookup(worker);
-        if (desired.has(id) || this.busy.has(id) || !session) continue;
+        if ((desired.has(id) && home.get(id) === worker) || this.busy.has(id) || !session) continue;
+        if (desired.has(id))
+          this.events.record('stopped', { worker, instance: id }, `${id} stopped on ${worker}: it runs on ${home.get(id) ?? 'another worker'} now`);
         this.busy.add(id);
         this.logger.warn({ instance: id, worker }, 'stopping an instance no service wants');
         void session
@@ -746,6 +850,118 @@ export class ServiceManager {
           .finally(() => this.busy.delete(id));
       }
     }
+  }
+
+  /**
+   * Instances on a worker unheard of for their lostAfter (from its last heartbeat, or from this
+   * master's start for one not back since) go back to the queue, to be placed elsewhere, when
+   * their program says replace. Returns whether anything moved.
+   */
+  private markLost(refs: SlotRef[]): boolean {
+    const nowMono = this.fleet.clock();
+    let moved = false;
+    for (const ref of refs) {
+      const { slot } = ref;
+      if (!slot.worker || this.busy.has(slot.id)) continue;
+      const session = this.fleet.lookup(slot.worker);
+      if (session?.status === 'available') continue;
+      const d = disconnectOf(ref.program.spec, this.disconnectDefaults);
+      if (!d.replace) continue;
+      const silent = session ? session.liveness.silentMs(nowMono) : nowMono - this.startedAt;
+      if (silent < d.lostAfterMs) continue;
+      const worker = slot.worker;
+      if (!this.lost.has(worker)) {
+        this.lost.add(worker);
+        this.events.record('worker-lost', { worker }, `${worker} is lost (nothing heard for ${Math.round(silent / 1000)} s)`);
+      }
+      slot.movedFrom = { worker, why: 'lost', since: Date.now() - silent };
+      slot.worker = null;
+      slot.queuedAt = Date.now();
+      this.observed.get(worker)?.delete(slot.id);
+      moved = true;
+      this.events.record(
+        'rescheduled',
+        { worker, instance: slot.id, service: ref.service.name, program: ref.program.spec.name },
+        `${slot.id} rescheduled from ${worker} (lost ${Math.round(silent / 1000)} s ago)`,
+      );
+    }
+    return moved;
+  }
+
+  /** draining while instances are still on it, drained once none are; null when not drained. */
+  drainState(worker: string): 'draining' | 'drained' | null {
+    if (!this.store.drained.has(worker)) return null;
+    return this.store.services.some((s) => s.programs.some((p) => p.slots.some((x) => x.worker === worker))) ? 'draining' : 'drained';
+  }
+
+  /**
+   * Moves every instance off `worker` and places nothing new there: each instance starts
+   * elsewhere, is waited on until healthy, and only then stops here, so the count never dips.
+   */
+  async drain(worker: string, signal: AbortSignal): Promise<{ worker: string; moved: { id: string; to: string }[]; stayed: { id: string; reason: string }[] }> {
+    this.fleet.find(worker);
+    this.store.drained.add(worker);
+    await this.store.save();
+    this.events.record('drain-started', { worker }, `draining ${worker}`);
+    const moved: { id: string; to: string }[] = [];
+    const stayed: { id: string; reason: string }[] = [];
+    for (const s of this.store.services)
+      for (const p of s.programs)
+        for (const slot of p.slots.filter((x) => x.worker === worker)) {
+          await this.locked(s.name, () => this.moveOff(s, p, slot, worker, signal, moved, stayed));
+        }
+    this.events.record('drain-done', { worker }, `${worker} drained: ${moved.length} moved${stayed.length ? `, ${stayed.length} could not move` : ''}`);
+    return { worker, moved, stayed };
+  }
+
+  private async moveOff(
+    s: ServiceState,
+    p: ProgramState,
+    slot: Slot,
+    worker: string,
+    signal: AbortSignal,
+    moved: { id: string; to: string }[],
+    stayed: { id: string; reason: string }[],
+  ): Promise<void> {
+    if (slot.worker !== worker) return;
+    this.busy.add(slot.id);
+    try {
+      const probe: SlotRef = { service: s, program: p, slot: { ...slot, worker: null } };
+      this.placeAll([probe]);
+      const to = probe.slot.worker;
+      if (!to) return void stayed.push({ id: slot.id, reason: this.reasons.get(slot.id) ?? 'no room elsewhere' });
+      await this.startSlot(probe, signal);
+      const why = await this.waitHealthy([probe], signal);
+      if (why) {
+        await Promise.resolve(this.fleet.lookup(to)?.request('instance-stop', { instance: slot.id, mode: 'kill' }, { timeoutMs: 30_000 })).catch(
+          () => undefined,
+        );
+        return void stayed.push({ id: slot.id, reason: why });
+      }
+      slot.worker = to;
+      slot.movedFrom = { worker, why: 'drained', since: Date.now() };
+      await this.store.save();
+      this.events.record(
+        'rescheduled',
+        { worker, instance: slot.id, service: s.name, program: p.spec.name },
+        `${slot.id} moved from ${worker} to ${to} (drain)`,
+      );
+      await Promise.resolve(
+        this.fleet.lookup(worker)?.request('instance-stop', { instance: slot.id, mode: 'stop' }, { signal, timeoutMs: p.spec.stop.timeoutMs + 30_000 }),
+      ).catch(() => undefined);
+      this.events.record('stopped', { worker, instance: slot.id }, `${slot.id} stopped on ${worker} (drain)`);
+      moved.push({ id: slot.id, to });
+    } finally {
+      this.busy.delete(slot.id);
+    }
+  }
+
+  async undrain(worker: string): Promise<{ worker: string; wasDrained: boolean }> {
+    const wasDrained = this.store.drained.delete(worker);
+    await this.store.save();
+    if (wasDrained) this.events.record('undrained', { worker }, `${worker} takes new placements again`);
+    this.poke();
+    return { worker, wasDrained };
   }
 
   /** A program on all workers has one slot per available matching worker. */
@@ -757,6 +973,15 @@ export class ServiceManager {
       void this.store.save();
     }
   }
+}
+
+/** A program's disconnect settings (services applied before they existed get the defaults). */
+function disconnectOf(spec: ProgramSpec, defaults: Disconnect): Disconnect {
+  return {
+    lostAfterMs: spec.disconnect?.lostAfterMs ?? defaults.lostAfterMs,
+    stopAfterMs: spec.disconnect?.stopAfterMs ?? defaults.stopAfterMs,
+    replace: spec.disconnect?.replace ?? defaults.replace,
+  };
 }
 
 /** A program version, for spreading its replicas. */

@@ -74,6 +74,14 @@ const Program = z.strictObject({
   healthy: z.strictObject({ after: duration.default(2000) }).default({ after: 2000 }),
   /** Higher first in the queue. */
   priority: z.number().int().min(-1000).max(1000).default(0),
+  /** When its worker is cut off: the master's --lost-after, --stop-after and replace (true) where not given. */
+  disconnect: z
+    .strictObject({ lostAfter: duration.optional(), stopAfter: duration.optional(), replace: z.boolean().optional() })
+    .refine((d) => d.lostAfter === undefined || d.stopAfter === undefined || d.stopAfter < d.lostAfter, {
+      message: 'stopAfter must be shorter than lostAfter: the worker stops its copy before the master starts another',
+      path: ['stopAfter'],
+    })
+    .optional(),
 });
 
 const Service = z
@@ -99,6 +107,31 @@ export interface ProgramSpec {
   stop: { signal: 'SIGINT' | 'SIGTERM' | 'SIGQUIT' | 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2'; timeoutMs: number };
   healthyAfterMs: number;
   priority: number;
+  /** As the file gives it; the master fills in its defaults (see resolveDisconnect). */
+  disconnect?: { lostAfterMs?: number; stopAfterMs?: number; replace?: boolean };
+}
+
+/** What happens when an instance's worker is cut off, with nothing left to a default. */
+export interface Disconnect {
+  lostAfterMs: number;
+  stopAfterMs: number;
+  replace: boolean;
+}
+
+/** A program's disconnect settings over the master's defaults; refuses stopAfter >= lostAfter. */
+export function resolveDisconnect(p: ProgramSpec, defaults: Disconnect): Disconnect {
+  const d = {
+    lostAfterMs: p.disconnect?.lostAfterMs ?? defaults.lostAfterMs,
+    stopAfterMs: p.disconnect?.stopAfterMs ?? defaults.stopAfterMs,
+    replace: p.disconnect?.replace ?? defaults.replace,
+  };
+  if (d.replace && d.stopAfterMs >= d.lostAfterMs) {
+    throw new DroverError(
+      ErrorCode.BAD_ARGUMENTS,
+      `program ${p.name}: disconnect.stopAfter (${d.stopAfterMs / 1000} s) must be shorter than lostAfter (${d.lostAfterMs / 1000} s): the worker must stop its copy before the master starts another`,
+    );
+  }
+  return d;
 }
 
 export interface ServiceSpec {
@@ -122,6 +155,15 @@ function normalize(s: Parsed): ServiceSpec {
       stop: { signal: p.stop.signal, timeoutMs: p.stop.timeout },
       healthyAfterMs: p.healthy.after,
       priority: p.priority,
+      ...(p.disconnect
+        ? {
+            disconnect: {
+              ...(p.disconnect.lostAfter !== undefined ? { lostAfterMs: p.disconnect.lostAfter } : {}),
+              ...(p.disconnect.stopAfter !== undefined ? { stopAfterMs: p.disconnect.stopAfter } : {}),
+              ...(p.disconnect.replace !== undefined ? { replace: p.disconnect.replace } : {}),
+            },
+          }
+        : {}),
     })),
   };
 }

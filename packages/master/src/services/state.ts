@@ -12,6 +12,8 @@ export interface Slot {
   worker: string | null;
   /** When it joined the queue (its order among equal priorities). */
   queuedAt: number;
+  /** Where it ran before the master moved it: its worker was lost (since: when last heard) or drained. */
+  movedFrom?: { worker: string; why: 'lost' | 'drained'; since: number };
 }
 
 export interface ProgramState {
@@ -34,6 +36,8 @@ export interface ServiceState {
 interface StateFile {
   version: 1;
   services: ServiceState[];
+  /** Workers drained: no new placements there. */
+  drained?: string[];
 }
 
 /** The app a program version is copied to on a worker: service.program.version (8 hex digits). */
@@ -44,6 +48,7 @@ export function appName(service: string, program: ProgramState | { spec: { name:
 /** The master's desired state, durable in <state>/services.json: written whole, fsynced and renamed on every change. */
 export class ServiceStore {
   services: ServiceState[] = [];
+  drained = new Set<string>();
   private readonly file: string;
   private saving: Promise<void> = Promise.resolve();
 
@@ -65,6 +70,7 @@ export class ServiceStore {
       const parsed = JSON.parse(text) as StateFile;
       if (parsed.version !== 1 || !Array.isArray(parsed.services)) throw new Error('not a drover services file');
       this.services = parsed.services;
+      this.drained = new Set(parsed.drained ?? []);
     } catch (err) {
       const aside = `${this.file}.corrupt-${Date.now()}`;
       this.logger.error({ err, aside }, 'services.json is unreadable; moved it aside');
@@ -85,7 +91,8 @@ export class ServiceStore {
 
   /** Writes the current state (one write at a time; each writes what is current when it runs). */
   save(): Promise<void> {
-    const write = (): Promise<void> => writeFileAtomic(this.file, `${JSON.stringify({ version: 1, services: this.services } satisfies StateFile)}\n`, 0o600);
+    const write = (): Promise<void> =>
+      writeFileAtomic(this.file, `${JSON.stringify({ version: 1, services: this.services, drained: [...this.drained] } satisfies StateFile)}\n`, 0o600);
     const next = this.saving.then(write, write);
     this.saving = next.catch(() => undefined);
     return next;
