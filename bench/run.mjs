@@ -195,7 +195,7 @@ console.log(
  * Starts a master on loopback with an ephemeral port; resolves once it listens. Plain ws: the
  * baselines are plain ws too, so the ratios measure drover, not TLS.
  */
-async function startMaster(stateDir, { shell = false } = {}) {
+async function startMaster(stateDir, { shell = false, args = [] } = {}) {
   const proc = start(
     process.execPath,
     [
@@ -214,6 +214,7 @@ async function startMaster(stateDir, { shell = false } = {}) {
       stateDir,
       '--log-level',
       'warn',
+      ...args,
     ],
     {},
     shell ? 'pipe' : 'ignore',
@@ -565,6 +566,126 @@ console.log(
 );
 simFleet.child.kill('SIGKILL');
 schedCtl.close();
+
+// ---------------------------------------------------------------- 9. failover
+console.log('\n9. failover: a singleton on a worker killed with SIGKILL, running elsewhere (target: within lostAfter + 1 s)');
+const LOST_MS = 3000;
+const foState = path.join(tmp, 'fo-master');
+const { proc: foMaster, port: foPort } = await startMaster(foState, {
+  args: ['--lost-after', `${LOST_MS}ms`, '--stop-after', `${LOST_MS - 1000}ms`, '--heartbeat-ms', '250'],
+});
+const foCtl = await control(foState);
+const foWorkers = ['f1', 'f2'].map((name) =>
+  start(process.execPath, [
+    WORKER,
+    '--master',
+    `127.0.0.1:${foPort}`,
+    '--name',
+    name,
+    '--token',
+    TOKEN,
+    '--state-dir',
+    path.join(tmp, name),
+    '--heartbeat-ms',
+    '250',
+    '--log-level',
+    'warn',
+  ]),
+);
+await until(async () => (await foCtl.run('workers')).filter((w) => w.status === 'available').length === 2, 'two workers');
+const moves = [];
+for (let i = 0; i < 3; i++) {
+  const single = path.join(svcDir, `single${i}.yaml`);
+  writeFileSync(single, `name: single${i}\nprograms:\n  - { name: app, path: ./p0, args: ["600"], healthy: { after: 0s } }\n`);
+  await foCtl.run(`apply ${single}`);
+  const where = (await foCtl.run(`status single${i}`))[0].programs[0].instances[0];
+  const victim = foWorkers[where.worker === 'f1' ? 0 : 1];
+  const t = now();
+  victim.child.kill('SIGKILL');
+  process.kill(where.pid, 'SIGKILL');
+  await until(
+    async () => {
+      const inst = (await foCtl.run(`status single${i}`))[0].programs[0].instances[0];
+      return inst.worker !== where.worker && inst.state === 'running';
+    },
+    'the singleton elsewhere',
+    30_000,
+  );
+  moves.push(now() - t);
+  // The killed worker comes back for the next round.
+  const name = where.worker;
+  foWorkers[name === 'f1' ? 0 : 1] = start(process.execPath, [
+    WORKER,
+    '--master',
+    `127.0.0.1:${foPort}`,
+    '--name',
+    name,
+    '--token',
+    TOKEN,
+    '--state-dir',
+    path.join(tmp, name),
+    '--heartbeat-ms',
+    '250',
+    '--log-level',
+    'warn',
+  ]);
+  await until(async () => (await foCtl.run('workers')).filter((w) => w.status === 'available').length === 2, 'two workers again');
+  await foCtl.run(`teardown single${i}`);
+}
+report(`worker killed → singleton running elsewhere (median ms)`, median(moves), LOST_MS + 1000, 'ms', 1);
+for (const w of foWorkers) w.child.kill('SIGKILL');
+foCtl.close();
+foMaster.child.kill('SIGTERM');
+
+const LOSE = Number(process.env.BENCH_LOSE ?? 500);
+console.log(
+  `\n9b. ${LOSE} of ${LOSE * 2} simulated workers lost at once; their ${LOSE * 4} instances rescheduled onto the rest (target: all placed within 10 s)`,
+);
+const bigFoState = path.join(tmp, 'fo-big');
+const { proc: bigFo, port: bigFoPort } = await startMaster(bigFoState, { args: ['--lost-after', '2s', '--stop-after', '1s'] });
+const bigFoCtl = await control(bigFoState);
+const half = (k) =>
+  start(process.execPath, [
+    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+    `127.0.0.1:${bigFoPort}`,
+    String(LOSE),
+    TOKEN,
+    '/worker',
+    'answer',
+    `h${k}-`,
+  ]);
+const halves = [half(0), half(1)];
+for (const h of halves) await until(() => /ready (\d+)/.exec(h.out()), 'a simulated half', 120_000);
+const wideFile = path.join(svcDir, 'spread.yaml');
+// Each simulated worker offers 2 CPUs; at 0.25 each, the survivors have room for the lost half's share.
+writeFileSync(
+  wideFile,
+  `name: spread\nprograms:\n  - { name: app, path: ./p0, args: ["600"], replicas: ${LOSE * 8}, resources: { cpus: 0.25 }, healthy: { after: 0s } }\n`,
+);
+const tApply = now();
+await bigFoCtl.runHuman(`apply ${wideFile}`);
+await until(async () => (await bigFoCtl.run('status spread'))[0].programs[0].running === LOSE * 8, 'every instance running', 300_000);
+console.log(`  ${LOSE * 8} instances placed and running on ${LOSE * 2} workers in ${(now() - tApply).toFixed(0)} ms`);
+const foCpu0 = cpuMs(bigFo.child.pid);
+const tLose = now();
+halves[0].child.kill('SIGKILL');
+await until(
+  async () => {
+    const p = (await bigFoCtl.run('status spread'))[0].programs[0];
+    return p.running === LOSE * 8 && p.instances.every((i) => i.worker?.startsWith('h1-')) ? p : null;
+  },
+  'every instance running on the survivors',
+  300_000,
+);
+const rescheduledMs = now() - tLose;
+const foCpuS = (cpuMs(bigFo.child.pid) - foCpu0) / 1000;
+report(`${LOSE * 4} instances back after ${LOSE} workers lost (ms past lostAfter)`, Math.max(1, rescheduledMs - 2000), 10_000, 'ms', 1);
+console.log(
+  `  master CPU ${foCpuS.toFixed(1)} s from the loss to every instance running again (${(rescheduledMs / 1000).toFixed(1)} s, of which 2 s is lostAfter)`,
+);
+halves[1].child.kill('SIGKILL');
+bigFoCtl.close();
+bigFo.child.kill('SIGTERM');
 
 ctl.close();
 ws.close();

@@ -5,7 +5,7 @@
 // uploads, launch, instances) as a worker would, without running anything: for scheduling figures.
 import WebSocket from 'ws';
 
-const [address, countText, token, path = '/worker', mode = 'quiet'] = process.argv.slice(2);
+const [address, countText, token, path = '/worker', mode = 'quiet', prefix = 'sim'] = process.argv.slice(2);
 const answering = mode === 'answer';
 let fakePid = 100_000;
 const count = Number(countText);
@@ -20,9 +20,9 @@ function hello(i) {
     type: 'hello',
     token,
     protocolVersion: 1,
-    workerId: `sim-${i}-0000000000`,
-    name: `sim${i}`,
-    hostname: `sim${i}`,
+    workerId: `${prefix}-${i}-0000000000`,
+    name: `${prefix}${i}`,
+    hostname: `${prefix}${i}`,
     os: { platform: 'linux', release: 'sim', arch: 'x64' },
     cpus: 2,
     memoryBytes: 8 * 2 ** 30,

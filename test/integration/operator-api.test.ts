@@ -67,7 +67,9 @@ describe('the operator API: drover from another machine', () => {
     expect((await as(made.token, 'ps', 'w1')).status).toBe(0);
     const stop = await as(made.token, 'stop', 'w1', '123');
     expect(stop.status).toBe(1);
-    expect(stop.stderr).toBe('error: stop needs an admin token; viewer is read-only (it may run help, workers, ps, usage, logs, status, services, queue)\n');
+    expect(stop.stderr).toBe(
+      'error: stop needs an admin token; viewer is read-only (it may run help, workers, ps, usage, logs, status, services, queue, events)\n',
+    );
     const list = await as(r.admin, 'token', 'list', '--json');
     expect(list.stdout).not.toContain(made.token);
     expect(list.stdout).not.toContain(r.admin);

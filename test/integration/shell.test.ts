@@ -8,13 +8,13 @@ describe('master> shell', () => {
     const master = await startMaster({ stdin: 'pipe' });
     startWorker(master, { name: 'w1' });
     await waitForAvailable(master, 1);
-    master.child.stdin!.write('help\nworkers\nteleport w1\nwait banana\nhelp wait\nexit\n');
+    master.child.stdin!.write('help\nworkers\nfrobnicate w1\nwait banana\nhelp wait\nexit\n');
     const { code } = await master.exited;
     expect(code).toBe(0);
     const out = master.stdout();
     expect(out).toMatch(/COMMAND +WHAT IT DOES/);
     expect(out).toMatch(/w1\s+127\.0\.0\.1\s+available/);
-    expect(out).toContain('error: unknown command "teleport"; type help for the list');
+    expect(out).toContain('error: unknown command "frobnicate"; type help for the list');
     expect(out).toContain('error: wait: N must be a whole number, got "banana" (usage: wait N [--timeout S] [--json])');
     expect(out).toContain('usage: wait N [--timeout S] [--json]');
     expect(out).not.toMatch(/\s+at .*:\d+:\d+/);
