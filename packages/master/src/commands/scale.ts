@@ -22,7 +22,7 @@ export const scaleCommand = defineCommand<ServiceView>({
     const { service, program } = serviceProgram(args.positionals[0]!, false);
     let n: number;
     try {
-      n = wholeNumber(0, 1000)(args.positionals[1]!);
+      n = wholeNumber(0, 10_000)(args.positionals[1]!);
     } catch (err) {
       throw new DroverError(ErrorCode.BAD_ARGUMENTS, `scale: N must be ${(err as Error).message}, got "${args.positionals[1]}"`);
     }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { DroverError, ErrorCode, checkFileName, toDroverError, type AppFile, type InstanceInfo, type InstanceSpec } from '@drover/protocol';
 import type { Files } from '../files.js';
@@ -159,8 +160,14 @@ export class ServiceManager {
       const back = this.lost.delete(s.name);
       this.events.record(back ? 'worker-back' : 'worker-available', { worker: s.name }, `${s.name} is ${back ? 'back (it was lost)' : 'available again'}`);
     });
-    this.fleet.on('unavailable', (s) => this.events.record('worker-unavailable', { worker: s.name }, `${s.name} is unavailable (missed heartbeats)`));
-    this.fleet.on('left', (s, why) => this.events.record('worker-left', { worker: s.name }, `${s.name} disconnected (${why})`));
+    this.fleet.on('unavailable', (s) => {
+      this.events.record('worker-unavailable', { worker: s.name }, `${s.name} is unavailable (missed heartbeats)`);
+      this.wakeWhenLost(s);
+    });
+    this.fleet.on('left', (s, why) => {
+      this.events.record('worker-left', { worker: s.name }, `${s.name} disconnected (${why})`);
+      this.wakeWhenLost(s);
+    });
     this.poke();
   }
 
@@ -301,6 +308,8 @@ export class ServiceManager {
     from: Files,
     opts: { dryRun: boolean; signal: AbortSignal; onPlan?(plan: PlanStep[]): Promise<void> },
   ): Promise<ApplyResult> {
+    // Every instance started waits on this one signal: thousands of listeners are expected.
+    setMaxListeners(0, opts.signal);
     const old = this.store.get(spec.name);
     const dir = path.dirname(file);
     const programs: ProgramState[] = [];
@@ -763,6 +772,25 @@ export class ServiceManager {
   private async fetch(session: WorkerSession): Promise<Map<string, InstanceInfo>> {
     const r = await session.request('instances', {}, { timeoutMs: 5000 });
     const map = new Map(r.instances.map((i) => [i.id, i]));
+    // What changed since the last look: restarts the worker made, instances that became healthy.
+    const before = this.observed.get(session.name);
+    for (const i of r.instances) {
+      const was = before?.get(i.id);
+      if (was && i.restarts > was.restarts)
+        this.events.record(
+          'restarted',
+          { worker: session.name, instance: i.id },
+          `${i.id} restarted by ${session.name} (${i.restarts} in all)${i.lastExit ? ` after it ${i.lastExit.reason}` : ''}`,
+        );
+      if (i.healthy && (!was || !was.healthy || i.restarts > was.restarts))
+        this.events.record('healthy', { worker: session.name, instance: i.id }, `${i.id} is healthy on ${session.name}`);
+      if (i.state === 'failed' && was && was.state !== 'failed')
+        this.events.record(
+          'failed',
+          { worker: session.name, instance: i.id },
+          `${i.id} failed on ${session.name}: restarted too often${i.lastExit ? `; last: ${i.lastExit.reason}` : ''}`,
+        );
+    }
     for (const f of r.fenced ?? []) {
       const key = `${session.name}\n${f.id}\n${f.at}`;
       if (this.fencedSeen.has(key)) continue;
@@ -824,7 +852,16 @@ export class ServiceManager {
       if (retry && retry.at > now) continue;
       this.busy.add(slot.id);
       void this.startSlot(ref, new AbortController().signal)
-        .then(() => this.retryAt.delete(slot.id))
+        .then(() => {
+          this.retryAt.delete(slot.id);
+          // Seen at once (status, the next pass), not a pass later.
+          const session = this.fleet.lookup(slot.worker!);
+          if (session)
+            return this.fetch(session).then(
+              () => undefined,
+              () => undefined,
+            );
+        })
         .catch((err: unknown) => {
           const tries = (retry?.tries ?? 0) + 1;
           this.retryAt.set(slot.id, { at: Date.now() + Math.min(60_000, 1000 * 2 ** tries), tries });
@@ -962,6 +999,18 @@ export class ServiceManager {
     if (wasDrained) this.events.record('undrained', { worker }, `${worker} takes new placements again`);
     this.poke();
     return { worker, wasDrained };
+  }
+
+  /** Runs a pass the moment a silent worker's instances are due to be lost, not up to a second later. */
+  private wakeWhenLost(s: WorkerSession): void {
+    let due = Infinity;
+    for (const svc of this.store.services)
+      for (const p of svc.programs) {
+        const d = disconnectOf(p.spec, this.disconnectDefaults);
+        if (d.replace && p.slots.some((x) => x.worker === s.name)) due = Math.min(due, d.lostAfterMs - s.liveness.silentMs(this.fleet.clock()));
+      }
+    if (due === Infinity) return;
+    setTimeout(() => this.poke(), Math.max(0, due) + 5).unref();
   }
 
   /** A program on all workers has one slot per available matching worker. */

@@ -45,7 +45,7 @@ const Program = z.strictObject({
   libs: z.array(z.string().min(1).max(4096)).max(256).default([]),
   args: z.array(scalarText).max(4096).default([]),
   env: z.record(z.string().regex(ENV_NAME_PATTERN, 'not an environment variable name'), scalarText).default({}),
-  replicas: z.number().int().min(0).max(1000).default(1),
+  replicas: z.number().int().min(0).max(10_000).default(1),
   on: z
     .union([
       z.literal('any'),
