@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { parseDuration, parseServiceFile } from '../../../packages/master/src/services/spec.js';
+import { parseDuration, parseServiceFile, resolveDisconnect } from '../../../packages/master/src/services/spec.js';
 
 describe('service files', () => {
   test('durations', () => {
@@ -54,5 +54,22 @@ describe('service files', () => {
     expect(bad('name: a\nprograms:\n  - { name: p, path: x }\n  - { name: p, path: y }\n')).toEqual(['s.yaml:3: programs: program names must be unique']);
     expect(bad('name: [a\n')[0]).toMatch(/^s\.yaml:\d+: Flow sequence/);
     expect(bad('name: a\nname: b\nprograms: []\n')[0]).toMatch(/^s\.yaml:2: Map keys must be unique/);
+  });
+});
+
+describe('disconnect', () => {
+  const defaults = { lostAfterMs: 30_000, stopAfterMs: 25_000, replace: true };
+  test('the file over the master defaults; stopAfter must be shorter than lostAfter', () => {
+    const [p] = parseServiceFile('name: a\nprograms:\n  - { name: p, path: x, disconnect: { lostAfter: 10s } }\n', 'a.yaml').programs;
+    expect(() => resolveDisconnect(p!, defaults)).toThrow(
+      'program p: disconnect.stopAfter (25 s) must be shorter than lostAfter (10 s): the worker must stop its copy before the master starts another',
+    );
+    const [q] = parseServiceFile('name: a\nprograms:\n  - { name: q, path: x, disconnect: { lostAfter: 10s, stopAfter: 8s } }\n', 'a.yaml').programs;
+    expect(resolveDisconnect(q!, defaults)).toEqual({ lostAfterMs: 10_000, stopAfterMs: 8000, replace: true });
+    const [r] = parseServiceFile('name: a\nprograms:\n  - { name: r, path: x, disconnect: { replace: false } }\n', 'a.yaml').programs;
+    expect(resolveDisconnect(r!, defaults)).toEqual({ ...defaults, replace: false });
+    expect(() => parseServiceFile('name: a\nprograms:\n  - { name: s, path: x, disconnect: { lostAfter: 5s, stopAfter: 5s } }\n', 'a.yaml')).toThrow(
+      'a.yaml:3: programs.0.disconnect.stopAfter: stopAfter must be shorter than lostAfter: the worker stops its copy before the master starts another',
+    );
   });
 });
