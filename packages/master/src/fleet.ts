@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import type WebSocket from 'ws';
+import WebSocket from 'ws';
 import {
   AGENT_VERSION,
   CHUNK_BYTES,
@@ -237,6 +237,11 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.sessions.set(hello.name, session);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
     ws.on('close', (code, reason) => this.onClose(session, code, reason.toString()));
+    ws.on('pong', () => {
+      if (session.pingAt === null) return;
+      session.rttMs = Math.round((this.clock() - session.pingAt) * 100) / 100;
+      session.pingAt = null;
+    });
     session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
     this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
     this.emit('joined', session);
@@ -263,6 +268,11 @@ export class Fleet extends EventEmitter<FleetEvents> {
     switch (message.type) {
       case 'heartbeat':
         session.load = message.load;
+        // One ping in flight per worker: its pong measures the round trip.
+        if (session.pingAt === null && session.ws.readyState === WebSocket.OPEN) {
+          session.pingAt = this.clock();
+          session.ws.ping();
+        }
         if (session.liveness.beat(this.clock())) {
           this.logger.info({ worker: session.name }, 'worker available again');
           this.emit('available', session);

@@ -8,6 +8,7 @@ export type WorkerStatus = 'available' | 'unavailable';
 export class Liveness {
   private lastBeat: number;
   private since: number | null = null;
+  private unavailableFrom: number | null = null;
   private state: WorkerStatus = 'available';
   private up = true;
 
@@ -33,6 +34,16 @@ export class Liveness {
     return this.since;
   }
 
+  /** Monotonic ms since when it is unavailable, or null while available. */
+  get unavailableAt(): number | null {
+    return this.state === 'available' ? null : this.unavailableFrom;
+  }
+
+  /** Whole heartbeat intervals gone by without one: 1 makes it suspect, 2 unavailable. */
+  missed(now: number, heartbeatMs: number): number {
+    return Math.floor(this.silentMs(now) / heartbeatMs);
+  }
+
   silentMs(now: number): number {
     return Math.max(0, now - this.lastBeat);
   }
@@ -49,6 +60,7 @@ export class Liveness {
   check(now: number, deadlineMs: number): boolean {
     if (this.state !== 'available' || now - this.lastBeat <= deadlineMs) return false;
     this.state = 'unavailable';
+    this.unavailableFrom = now;
     return true;
   }
 
@@ -56,6 +68,7 @@ export class Liveness {
   disconnect(now: number): boolean {
     if (!this.up) return false;
     this.up = false;
+    if (this.state === 'available') this.unavailableFrom = now;
     this.state = 'unavailable';
     this.since = now;
     return true;

@@ -37,6 +37,10 @@ export class WorkerSession {
   readonly connectedAtWall = Date.now();
   readonly liveness: Liveness;
   load: Load | null = null;
+  /** Round trip of the last ping the master sent on a heartbeat (ms), once one came back. */
+  rttMs: number | null = null;
+  /** Monotonic ms the ping in flight was sent. */
+  pingAt: number | null = null;
   readonly requests: RequestTracker;
   private readonly uploads = new Map<number, SendWindow>();
 

@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
 import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
 import { selectWorkers } from '../../../packages/master/src/commands/fan-out.js';
+import { toWorkerRow } from '../../../packages/master/src/commands/workers.js';
 import { Fleet } from '../../../packages/master/src/fleet.js';
 
 const TOKEN = 'unit-token-0123456789';
@@ -24,6 +25,10 @@ class FakeSocket extends EventEmitter {
     this.emit('close', code, Buffer.from(reason));
   }
   terminate(): void {}
+  pings = 0;
+  ping(): void {
+    this.pings++;
+  }
 }
 
 function hello(name: string, workerId = `id-of-${name}`): Hello {
@@ -67,6 +72,28 @@ const beat = (ws: FakeSocket): boolean =>
   );
 
 describe('Fleet liveness (fake monotonic clock)', () => {
+  test('explainable: suspect after one missed heartbeat, unavailable (since when) after two; the heartbeat ping measures the round trip', () => {
+    const { fleet, clock, join } = setup();
+    const ws = join(hello('w1'));
+    beat(ws);
+    expect(ws.pings).toBe(1);
+    clock.now += 12.5;
+    ws.emit('pong');
+    const row = (): ReturnType<typeof toWorkerRow> => toWorkerRow(fleet.find('w1'), clock.now, H);
+    expect(row()).toMatchObject({ liveness: 'ok', rttMs: 12.5, missedHeartbeats: 0, unavailableSince: null });
+    clock.now += H;
+    fleet.sweep();
+    expect(row()).toMatchObject({ status: 'available', liveness: 'suspect', missedHeartbeats: 1 });
+    clock.now += H + 1;
+    fleet.sweep();
+    const down = row();
+    expect(down).toMatchObject({ status: 'unavailable', liveness: 'unavailable', missedHeartbeats: 2 });
+    expect(Math.abs(Date.parse(down.unavailableSince!) - Date.now())).toBeLessThan(1000);
+    beat(ws);
+    expect(row()).toMatchObject({ liveness: 'ok', unavailableSince: null });
+    expect(ws.pings).toBe(2);
+  });
+
   test('a worker is unavailable only after more than 2 silent intervals, and available at its next heartbeat', () => {
     const { fleet, clock, join, events } = setup();
     const ws = join(hello('w1'));

@@ -7,6 +7,14 @@ export interface WorkerRow {
   name: string;
   address: string;
   status: 'available' | 'unavailable';
+  /** ok; suspect (missed one heartbeat: still available); unavailable (two). */
+  liveness: 'ok' | 'suspect' | 'unavailable';
+  /** Round trip of the master's last ping on a heartbeat. */
+  rttMs: number | null;
+  /** Heartbeat intervals gone by since the last one. */
+  missedHeartbeats: number;
+  /** When it became unavailable (null while available). */
+  unavailableSince: string | null;
   connected: boolean;
   lastHeartbeatMs: number;
   hostname: string;
@@ -25,11 +33,17 @@ export interface WorkerRow {
 }
 
 /** `now` is on the fleet's monotonic clock. */
-export function toWorkerRow(s: WorkerSession, now: number, drain: WorkerRow['drain'] = null): WorkerRow {
+export function toWorkerRow(s: WorkerSession, now: number, heartbeatMs: number, drain: WorkerRow['drain'] = null): WorkerRow {
+  const missed = s.liveness.missed(now, heartbeatMs);
+  const since = s.liveness.unavailableAt;
   return {
     name: s.name,
     address: s.address,
     status: s.status,
+    liveness: s.status !== 'available' ? 'unavailable' : missed >= 1 ? 'suspect' : 'ok',
+    rttMs: s.rttMs,
+    missedHeartbeats: missed,
+    unavailableSince: since === null ? null : new Date(Date.now() - (now - since)).toISOString(),
     connected: s.connected,
     lastHeartbeatMs: Math.round(s.liveness.silentMs(now)),
     hostname: s.hello.hostname,
@@ -58,17 +72,19 @@ export const workersCommand = defineCommand<WorkerRow[]>({
   maxArgs: 0,
   async run(_args, ctx) {
     const now = ctx.fleet.clock();
-    return ctx.fleet.list().map((s) => toWorkerRow(s, now, ctx.services.drainState(s.name)));
+    return ctx.fleet.list().map((s) => toWorkerRow(s, now, ctx.fleet.heartbeatMs, ctx.services.drainState(s.name)));
   },
   format(rows) {
     if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
     const body = table(
-      ['NAME', 'ADDRESS', 'STATUS', 'HEARTBEAT', 'CPUS', 'MEMORY', 'CPU%', 'MEM USED', 'LOAD', 'PROCS', 'HOST', 'LABELS'],
+      ['NAME', 'ADDRESS', 'STATUS', 'HEARTBEAT', 'RTT', 'CPUS', 'MEMORY', 'CPU%', 'MEM USED', 'LOAD', 'PROCS', 'HOST', 'LABELS'],
       rows.map((r) => [
         r.name,
         r.address,
-        (r.status === 'available' ? 'available' : r.connected ? 'UNAVAILABLE' : 'DISCONNECTED') + (r.drain ? ` (${r.drain})` : ''),
+        (r.liveness === 'suspect' ? 'suspect' : r.status === 'available' ? 'available' : r.connected ? 'UNAVAILABLE' : 'DISCONNECTED') +
+          (r.drain ? ` (${r.drain})` : ''),
         `${(r.lastHeartbeatMs / 1000).toFixed(1)} s ago`,
+        r.rttMs === null ? '-' : `${r.rttMs < 10 ? r.rttMs.toFixed(1) : Math.round(r.rttMs)} ms`,
         r.cpus,
         formatBytes(r.memoryBytes),
         r.load ? r.load.cpuPercent.toFixed(1) : '-',
