@@ -53,6 +53,15 @@ await yargs(hideBin(process.argv))
           default: 600,
           describe: "Seconds a worker name stays its worker's after it was last seen (another machine may not take it meanwhile)",
         })
+        .option('metrics-token', {
+          type: 'string',
+          describe: 'Serve GET /metrics on the port to whoever presents this bearer token (default: $DROVER_METRICS_TOKEN; off without one)',
+        })
+        .option('metrics-token-file', { type: 'string', describe: 'Read the metrics token from this file (keeps it off the command line)' })
+        .option('metrics-host', {
+          type: 'string',
+          describe: 'Also serve /metrics without a token on this loopback HOST:PORT (127.0.0.1:9100) for a Prometheus on this machine',
+        })
         .option('lost-after', {
           type: 'string',
           default: '30s',
@@ -98,6 +107,8 @@ await yargs(hideBin(process.argv))
           nameHoldMs: Math.round(argv['name-hold'] * 1000),
           insecureOperatorApi: argv['insecure-operator-api'],
           disconnect: { lostAfterMs: lostAfterMs, stopAfterMs: stopAfterMs, replace: true },
+          metricsToken: metricsToken(argv['metrics-token'], argv['metrics-token-file']),
+          metricsHost: argv['metrics-host'],
         });
         process.exit(0);
       } catch (err) {
@@ -131,3 +142,21 @@ await yargs(hideBin(process.argv))
   .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
   .help()
   .parseAsync();
+
+/** --metrics-token, --metrics-token-file, or $DROVER_METRICS_TOKEN (read once, then gone from the environment). */
+function metricsToken(flag: string | undefined, file: string | undefined): string | undefined {
+  const env = process.env.DROVER_METRICS_TOKEN || undefined;
+  delete process.env.DROVER_METRICS_TOKEN;
+  if (flag) return flag;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      return fail(`cannot read --metrics-token-file ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+    if (!text) return fail(`--metrics-token-file ${file} is empty`);
+    return text;
+  }
+  return env;
+}

@@ -18,6 +18,7 @@ import { joinLines, type JoinInfo } from './join-lines.js';
 import { localBackend, startShell } from './shell.js';
 import { localFiles } from './local-files.js';
 import { ServiceManager } from './services/manager.js';
+import { Metrics } from './metrics.js';
 import type { Disconnect } from './services/spec.js';
 import { watchFleet } from './notices.js';
 import { waitForWorkers } from './wait-for-workers.js';
@@ -46,6 +47,10 @@ export interface MasterOptions {
   insecureOperatorApi?: boolean;
   /** What a service program's disconnect leaves out (--lost-after, --stop-after). */
   disconnect?: Disconnect;
+  /** GET /metrics on the port with this bearer token. */
+  metricsToken?: string;
+  /** A plain /metrics listener on a loopback HOST:PORT. */
+  metricsHost?: string;
 }
 
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
@@ -72,9 +77,13 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const tokens = await TokenStore.open(opts.stateDir);
   const services = new ServiceManager(fleet, opts.stateDir, logger, opts.disconnect);
   await services.start();
+  const metrics = new Metrics(fleet, services, { token: opts.metricsToken, logger });
+  services.onCopied = (bytes) => metrics.copiedBytes.inc(bytes);
+  const observe = (command: string, outcome: 'ok' | 'failed' | 'error', seconds: number): void => metrics.observe(command, outcome, seconds);
+  const copied = (bytes: number): void => metrics.copiedBytes.inc(bytes);
   let stopRequested: (() => void) | null = null;
   const operator = operatorEndpoint({
-    base: { fleet, commands, joinInfo: () => joinInfo(), tokens, services },
+    base: { fleet, commands, joinInfo: () => joinInfo(), tokens, services, observe, copied },
     tokens,
     logger,
     peerLog: fleet.peerLog,
@@ -90,7 +99,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     port: opts.port,
     fleet,
     logger,
-    routes: installer.handle,
+    routes: (req, res) => metrics.handle(req, res) || installer.handle(req, res),
     tls,
     onPlainText,
     operator: (req, socket, head) => operator.handle(req, socket, head),
@@ -104,12 +113,17 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const advertised = advertise(opts.advertise, opts.host, server.port);
   const lines = (shown: string): JoinInfo => joinLines({ advertised, tls: Boolean(tls), token: shown, installer: !installer.missing, pin });
   const joinInfo = (): JoinInfo => lines(token);
-  const base = { fleet, commands, joinInfo, tokens, services };
-  let control;
+  const base = { fleet, commands, joinInfo, tokens, services, observe, copied };
+  let control: Awaited<ReturnType<typeof startControlServer>> | null = null;
+  let metricsAt: string | null = null;
   try {
     control = await startControlServer(opts.stateDir, (req, socket, head) => operator.handleLocal(req, socket, head), logger);
+    if (opts.metricsHost) metricsAt = await metrics.listenLocal(opts.metricsHost);
   } catch (err) {
     await server.close();
+    await control?.close();
+    metrics.close();
+    services.close();
     fleet.close();
     throw err;
   }
@@ -124,6 +138,16 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       ...(join.installCommand ? [`join a VM:  ${join.installCommand}`] : []),
       `${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`,
       ...(opts.shell ? [] : [`   (the join token is in ${tokenSource}; master exec join prints these lines with it)`]),
+      ...(metricsAt || opts.metricsToken
+        ? [
+            `metrics: ${[
+              metricsAt ? `http://${metricsAt}/metrics (this machine only)` : '',
+              opts.metricsToken ? `/metrics on port ${server.port} with the metrics token` : '',
+            ]
+              .filter(Boolean)
+              .join('; ')}`,
+          ]
+        : []),
     ].join('\n'),
   );
   logger.info({ host: opts.host, port: server.port, stateDir: opts.stateDir }, 'master started');
@@ -150,9 +174,10 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     stopping ??= (async () => {
       shell?.close();
       services.close();
+      metrics.close();
       operator.close();
       fleet.close();
-      await Promise.all([server.close(), control.close(), dev?.stop()]);
+      await Promise.all([server.close(), control?.close(), dev?.stop()]);
       logger.info('master stopped');
       finish();
     })();

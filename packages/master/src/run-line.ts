@@ -34,6 +34,9 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
   const head = dash >= 0 ? argv.slice(0, dash) : argv;
   const json = forceJson || head.includes('--json');
   const command = ctx.commands.find((c) => c.name === name);
+  const started = performance.now();
+  const observe = (outcome: 'ok' | 'failed' | 'error'): void =>
+    ctx.observe?.(command ? command.name : 'unknown', outcome, (performance.now() - started) / 1000);
   try {
     if (!command) {
       const near = ctx.commands.filter((c) => c.name.startsWith(name.slice(0, 2))).map((c) => c.name);
@@ -54,6 +57,7 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
     const args = parseCommandArgs(command, argv);
     const data = await command.run(args, { ...ctx, json });
     const failures = command.failures?.(data) ?? [];
+    observe(failures.length ? 'failed' : 'ok');
     const exit = name === 'exit';
     if (json) return { ok: failures.length === 0, output: JSON.stringify(command.toJson ? command.toJson(data) : data), exit, thrown: false };
     // Text from workers (host names, args, exit reasons) may hold terminal escapes: never print them raw.
@@ -61,6 +65,7 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
     return { ok: failures.length === 0, output, exit, thrown: false, ...(failures.length ? { stderr: escapeControl(failures.join('\n')) } : {}) };
   } catch (err) {
     const e = ctx.signal.aborted ? new DroverError(ErrorCode.CANCELLED, 'cancelled') : toDroverError(err);
+    observe('error');
     return errorResult(e, json);
   }
 }

@@ -64,6 +64,7 @@ export const copyCommand = defineCommand<CopyData>({
       async (s, signal) => {
         try {
           const outcome = await copyToWorker(s, app, files.list, { from: ctx.files, signal, onProgress: (n) => progress.update(s.name, n) });
+          ctx.copied?.(outcome.files.filter((f) => f.sent).reduce((n, f) => n + f.file.size, 0));
           return { app, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
         } finally {
           progress.done(s.name);

@@ -29,6 +29,10 @@ export interface CommandContext {
   commands: Command[];
   /** Text every master answers `join` with (set once the server listens). */
   joinInfo(): JoinInfo;
+  /** A command ran: its name, outcome and seconds (metrics). */
+  observe?(command: string, outcome: 'ok' | 'failed' | 'error', seconds: number): void;
+  /** Bytes a copy sent to a worker (metrics). */
+  copied?(bytes: number): void;
   /** Services: the desired state and the loop that keeps it. */
   services: ServiceManager;
   /** The operator tokens (token create, list, revoke). */

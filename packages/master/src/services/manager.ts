@@ -759,7 +759,9 @@ export class ServiceManager {
     const key = `${session.name}\n${app}`;
     let copy = this.copies.get(key);
     if (!copy) {
-      copy = copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined }).then(() => undefined);
+      copy = copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined }).then((outcome) =>
+        this.onCopied(outcome.files.filter((f) => f.sent).reduce((n, f) => n + f.file.size, 0)),
+      );
       this.copies.set(key, copy);
       copy.then(
         () => setTimeout(() => this.copies.get(key) === copy && this.copies.delete(key), 60_000).unref(),
@@ -924,6 +926,14 @@ export class ServiceManager {
     }
     return moved;
   }
+
+  /** What `worker` reported of its instances at the last look (for metrics). */
+  observedOn(worker: string): ReadonlyMap<string, InstanceInfo> | undefined {
+    return this.observed.get(worker);
+  }
+
+  /** Told of the bytes each copy to a worker sent (metrics). */
+  onCopied: (bytes: number) => void = () => undefined;
 
   /** draining while instances are still on it, drained once none are; null when not drained. */
   drainState(worker: string): 'draining' | 'drained' | null {

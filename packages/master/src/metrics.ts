@@ -1,0 +1,239 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import http from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DroverError, ErrorCode, type UsageInfo } from '@drover/protocol';
+import type { Fleet } from './fleet.js';
+import type { Logger } from './logger.js';
+import type { ServiceManager } from './services/manager.js';
+
+/** Per-process figures are gathered from the workers this often while someone scrapes. */
+const USAGE_EVERY_MS = 5000;
+/** Nobody scraped for this long: stop asking the workers. */
+const IDLE_AFTER_MS = 5 * 60_000;
+/** Workers asked for usage at once. */
+const USAGE_CONCURRENCY = 64;
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/**
+ * Prometheus metrics (prom-client, no hand-written exposition) at GET /metrics: the fleet, its
+ * processes, services and queue, commands, bytes copied, and the master process itself. Label
+ * values are bounded by what exists now: workers, and the worker/app/pid of live processes
+ * (dead ones drop out at the next gathering). Never open by default: a bearer token on the
+ * master's port (--metrics-token), and/or a plain listener on a loopback address only
+ * (--metrics-host 127.0.0.1:9100).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly commands: Counter<'command' | 'outcome'>;
+  private readonly durations: Histogram<'command'>;
+  readonly copiedBytes: Counter;
+  private usage = new Map<string, UsageInfo[]>();
+  private lastScrape = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private gathering = false;
+  private local: http.Server | null = null;
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly services: ServiceManager,
+    private readonly opts: { token?: string; logger: Logger },
+  ) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => void): Gauge<L> =>
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers: [r],
+        collect() {
+          this.reset();
+          collect(this);
+        },
+      });
+    const now = (): number => fleet.clock();
+    gauge('drover_workers', 'Workers by liveness: available (ok), suspect (one missed heartbeat), unavailable', ['status'], (g) => {
+      const counts = { available: 0, suspect: 0, unavailable: 0 };
+      for (const s of fleet.list()) {
+        if (s.status !== 'available') counts.unavailable++;
+        else if (s.liveness.missed(now(), fleet.heartbeatMs) >= 1) counts.suspect++;
+        else counts.available++;
+      }
+      for (const [status, n] of Object.entries(counts)) g.set({ status }, n);
+    });
+    const perWorker = (name: string, help: string, value: (s: ReturnType<Fleet['list']>[number]) => number | null | undefined): void => {
+      gauge(name, help, ['worker'], (g) => {
+        for (const s of fleet.list()) {
+          const v = value(s);
+          if (v !== null && v !== undefined) g.set({ worker: s.name }, v);
+        }
+      });
+    };
+    perWorker('drover_worker_up', '1 while the worker is available', (s) => (s.status === 'available' ? 1 : 0));
+    perWorker('drover_worker_heartbeat_age_seconds', 'Seconds since its last heartbeat', (s) => s.liveness.silentMs(now()) / 1000);
+    perWorker('drover_worker_rtt_seconds', "Round trip of the master's ping on its last heartbeat", (s) => (s.rttMs === null ? null : s.rttMs / 1000));
+    perWorker('drover_worker_missed_heartbeats', 'Heartbeat intervals gone by since its last heartbeat', (s) => s.liveness.missed(now(), fleet.heartbeatMs));
+    perWorker('drover_worker_cpu_percent', 'CPU use of the whole machine, from its heartbeat', (s) => s.load?.cpuPercent);
+    perWorker('drover_worker_memory_used_bytes', 'Memory in use on the machine, from its heartbeat', (s) => s.load?.memoryUsedBytes);
+    perWorker('drover_worker_memory_total_bytes', 'Memory of the machine', (s) => s.load?.memoryTotalBytes ?? s.hello.memoryBytes);
+    perWorker('drover_worker_load1', 'One-minute load average, from its heartbeat', (s) => s.load?.loadAverage);
+    perWorker('drover_worker_cpus', 'CPUs the worker offers', (s) => s.hello.cpus);
+
+    const processLabels = ['worker', 'app', 'pid', 'service'] as const;
+    type P = (typeof processLabels)[number];
+    const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number) => number): void => {
+      gauge<P>(name, help, [...processLabels], (g) => {
+        for (const [worker, list] of this.usage) {
+          const instances = new Map([...(services.observedOn(worker)?.values() ?? [])].filter((i) => i.pid !== null).map((i) => [i.pid!, i]));
+          for (const u of list) {
+            if (u.state === 'dead') continue;
+            const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
+            g.set({ worker, app: u.app, pid: String(u.pid), service }, value(u, instances.get(u.pid)?.restarts ?? 0));
+          }
+        }
+      });
+    };
+    perProcess('drover_process_cpu_seconds', 'CPU time (user + system) of a live process', (u) => u.cpuUserSeconds + u.cpuSystemSeconds);
+    perProcess('drover_process_cpu_percent', 'CPU use of a live process', (u) => u.cpuPercent);
+    perProcess('drover_process_rss_bytes', 'Resident memory of a live process', (u) => u.rssBytes);
+    perProcess('drover_process_peak_rss_bytes', 'Peak resident memory of a live process', (u) => u.maxRssBytes);
+    perProcess('drover_process_restarts', 'Restarts its worker made of the service instance it runs (0 for a direct launch)', (_u, n) => n);
+
+    gauge('drover_service_desired_instances', 'Instances a service program should have', ['service', 'program'], (g) => {
+      for (const s of services.status()) for (const p of s.programs) g.set({ service: s.name, program: p.name }, p.desired);
+    });
+    gauge('drover_service_running_instances', 'Instances of a service program running and healthy', ['service', 'program'], (g) => {
+      for (const s of services.status()) for (const p of s.programs) g.set({ service: s.name, program: p.name }, p.running);
+    });
+    gauge('drover_queue_length', 'Instances waiting for room', [], (g) => g.set(services.queue().length));
+
+    this.commands = new Counter({
+      name: 'drover_commands_total',
+      help: 'Commands run, by command and outcome (ok, failed, error)',
+      labelNames: ['command', 'outcome'],
+      registers: [r],
+    });
+    this.durations = new Histogram({
+      name: 'drover_command_duration_seconds',
+      help: 'How long commands took, by command',
+      labelNames: ['command'],
+      buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+      registers: [r],
+    });
+    this.copiedBytes = new Counter({ name: 'drover_copied_bytes_total', help: 'Bytes sent to workers by copies (apps and service files)', registers: [r] });
+  }
+
+  /** A command ran (for drover_commands_total and its latency). Unknown command names are counted as "unknown". */
+  observe(command: string, outcome: 'ok' | 'failed' | 'error', seconds: number): void {
+    this.commands.inc({ command, outcome });
+    this.durations.observe({ command }, seconds);
+  }
+
+  /** Serves GET /metrics on the master's port when a token is set; answers true when it handled the request. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if ((req.url ?? '').split('?')[0] !== '/metrics') return false;
+    if (!this.opts.token) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('metrics are off on this port: start the master with --metrics-token T (or --metrics-host 127.0.0.1:PORT)\n');
+      return true;
+    }
+    const m = /^Bearer (\S{1,512})$/.exec(req.headers.authorization ?? '');
+    if (!m || !timingSafeEqual(digest(m[1]!), digest(this.opts.token))) {
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' });
+      res.end('a metrics token is needed (Authorization: Bearer …)\n');
+      return true;
+    }
+    void this.serve(res);
+    return true;
+  }
+
+  /** A plain listener for /metrics, loopback addresses only (no token: only this machine reaches it). */
+  async listenLocal(hostPort: string): Promise<string> {
+    const m = /^(127(?:\.\d{1,3}){3}|\[::1\]|::1|localhost):(\d{1,5})$/.exec(hostPort);
+    if (!m)
+      throw new DroverError(
+        ErrorCode.BAD_ARGUMENTS,
+        `--metrics-host must be a loopback address and port, such as 127.0.0.1:9100 (got "${hostPort}"): use --metrics-token to serve metrics beyond this machine`,
+      );
+    const host = m[1]!.replace(/^\[|\]$/g, '');
+    const server = http.createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
+      if ((req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /metrics\n');
+        return;
+      }
+      void this.serve(res);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new DroverError(err.code === 'EADDRINUSE' ? ErrorCode.BUSY : ErrorCode.BAD_ARGUMENTS, `--metrics-host ${hostPort}: ${err.code ?? err.message}`)),
+      );
+      server.listen(Number(m[2]), host, () => resolve());
+    });
+    this.local = server;
+    const a = server.address();
+    return typeof a === 'object' && a ? `${host}:${a.port}` : hostPort;
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.local?.close();
+    this.local?.closeAllConnections();
+  }
+
+  private async serve(res: http.ServerResponse): Promise<void> {
+    const first = this.lastScrape === 0 || Date.now() - this.lastScrape > IDLE_AFTER_MS;
+    this.lastScrape = Date.now();
+    if (first) {
+      // Per-process figures come from the workers: gathered in the background while scraped.
+      await this.gatherUsage();
+      if (this.timer) clearInterval(this.timer);
+      this.timer = setInterval(() => {
+        if (Date.now() - this.lastScrape > IDLE_AFTER_MS) {
+          clearInterval(this.timer!);
+          this.timer = null;
+          this.usage.clear();
+          return;
+        }
+        void this.gatherUsage();
+      }, USAGE_EVERY_MS);
+      this.timer.unref();
+    }
+    try {
+      const text = await this.registry.metrics();
+      res.writeHead(200, { 'content-type': this.registry.contentType });
+      res.end(text);
+    } catch (err) {
+      this.opts.logger.error({ err }, 'could not render metrics');
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('could not render metrics\n');
+    }
+  }
+
+  /** Asks every available worker for its processes' usage (a few at a time); keeps the last answer of each. */
+  private async gatherUsage(): Promise<void> {
+    if (this.gathering) return;
+    this.gathering = true;
+    try {
+      const workers = this.fleet.list().filter((s) => s.status === 'available');
+      const seen = new Set(workers.map((w) => w.name));
+      for (const name of this.usage.keys()) if (!seen.has(name)) this.usage.delete(name);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(USAGE_CONCURRENCY, workers.length) }, async () => {
+          while (next < workers.length) {
+            const w = workers[next++]!;
+            try {
+              this.usage.set(w.name, (await w.request('usage', {}, { timeoutMs: 3000 })).processes);
+            } catch {
+              this.usage.delete(w.name);
+            }
+          }
+        }),
+      );
+    } finally {
+      this.gathering = false;
+    }
+  }
+}
