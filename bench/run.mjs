@@ -687,6 +687,45 @@ halves[1].child.kill('SIGKILL');
 bigFoCtl.close();
 bigFo.child.kill('SIGTERM');
 
+// ---------------------------------------------------------------- 10. metrics
+const SCRAPE_FLEET = Number(process.env.BENCH_SCRAPE_FLEET ?? 5000);
+console.log(`\n10. GET /metrics with ${SCRAPE_FLEET} simulated workers and ${SCRAPE_FLEET * 4} processes (target: a scrape within 250 ms)`);
+const mState = path.join(tmp, 'metrics-master');
+const { proc: mMaster, port: mPort } = await startMaster(mState, { args: ['--metrics-token', 'bench-metrics'] });
+const mFleet = start(process.execPath, [
+  fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+  `127.0.0.1:${mPort}`,
+  String(SCRAPE_FLEET),
+  TOKEN,
+  '/worker',
+  'answer',
+]);
+await until(() => /ready (\d+)/.exec(mFleet.out()), 'the simulated fleet', 180_000);
+const scrape = async () => {
+  const t = now();
+  const res = await fetch(`http://127.0.0.1:${mPort}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } });
+  const text = await res.text();
+  return { ms: now() - t, bytes: text.length, series: text.split('\n').filter((l) => l && !l.startsWith('#')).length };
+};
+const firstScrape = await scrape(); // starts the per-process gathering
+await new Promise((r) => setTimeout(r, 6000));
+const scrapes = [];
+let last;
+for (let i = 0; i < 7; i++) {
+  last = await scrape();
+  scrapes.push(last.ms);
+  await new Promise((r) => setTimeout(r, 1000));
+}
+const idleCpu0 = cpuMs(mMaster.child.pid);
+await new Promise((r) => setTimeout(r, 10_000));
+const betweenPct = ((cpuMs(mMaster.child.pid) - idleCpu0) / 10_000) * 100;
+report(`scrape of ${last.series} series (median ms)`, median(scrapes), 250, 'ms', 1);
+console.log(
+  `  first scrape (gathers from every worker) ${firstScrape.ms.toFixed(0)} ms; ${(last.bytes / 2 ** 20).toFixed(1)} MiB of text; master CPU between scrapes ${betweenPct.toFixed(1)}% of a core (heartbeats and the 5 s gathering)`,
+);
+mFleet.child.kill('SIGKILL');
+mMaster.child.kill('SIGTERM');
+
 ctl.close();
 ws.close();
 const over = rows.filter((r) => r.target !== undefined && r.ratio > r.target);

@@ -99,6 +99,22 @@ function answer(ws) {
       }
       case 'instances':
         return reply(m.id, { instances });
+      case 'usage': {
+        // Four processes of its own, plus the instances it was given.
+        const now = new Date().toISOString();
+        const own = [1, 2, 3, 4].map((k) => ({ pid: 1000 + k, app: `app${k}` }));
+        const processes = [...own, ...instances.map((i) => ({ pid: i.pid, app: i.app }))].map((p) => ({
+          ...p,
+          state: 'sleeping',
+          cpuUserSeconds: 12.5,
+          cpuSystemSeconds: 1.25,
+          cpuPercent: 0.5,
+          rssBytes: 52428800,
+          maxRssBytes: 62914560,
+          sampledAt: now,
+        }));
+        return reply(m.id, { processes });
+      }
       case 'instance-stop': {
         const i = instances.findIndex((x) => x.id === m.instance);
         const pid = i >= 0 ? instances[i].pid : null;

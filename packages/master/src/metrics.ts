@@ -7,7 +7,7 @@ import type { Logger } from './logger.js';
 import type { ServiceManager } from './services/manager.js';
 
 /** Per-process figures are gathered from the workers this often while someone scrapes. */
-const USAGE_EVERY_MS = 5000;
+const USAGE_EVERY_MS = 15_000;
 /** Nobody scraped for this long: stop asking the workers. */
 const IDLE_AFTER_MS = 5 * 60_000;
 /** Workers asked for usage at once. */
@@ -25,10 +25,15 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
  */
 export class Metrics {
   readonly registry = new Registry();
+  /** Per-process series, rendered once per gathering (tens of thousands of lines), not per scrape. */
+  private readonly processes = new Registry();
+  private rendered: { generation: number; text: string } | null = null;
   private readonly commands: Counter<'command' | 'outcome'>;
   private readonly durations: Histogram<'command'>;
   readonly copiedBytes: Counter;
   private usage = new Map<string, UsageInfo[]>();
+  /** Bumped by each gathering: per-process series are rebuilt only then. */
+  private generation = 0;
   private lastScrape = 0;
   private timer: NodeJS.Timeout | null = null;
   private gathering = false;
@@ -83,15 +88,26 @@ export class Metrics {
     const processLabels = ['worker', 'app', 'pid', 'service'] as const;
     type P = (typeof processLabels)[number];
     const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number) => number): void => {
-      gauge<P>(name, help, [...processLabels], (g) => {
-        for (const [worker, list] of this.usage) {
-          const instances = new Map([...(services.observedOn(worker)?.values() ?? [])].filter((i) => i.pid !== null).map((i) => [i.pid!, i]));
-          for (const u of list) {
-            if (u.state === 'dead') continue;
-            const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
-            g.set({ worker, app: u.app, pid: String(u.pid), service }, value(u, instances.get(u.pid)?.restarts ?? 0));
+      let filled = -1;
+      const g: Gauge<P> = new Gauge<P>({
+        name,
+        help,
+        labelNames: [...processLabels],
+        registers: [this.processes],
+        // Refilled only when a new gathering arrived: a scrape of 20,000 processes then only renders.
+        collect: () => {
+          if (filled === this.generation) return;
+          filled = this.generation;
+          g.reset();
+          for (const [worker, list] of this.usage) {
+            const instances = new Map([...(services.observedOn(worker)?.values() ?? [])].filter((i) => i.pid !== null).map((i) => [i.pid!, i]));
+            for (const u of list) {
+              if (u.state === 'dead') continue;
+              const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
+              g.set({ worker, app: u.app, pid: String(u.pid), service }, value(u, instances.get(u.pid)?.restarts ?? 0));
+            }
           }
-        }
+        },
       });
     };
     perProcess('drover_process_cpu_seconds', 'CPU time (user + system) of a live process', (u) => u.cpuUserSeconds + u.cpuSystemSeconds);
@@ -201,7 +217,8 @@ export class Metrics {
       this.timer.unref();
     }
     try {
-      const text = await this.registry.metrics();
+      if (this.rendered?.generation !== this.generation) this.rendered = { generation: this.generation, text: await this.processes.metrics() };
+      const text = `${await this.registry.metrics()}\n${this.rendered.text}`;
       res.writeHead(200, { 'content-type': this.registry.contentType });
       res.end(text);
     } catch (err) {
@@ -225,7 +242,7 @@ export class Metrics {
           while (next < workers.length) {
             const w = workers[next++]!;
             try {
-              this.usage.set(w.name, (await w.request('usage', {}, { timeoutMs: 3000 })).processes);
+              this.usage.set(w.name, (await w.request('usage', {}, { timeoutMs: 10_000 })).processes);
             } catch {
               this.usage.delete(w.name);
             }
@@ -233,6 +250,7 @@ export class Metrics {
         }),
       );
     } finally {
+      this.generation++;
       this.gathering = false;
     }
   }
