@@ -59,9 +59,10 @@ describe('metrics', () => {
       const dir = tempDir();
       const tokenFile = path.join(dir, 'token');
       writeFileSync(tokenFile, 'scrape-secret\n', { mode: 0o600 });
-      const master = await startMaster({ args: ['--metrics-token-file', tokenFile] });
-      startWorker(master, { name: 'w1' });
-      startWorker(master, { name: 'w2' });
+      // Heartbeats every second: a loaded test machine does not make a worker suspect between two reads.
+      const master = await startMaster({ heartbeatMs: 1000, args: ['--metrics-token-file', tokenFile] });
+      startWorker(master, { name: 'w1', heartbeatMs: 1000 });
+      startWorker(master, { name: 'w2', heartbeatMs: 1000 });
       await waitForAvailable(master, 2);
       await master.execJson('copy w1 /bin/sleep');
       const { pid } = await master.execFirst<{ pid: number }>('launch w1 sleep -- 120');
@@ -86,9 +87,17 @@ describe('metrics', () => {
         '--log.level=warn',
       ]);
       await waitFor(() => query(promPort, 'up{job="drover"} == 1'), 'Prometheus to scrape the master', 30_000, 250);
-      const available = await waitFor(() => query(promPort, 'drover_workers{status="available"}'), 'drover_workers', 20_000, 250);
-      const workers = await master.execJson<{ status: string }[]>('workers');
-      expect(available).toBe(workers.filter((w) => w.status === 'available').length);
+      // Both sides are read at slightly different moments: they agree once a scrape follows a steady fleet.
+      await waitFor(
+        async () => {
+          const available = await query(promPort, 'drover_workers{status="available"}');
+          const workers = await master.execJson<{ liveness: string }[]>('workers');
+          return available === 2 && workers.filter((w) => w.liveness === 'ok').length === 2;
+        },
+        'drover_workers{status="available"} to match workers --json',
+        20_000,
+        250,
+      );
       const rss = await waitFor(() => query(promPort, `drover_process_rss_bytes{worker="w1",pid="${pid}"}`), 'the process RSS', 20_000, 250);
       const usage = (await master.execJson<{ pid: number; rssBytes: number }[]>('usage w1')).find((u) => u.pid === pid)!;
       expect(Math.abs(rss - usage.rssBytes) / usage.rssBytes).toBeLessThan(0.2);
