@@ -172,7 +172,7 @@ describe('services', () => {
       JSON.stringify({
         name: 'policies',
         programs: [
-          { name: 'crash', path: './crash', restart: { policy: 'on-failure', maxRestarts: 4, window: '1m', backoff: ['100ms', '2s'] }, healthy: { after: 0 } },
+          { name: 'crash', path: './crash', restart: { policy: 'on-failure', maxRestarts: 4, window: '1m', backoff: ['200ms', '5s'] }, healthy: { after: 0 } },
           {
             name: 'again',
             path: './finish',
@@ -197,7 +197,7 @@ describe('services', () => {
     );
     expect(failed.restarts).toBe(4);
     expect(failed.lastExit?.reason).toBe('exited with code 3');
-    // One launch and four restarts, each after a longer wait than the one before (100, 200, 400, 800 ms).
+    // One launch and four restarts, each after a longer wait than the one before (200, 400, 800, 1600 ms).
     const crashes = (await master.execJson<PsRow[]>('ps all'))
       .filter((p) => p.app.startsWith('policies.crash.'))
       .map((p) => Date.parse(p.startedAt))
