@@ -1,7 +1,7 @@
-import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { DroverError, ErrorCode, toDroverError, unreachable, type ExitInfo, type InstanceInfo, type InstanceSpec, type InstanceState } from '@drover/protocol';
 import { writeFileAtomic } from './atomic.js';
+import { loadJsonTable } from './json-table.js';
 import type { Logger } from './logger.js';
 import type { ProcessRecord } from './process-table.js';
 import type { Supervisor } from './supervisor.js';
@@ -73,21 +73,7 @@ export class Keeper {
   }
 
   async load(): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch {
-      return;
-    }
-    try {
-      const list = JSON.parse(text) as InstanceRecord[];
-      if (!Array.isArray(list)) throw new Error('not an array');
-      for (const r of list) if (typeof r?.spec?.id === 'string') this.records.set(r.spec.id, r);
-    } catch (err) {
-      const aside = `${this.file}.corrupt-${Date.now()}`;
-      this.logger.error({ err, aside }, 'instances.json is unreadable; moved it aside');
-      await rename(this.file, aside).catch(() => undefined);
-    }
+    for (const r of await loadJsonTable<InstanceRecord>(this.file, this.logger, (r) => typeof r?.spec?.id === 'string')) this.records.set(r.spec.id, r);
   }
 
   /** After the supervisor re-adopted what survived an agent restart: instances that ended meanwhile follow their policy. */

@@ -1,7 +1,7 @@
-import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExitInfo, ProcessInfo, UsageInfo } from '@drover/protocol';
 import { writeFileAtomic } from './atomic.js';
+import { loadJsonTable } from './json-table.js';
 import type { Signalled } from './exit-reason.js';
 import type { Logger } from './logger.js';
 
@@ -54,22 +54,7 @@ export class ProcessTable {
   }
 
   async load(): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch {
-      return;
-    }
-    try {
-      const list = JSON.parse(text) as ProcessRecord[];
-      if (!Array.isArray(list)) throw new Error('not an array');
-      for (const r of list) if (typeof r?.pid === 'number') this.records.set(r.pid, r);
-    } catch (err) {
-      // Keep the unreadable table for a human to look at; start afresh rather than refuse to run.
-      const aside = `${this.file}.corrupt-${Date.now()}`;
-      this.logger.error({ err, aside }, 'processes.json is unreadable; moved it aside');
-      await rename(this.file, aside).catch(() => undefined);
-    }
+    for (const r of await loadJsonTable<ProcessRecord>(this.file, this.logger, (r) => typeof r?.pid === 'number')) this.records.set(r.pid, r);
   }
 
   get(pid: number): ProcessRecord | undefined {
