@@ -129,6 +129,8 @@ export const InstanceInfo = z.object({
   state: InstanceState,
   /** Running for healthyAfterMs since its last start. */
   healthy: z.boolean(),
+  /** Some run of it lasted healthyAfterMs: it did start, whatever happened after (restarts are its policy's business). */
+  everHealthy: z.boolean().optional(),
   restarts: z.number().int().nonnegative(),
   lastExit: ExitInfo.nullable(),
   startedAt: z.string().nullable(),

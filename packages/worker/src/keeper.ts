@@ -22,6 +22,8 @@ interface InstanceRecord {
   lastExit: ExitInfo | null;
   startedAtMs: number | null;
   nextStartAtMs: number | null;
+  /** A run lasted healthyAfterMs. */
+  everHealthy?: boolean;
 }
 
 /** What decides whether an ended instance starts again, and when: pure, so it is unit-tested. */
@@ -157,17 +159,22 @@ export class Keeper {
 
   list(): InstanceInfo[] {
     const now = Date.now();
-    return [...this.records.values()].map((r) => ({
-      id: r.spec.id,
-      app: r.app,
-      pid: r.pid,
-      state: r.state,
-      healthy: r.state === 'running' && r.startedAtMs !== null && now - r.startedAtMs >= r.spec.healthyAfterMs,
-      restarts: r.restarts,
-      lastExit: r.lastExit,
-      startedAt: r.startedAtMs === null ? null : new Date(r.startedAtMs).toISOString(),
-      nextStartAt: r.nextStartAtMs === null ? null : new Date(r.nextStartAtMs).toISOString(),
-    }));
+    return [...this.records.values()].map((r) => {
+      const healthy = r.state === 'running' && r.startedAtMs !== null && now - r.startedAtMs >= r.spec.healthyAfterMs;
+      if (healthy) r.everHealthy = true;
+      return {
+        id: r.spec.id,
+        app: r.app,
+        pid: r.pid,
+        state: r.state,
+        healthy,
+        everHealthy: r.everHealthy === true,
+        restarts: r.restarts,
+        lastExit: r.lastExit,
+        startedAt: r.startedAtMs === null ? null : new Date(r.startedAtMs).toISOString(),
+        nextStartAt: r.nextStartAtMs === null ? null : new Date(r.nextStartAtMs).toISOString(),
+      };
+    });
   }
 
   /** The instance a process runs, for ps. */
@@ -224,6 +231,7 @@ export class Keeper {
 
   private ended(r: InstanceRecord, exit: ExitInfo): void {
     r.lastExit = exit;
+    if (r.startedAtMs !== null && Date.parse(exit.endedAt) - r.startedAtMs >= r.spec.healthyAfterMs) r.everHealthy = true;
     const next = nextAfterExit(r, exit, Date.now());
     switch (next.state) {
       case 'exited':

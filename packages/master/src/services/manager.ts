@@ -522,7 +522,8 @@ export class ServiceManager {
           const what = `${ref.service.name}/${ref.program.spec.name} on ${worker}`;
           if (!infos) return `${what}: the worker stopped answering`;
           if (!info) return `${what}: the worker does not keep the instance`;
-          if (info.state === 'running' && info.restarts === 0 && info.healthy) waiting.delete(ref);
+          // Started: it ran healthy.after (now, or before an exit its restart policy handles).
+          if ((info.state === 'running' && info.restarts === 0 && info.healthy) || info.everHealthy) waiting.delete(ref);
           else if (info.state !== 'running' || info.restarts > 0)
             return `${what} ${info.lastExit ? `ended: ${info.lastExit.reason}` : `is ${info.state}`}${await this.logTail(session!, info)}`;
         }
