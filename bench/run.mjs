@@ -223,6 +223,24 @@ async function startMaster(stateDir, { shell = false, args = [] } = {}) {
   return { proc, port };
 }
 
+/** A real worker agent named `name` on the master at `masterPort`, its state in tmp/NAME. */
+function startWorker(name, masterPort, args = []) {
+  return start(process.execPath, [
+    WORKER,
+    '--master',
+    `127.0.0.1:${masterPort}`,
+    '--name',
+    name,
+    '--token',
+    TOKEN,
+    '--state-dir',
+    path.join(tmp, name),
+    '--log-level',
+    'warn',
+    ...args,
+  ]);
+}
+
 // ---------------------------------------------------------------- a master and one worker
 const mstate = path.join(tmp, 'master');
 // With its own shell on a pipe: a copy typed there reads the file in the master (section 4).
@@ -234,20 +252,7 @@ async function atMasterPrompt(line, answered) {
   mainMaster.child.stdin.write(`${line} --json\n`);
   await until(() => answered.test(mainMaster.out().slice(from)), `the answer to ${line}`, 120_000);
 }
-const wstate = path.join(tmp, 'worker');
-const worker = start(process.execPath, [
-  WORKER,
-  '--master',
-  `127.0.0.1:${port}`,
-  '--name',
-  'w1',
-  '--token',
-  TOKEN,
-  '--state-dir',
-  wstate,
-  '--log-level',
-  'warn',
-]);
+const worker = startWorker('w1', port);
 const ctl = await control(mstate);
 await until(async () => (await ctl.run('workers')).some((w) => w.status === 'available'), 'the worker');
 
@@ -408,19 +413,7 @@ console.log(
 
 // ---------------------------------------------------------------- 5. worker agent memory vs a bare ws client
 console.log('\n5. worker agent resident memory against a bare Node process holding one ws client');
-const fresh = start(process.execPath, [
-  WORKER,
-  '--master',
-  `127.0.0.1:${port}`,
-  '--name',
-  'fresh',
-  '--token',
-  TOKEN,
-  '--state-dir',
-  path.join(tmp, 'fresh'),
-  '--log-level',
-  'warn',
-]);
+const fresh = startWorker('fresh', port);
 const baseline = start(process.execPath, [
   '-e',
   `const W=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});const w=new W('ws://127.0.0.1:${echoPort}');setInterval(()=>w.readyState===1&&w.send('{}'),1000);`,
@@ -478,21 +471,7 @@ report('memory per worker connection (KiB)', drv.perConn, base.perConn, 'KiB');
 
 // ---------------------------------------------------------------- 7. services
 console.log('\n7. apply of a 10-program service on 3 workers, against the same copies and launches issued one by one');
-const extra = ['w2', 'w3'].map((name) =>
-  start(process.execPath, [
-    WORKER,
-    '--master',
-    `127.0.0.1:${port}`,
-    '--name',
-    name,
-    '--token',
-    TOKEN,
-    '--state-dir',
-    path.join(tmp, name),
-    '--log-level',
-    'warn',
-  ]),
-);
+const extra = ['w2', 'w3'].map((name) => startWorker(name, port));
 await until(async () => (await ctl.run('workers')).filter((w) => w.status === 'available').length >= 3, 'three workers');
 const svcDir = path.join(tmp, 'svc');
 execFileSync('mkdir', ['-p', svcDir]);
@@ -575,23 +554,7 @@ const { proc: foMaster, port: foPort } = await startMaster(foState, {
   args: ['--lost-after', `${LOST_MS}ms`, '--stop-after', `${LOST_MS - 1000}ms`, '--heartbeat-ms', '250'],
 });
 const foCtl = await control(foState);
-const foWorkers = ['f1', 'f2'].map((name) =>
-  start(process.execPath, [
-    WORKER,
-    '--master',
-    `127.0.0.1:${foPort}`,
-    '--name',
-    name,
-    '--token',
-    TOKEN,
-    '--state-dir',
-    path.join(tmp, name),
-    '--heartbeat-ms',
-    '250',
-    '--log-level',
-    'warn',
-  ]),
-);
+const foWorkers = ['f1', 'f2'].map((name) => startWorker(name, foPort, ['--heartbeat-ms', '250']));
 await until(async () => (await foCtl.run('workers')).filter((w) => w.status === 'available').length === 2, 'two workers');
 const moves = [];
 for (let i = 0; i < 3; i++) {
@@ -614,21 +577,7 @@ for (let i = 0; i < 3; i++) {
   moves.push(now() - t);
   // The killed worker comes back for the next round.
   const name = where.worker;
-  foWorkers[name === 'f1' ? 0 : 1] = start(process.execPath, [
-    WORKER,
-    '--master',
-    `127.0.0.1:${foPort}`,
-    '--name',
-    name,
-    '--token',
-    TOKEN,
-    '--state-dir',
-    path.join(tmp, name),
-    '--heartbeat-ms',
-    '250',
-    '--log-level',
-    'warn',
-  ]);
+  foWorkers[name === 'f1' ? 0 : 1] = startWorker(name, foPort, ['--heartbeat-ms', '250']);
   await until(async () => (await foCtl.run('workers')).filter((w) => w.status === 'available').length === 2, 'two workers again');
   await foCtl.run(`teardown single${i}`);
 }

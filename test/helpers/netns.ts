@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { onCleanup } from './cluster.js';
+import { MASTER_CLI, TOKEN, onCleanup, startProcess, waitFor, type Proc } from './cluster.js';
 
 export const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -62,4 +62,29 @@ export function makeHosts(): Hosts {
     b: ns.b,
     link: (host, up) => void ip('-n', ns.bridge, 'link', 'set', `p${tag}${host === 'a' ? 1 : 2}`, up ? 'up' : 'down'),
   };
+}
+
+/** The built master in the master host's namespace, on 198.18.0.1:7070 with heartbeats every 200 ms; resolves once it listens. */
+export async function startMasterIn(hosts: Hosts, stateDir: string, args: string[] = []): Promise<Proc> {
+  const master = startProcess('ip', [
+    'netns',
+    'exec',
+    hosts.master,
+    process.execPath,
+    MASTER_CLI,
+    '--host',
+    '198.18.0.1',
+    '--port',
+    '7070',
+    '--token',
+    TOKEN,
+    '--state-dir',
+    stateDir,
+    '--heartbeat-ms',
+    '200',
+    '--no-shell',
+    ...args,
+  ]);
+  await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070'), 'the master in its namespace');
+  return master;
 }

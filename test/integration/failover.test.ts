@@ -2,7 +2,6 @@ import { copyFileSync, readFileSync, readdirSync, readlinkSync, writeFileSync } 
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import {
-  MASTER_CLI,
   TOKEN,
   WORKER_CLI,
   exec,
@@ -15,7 +14,7 @@ import {
   waitFor,
   waitForAvailable,
 } from '../helpers/cluster.js';
-import { canMakeNamespaces, makeHosts } from '../helpers/netns.js';
+import { canMakeNamespaces, makeHosts, startMasterIn } from '../helpers/netns.js';
 
 interface InstanceView {
   id: string;
@@ -136,27 +135,7 @@ describe('partitions (network namespaces, 198.18.0.0/15)', () => {
   async function partitionCluster(args: string[]): Promise<{ stateDir: string; a: string; b: string; hosts: ReturnType<typeof makeHosts> }> {
     const hosts = makeHosts();
     const stateDir = tempDir();
-    const master = startProcess('ip', [
-      'netns',
-      'exec',
-      hosts.master,
-      process.execPath,
-      MASTER_CLI,
-      '--host',
-      '198.18.0.1',
-      '--port',
-      '7070',
-      '--token',
-      TOKEN,
-      '--state-dir',
-      stateDir,
-      '--heartbeat-ms',
-      '200',
-      '--no-shell',
-      '--no-tls',
-      ...args,
-    ]);
-    await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070'), 'the master in its namespace');
+    await startMasterIn(hosts, stateDir, ['--no-tls', ...args]);
     const dirs = { a: tempDir(), b: tempDir() };
     for (const name of ['a', 'b'] as const) {
       onCleanup(() => killAppsUnder(dirs[name]));

@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { MASTER_CLI, TOKEN, exec, startProcess, tempDir, waitFor, type WorkerRow } from '../helpers/cluster.js';
-import { canMakeNamespaces, makeHosts } from '../helpers/netns.js';
+import { TOKEN, exec, tempDir, waitFor, type WorkerRow } from '../helpers/cluster.js';
+import { canMakeNamespaces, makeHosts, startMasterIn } from '../helpers/netns.js';
 
 describe('one-line install on real hosts (network namespaces)', () => {
   const allowed = canMakeNamespaces();
@@ -12,24 +12,7 @@ describe('one-line install on real hosts (network namespaces)', () => {
   test.skipIf(!allowed)('two hosts fetch install.sh from the master over the link, join, run a command, and uninstall cleanly', async () => {
     const hosts = makeHosts();
     const stateDir = tempDir();
-    const master = startProcess('ip', [
-      'netns',
-      'exec',
-      hosts.master,
-      process.execPath,
-      MASTER_CLI,
-      '--host',
-      '198.18.0.1',
-      '--port',
-      '7070',
-      '--token',
-      TOKEN,
-      '--state-dir',
-      stateDir,
-      '--heartbeat-ms',
-      '200',
-      '--no-shell',
-    ]);
+    const master = await startMasterIn(hosts, stateDir);
     await waitFor(() => master.stdout().includes('listening on 198.18.0.1:7070 with TLS'), 'the master in its namespace');
     // TLS by default, with a self-signed certificate the join line pins. Under --no-shell stdout
     // is a kept log: the join line, but not the token.

@@ -162,11 +162,6 @@ export class FileServer {
     await this.files.flush();
   }
 
-  /** Keeps the hashes made for later commands (the cache file). */
-  flush(): Promise<void> {
-    return this.files.flush();
-  }
-
   /** Sends the file in chunk frames (the header written in each buffer's headroom, no copy), paced by the master's acks. */
   private async stream(id: number, file: string, size: number, sha256: string): Promise<number> {
     const abort = new AbortController();

@@ -185,8 +185,8 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
           const dir = await open(path.dirname(file), 'r');
           await dir.sync().catch(() => undefined);
           await dir.close();
-          return { path: file, bytes };
         }
+        return { path: file, bytes };
       } catch (err) {
         throw writeError(file, err);
       } finally {
@@ -194,7 +194,6 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
         // Gone once renamed; otherwise nothing half-written is left behind.
         await rm(tmp, { force: true });
       }
-      return { path: file, bytes };
     },
   };
 }

@@ -135,7 +135,13 @@ export class Keeper {
   }
 
   /** Stops an instance for good (its stop signal, SIGKILL after its timeout) and forgets it. */
-  async stop(id: string, mode: 'stop' | 'kill', abort: AbortSignal): Promise<{ instance: string; pid: number | null; exit: ExitInfo | null; known: boolean }> {
+  async stop(
+    id: string,
+    mode: 'stop' | 'kill',
+    abort: AbortSignal,
+    /** SIGKILL after this long, instead of the instance's stop.timeout (fencing must be quick). */
+    timeoutMs?: number,
+  ): Promise<{ instance: string; pid: number | null; exit: ExitInfo | null; known: boolean }> {
     const r = this.records.get(id);
     if (!r) return { instance: id, pid: null, exit: null, known: false };
     this.stopping.add(id);
@@ -145,7 +151,7 @@ export class Keeper {
       let exit: ExitInfo | null = r.lastExit;
       const live = r.pid !== null && this.supervisor.table.get(r.pid)?.exit === null;
       if (live && r.pid !== null) {
-        const outcome = await this.supervisor.signal(r.pid, mode, mode === 'stop' ? r.spec.stop.timeoutMs : null, abort, r.spec.stop.signal);
+        const outcome = await this.supervisor.signal(r.pid, mode, mode === 'stop' ? (timeoutMs ?? r.spec.stop.timeoutMs) : null, abort, r.spec.stop.signal);
         if (outcome.state !== 'dead') throw new DroverError(ErrorCode.APP_RUNNING, `instance ${id} (pid ${r.pid}) did not end`);
         exit = outcome.exit;
       }
@@ -210,14 +216,11 @@ export class Keeper {
     this.logger.warn({ instance: r.spec.id, silentMs, stopAfterMs }, 'no word from the master: stopping the instance (fencing) so it never runs twice');
     // SIGKILL by halfway to the master's lostAfter at the latest: down before another starts.
     const grace = Math.max(200, Math.min(r.spec.stop.timeoutMs, Math.floor((lostAfterMs - stopAfterMs) / 2)));
-    const before = r.spec.stop.timeoutMs;
-    r.spec = { ...r.spec, stop: { ...r.spec.stop, timeoutMs: grace } };
     try {
-      await this.stop(r.spec.id, 'stop', new AbortController().signal);
+      await this.stop(r.spec.id, 'stop', new AbortController().signal, grace);
       this.fencedLog.push({ id: r.spec.id, at: new Date().toISOString() });
       if (this.fencedLog.length > 100) this.fencedLog.shift();
     } catch (err) {
-      r.spec = { ...r.spec, stop: { ...r.spec.stop, timeoutMs: before } };
       this.logger.error({ err, instance: r.spec.id }, 'could not fence an instance');
     }
   }

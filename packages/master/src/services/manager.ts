@@ -1027,11 +1027,12 @@ export class ServiceManager {
   /** A program on all workers has one slot per available matching worker. */
   private coverAllWorkers(s: ServiceState, p: ProgramState): void {
     const have = new Set(p.slots.map((x) => x.worker));
+    const before = p.slots.length;
     for (const w of this.fleet.list()) {
       if (w.status !== 'available' || have.has(w.name)) continue;
       p.slots.push({ id: instanceId(s.name, p, w.name), worker: w.name, queuedAt: Date.now() });
-      void this.store.save();
     }
+    if (p.slots.length > before) void this.store.save();
   }
 }
 
