@@ -286,6 +286,25 @@ describe('services', () => {
     await waitFor(async () => (await master.exec('launch any sleep --cpus 3 -- 60')).code === 0, 'the room to be free again once the process ended');
   });
 
+  test('on: all runs one instance on every available worker; re-applying it changes nothing', async () => {
+    const master = await startMaster();
+    startWorker(master, { name: 'w1' });
+    startWorker(master, { name: 'w2' });
+    await waitForAvailable(master, 2);
+    const dir = tempDir();
+    copyFileSync('/bin/sleep', path.join(dir, 'sleeper'));
+    const file = path.join(dir, 'agent.yaml');
+    writeFileSync(file, 'name: agent\nprograms:\n  - { name: probe, path: ./sleeper, args: ["600"], on: all, healthy: { after: 0s } }\n');
+    const first = await master.exec(`apply ${file}`);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/\+ probe +add +2 to start/);
+    const once = program(await status(master, 'agent'), 'probe').instances;
+    expect(once.map((i) => i.worker).sort()).toEqual(['w1', 'w2']);
+    const again = await master.exec(`apply ${file}`);
+    expect(again.stdout).toContain('service agent is unchanged; nothing to do');
+    expect(program(await status(master, 'agent'), 'probe').instances.map((i) => i.pid)).toEqual(once.map((i) => i.pid));
+  });
+
   test('the master killed with SIGKILL and started again re-adopts every instance (same pids); one killed meanwhile was restarted by its worker', async () => {
     const stateDir = tempDir();
     const master = await startMaster({ stateDir });

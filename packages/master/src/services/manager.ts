@@ -325,7 +325,7 @@ export class ServiceManager {
         ? 'add'
         : prev.version !== version
           ? 'update'
-          : prev.slots.length !== desiredCount(p, prev)
+          : prev.slots.length !== desiredCount(p, prev, this.fleet)
             ? 'scale'
             : JSON.stringify(prev.spec) !== JSON.stringify(p)
               ? 'settings'
@@ -338,7 +338,7 @@ export class ServiceManager {
       };
       programs.push(state);
       sources.set(p.name, collected);
-      const wanted = desiredCount(p, prev);
+      const wanted = desiredCount(p, action === 'add' || action === 'update' ? undefined : prev, this.fleet);
       plan.push({
         program: p.name,
         action,
@@ -375,14 +375,14 @@ export class ServiceManager {
     for (const p of programs) {
       const step = plan.find((s) => s.program === p.spec.name)!;
       if (step.action === 'add' || step.action === 'update') {
-        p.slots = slotKeys(p.spec, this.fleet, desiredCount(p.spec, undefined)).map((key) => ({
+        p.slots = slotKeys(p.spec, this.fleet, desiredCount(p.spec, undefined, this.fleet)).map((key) => ({
           id: instanceId(spec.name, p, key),
           worker: null,
           queuedAt: now,
         }));
         for (const slot of p.slots) fresh.push({ service: next, program: p, slot });
       } else if (step.action === 'scale') {
-        const wanted = desiredCount(p.spec, p);
+        const wanted = desiredCount(p.spec, p, this.fleet);
         const kept = p.slots.slice(0, wanted);
         const used = new Set(kept.map((s) => s.id));
         const added = slotKeys(p.spec, this.fleet, wanted)
@@ -1050,8 +1050,13 @@ function programKey(s: ServiceState, p: ProgramState): string {
   return `${s.name}/${p.spec.name}/${p.version}`;
 }
 
-function desiredCount(spec: ProgramSpec, _prev: ProgramState | undefined): number {
-  return spec.on === 'all' ? 0 : spec.replicas;
+/**
+ * How many instances a program wants: its replicas; on all workers, one per available worker
+ * (the slots it has follow the fleet, so re-applying it is no change of count).
+ */
+function desiredCount(spec: ProgramSpec, prev: ProgramState | undefined, fleet: Fleet): number {
+  if (spec.on !== 'all') return spec.replicas;
+  return prev ? prev.slots.length : fleet.list().filter((w) => w.status === 'available').length;
 }
 
 function slotKeys(spec: ProgramSpec, fleet: Fleet, count: number): string[] {
