@@ -35,7 +35,9 @@ function time(d: Date): Buffer {
 export function createSelfSigned(commonName: string, years = 10): { cert: string; key: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f; // a positive INTEGER
+  // A positive INTEGER in its shortest form: a first byte of 0x00 followed by one below 0x80
+  // is not DER (OpenSSL refuses it: "illegal padding"), 1 start in 256 before this.
+  serial[0] = 0x40 | (serial[0]! & 0x3f);
   const now = Date.now();
   const tbs = seq(
     der(0x02, serial),
