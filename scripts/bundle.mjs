@@ -5,7 +5,7 @@
 // - the drover client, dist/drover.js (from drover-cli.js): a client is started for every command a script runs,
 //   and one file starts about twice as fast as the module graph it comes from.
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -35,3 +35,17 @@ async function bundle(entry, outfile) {
 const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs');
 writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${createHash('sha256').update(worker).digest('hex')}  worker.mjs\n`);
 await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.js');
+
+// The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.
+await build({
+  entryPoints: { app: path.join(root, 'packages/master/dashboard/src/main.ts') },
+  outdir: path.join(root, 'packages/master/dist/dashboard'),
+  bundle: true,
+  minify: true,
+  platform: 'browser',
+  format: 'esm',
+  target: ['chrome110', 'firefox110', 'safari16'],
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+copyFileSync(path.join(root, 'packages/master/dashboard/index.html'), path.join(root, 'packages/master/dist/dashboard/index.html'));

@@ -62,6 +62,11 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: 'Also serve /metrics without a token on this loopback HOST:PORT (127.0.0.1:9100) for a Prometheus on this machine',
         })
+        .option('dashboard-admin', {
+          type: 'boolean',
+          default: false,
+          describe: 'Also make an admin dashboard token (in the state dir, printed with the shell): its holder may stop, kill and restart from the web page',
+        })
         .option('lost-after', {
           type: 'string',
           default: '30s',
@@ -109,6 +114,7 @@ await yargs(hideBin(process.argv))
           disconnect: { lostAfterMs: lostAfterMs, stopAfterMs: stopAfterMs, replace: true },
           metricsToken: metricsToken(argv['metrics-token'], argv['metrics-token-file']),
           metricsHost: argv['metrics-host'],
+          dashboardAdmin: argv['dashboard-admin'],
         });
         process.exit(0);
       } catch (err) {

@@ -22,6 +22,7 @@ import {
 import { monotonic, type Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { AdmissionGate, HELLO_DEADLINE_MS } from './gate.js';
+import { LoadHistory } from './load-history.js';
 import { LogLimiter } from './log-limiter.js';
 import { UploadBudget } from './upload-budget.js';
 import { WorkerSession } from './worker-session.js';
@@ -64,6 +65,8 @@ export class Fleet extends EventEmitter<FleetEvents> {
   readonly uploads = new UploadBudget();
   /** Slots for connections that have not said hello yet. */
   readonly gate = new AdmissionGate();
+  /** Each worker's CPU and memory over the last 15 minutes (the dashboard's sparklines). */
+  readonly history = new LoadHistory();
   private readonly sessions = new Map<string, WorkerSession>();
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly tokenDigest: Buffer;
@@ -137,13 +140,13 @@ export class Fleet extends EventEmitter<FleetEvents> {
     if (name !== 'gone') {
       const s = this.find(name);
       if (s.connected) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `worker ${name} is connected; only disconnected workers can be forgotten`);
-      this.sessions.delete(name);
+      this.drop(name);
       return [name];
     }
     const gone = this.list()
       .filter((s) => !s.connected)
       .map((s) => s.name);
-    for (const n of gone) this.sessions.delete(n);
+    for (const n of gone) this.drop(n);
     return gone;
   }
 
@@ -194,8 +197,13 @@ export class Fleet extends EventEmitter<FleetEvents> {
         this.emit('unavailable', s);
       }
       const since = s.liveness.disconnectedAt;
-      if (since !== null && now - since > FORGET_AFTER_MS) this.sessions.delete(s.name);
+      if (since !== null && now - since > FORGET_AFTER_MS) this.drop(s.name);
     }
+  }
+
+  private drop(name: string): void {
+    this.sessions.delete(name);
+    this.history.forget(name);
   }
 
   private admit(ws: WebSocket, req: IncomingMessage, hello: Hello): void {
@@ -268,6 +276,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     switch (message.type) {
       case 'heartbeat':
         session.load = message.load;
+        this.history.record(session.name, Date.now(), message.load);
         // One ping in flight per worker: its pong measures the round trip.
         if (session.pingAt === null && session.ws.readyState === WebSocket.OPEN) {
           session.pingAt = this.clock();

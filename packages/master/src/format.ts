@@ -33,3 +33,12 @@ export function formatDuration(ms: number): string {
 export function escapeControl(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+const BARS = '▁▂▃▄▅▆▇█';
+
+/** Values as a line of block characters, scaled to `max` (empty history: "-"). */
+export function sparkline(values: readonly number[], max: number): string {
+  if (values.length === 0) return '-';
+  const top = Math.max(max, ...values, 1e-9);
+  return values.map((v) => BARS[Math.min(BARS.length - 1, Math.max(0, Math.round((v / top) * (BARS.length - 1))))]).join('');
+}

@@ -14,6 +14,7 @@ import { raiseOpenFileLimit } from './open-files.js';
 import { loadTlsIdentity } from './tls-identity.js';
 import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
 import { operatorEndpoint } from './operator-server.js';
+import { dashboardRoutes } from './dashboard.js';
 import { joinLines, type JoinInfo } from './join-lines.js';
 import { localBackend, startShell } from './shell.js';
 import { localFiles } from './local-files.js';
@@ -51,6 +52,8 @@ export interface MasterOptions {
   metricsToken?: string;
   /** A plain /metrics listener on a loopback HOST:PORT. */
   metricsHost?: string;
+  /** Also make (and print) an admin dashboard token: its holder may stop, kill and restart. */
+  dashboardAdmin?: boolean;
 }
 
 /** Starts the master: server, fleet, control socket, optional dev workers and shell. Resolves when it stops. */
@@ -75,6 +78,11 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const installer = loadInstaller(tls ? 'https' : 'http', pin);
   if (installer.missing) logger.warn(installer.missing);
   const tokens = await TokenStore.open(opts.stateDir);
+  const dashboardTokens = [
+    await tokens.dashboardToken(opts.stateDir, 'read-only'),
+    ...(opts.dashboardAdmin ? [await tokens.dashboardToken(opts.stateDir, 'admin')] : []),
+  ];
+  const dashboard = dashboardRoutes({ tokens, offered: Boolean(tls) || opts.insecureOperatorApi === true, peerLog: fleet.peerLog });
   const services = new ServiceManager(fleet, opts.stateDir, logger, opts.disconnect);
   await services.start();
   const metrics = new Metrics(fleet, services, { token: opts.metricsToken, logger });
@@ -99,7 +107,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
     port: opts.port,
     fleet,
     logger,
-    routes: (req, res) => metrics.handle(req, res) || installer.handle(req, res),
+    routes: (req, res) => metrics.handle(req, res) || dashboard.handle(req, res) || installer.handle(req, res),
     tls,
     onPlainText,
     operator: (req, socket, head) => operator.handle(req, socket, head),
@@ -138,6 +146,12 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       ...(join.installCommand ? [`join a VM:  ${join.installCommand}`] : []),
       `${join.installCommand ? '   or, where the worker is installed:  ' : 'join a VM:  '}${join.workerCommand}`,
       ...(opts.shell ? [] : [`   (the join token is in ${tokenSource}; master exec join prints these lines with it)`]),
+      ...(dashboard.built && (tls || opts.insecureOperatorApi)
+        ? dashboardTokens.map(
+            (d) =>
+              `dashboard${d.name.startsWith('dashboard-admin') ? ' (admin)' : ''}: ${tls ? 'https' : 'http'}://${advertised}/  ${opts.shell ? `token ${d.token}` : `(its token is in ${d.file})`}`,
+          )
+        : []),
       ...(metricsAt || opts.metricsToken
         ? [
             `metrics: ${[

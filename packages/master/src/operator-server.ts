@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { CloseCode, MAX_FRAME_BYTES, type ControlReply } from '@drover/protocol';
+import { subprotocolToken } from './dashboard.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { Logger } from './logger.js';
 import { LOCAL_CALLER, type Caller, type TokenStore } from './operator-tokens.js';
@@ -27,7 +28,13 @@ export function operatorEndpoint(opts: {
   handleLocal(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
   close(): void;
 } {
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: MAX_FRAME_BYTES,
+    // The dashboard offers `drover` and its token as subprotocols: answer with `drover`, never the token.
+    handleProtocols: (protocols) => (protocols.has('drover') ? 'drover' : false),
+  });
   const refuse = (socket: Duplex, status: string, why: string): void => {
     socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${why}\n`);
     setTimeout(() => socket.destroy(), 1000).unref();
@@ -76,8 +83,9 @@ export function operatorEndpoint(opts: {
       if (!opts.tls && !opts.insecure) {
         return refuse(socket, '403 Forbidden', 'the master offers its operator API over TLS only (or with --insecure-operator-api)');
       }
-      const m = /^Bearer (\S{1,512})$/.exec(req.headers.authorization ?? '');
-      const who = m ? opts.tokens.verify(m[1]!) : ({ refused: 'missing' } as const);
+      // A header from drover and scripts; a subprotocol from a browser (the dashboard).
+      const secret = /^Bearer (\S{1,512})$/.exec(req.headers.authorization ?? '')?.[1] ?? subprotocolToken(req.headers['sec-websocket-protocol']);
+      const who = secret ? opts.tokens.verify(secret) : ({ refused: 'missing' } as const);
       if ('refused' in who) {
         opts.peerLog.log('warn', peer, { peer, refused: who.refused }, 'refused an operator token');
         return refuse(socket, '401 Unauthorized', `refused: ${who.refused}`);

@@ -1,5 +1,6 @@
 import { formatBytes } from '@drover/protocol';
-import { table } from '../format.js';
+import { sparkline, table } from '../format.js';
+import type { LoadSeries } from '../load-history.js';
 import type { WorkerSession } from '../worker-session.js';
 import { defineCommand } from './types.js';
 
@@ -30,6 +31,8 @@ export interface WorkerRow {
   drain: 'draining' | 'drained' | null;
   connectedAt: string;
   load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
+  /** With --history: CPU and memory over the last 15 minutes, one point per 10 s. */
+  history?: LoadSeries;
 }
 
 /** `now` is on the fleet's monotonic clock. */
@@ -67,12 +70,20 @@ export function toWorkerRow(s: WorkerSession, now: number, heartbeatMs: number, 
 
 export const workersCommand = defineCommand<WorkerRow[]>({
   name: 'workers',
-  usage: 'workers [--json]',
+  usage: 'workers [NAME] [--history] [--json]',
   summary: 'list workers: address, status, last heartbeat, CPUs, memory, load',
-  maxArgs: 0,
-  async run(_args, ctx) {
+  details: 'NAME shows one worker. --history adds its CPU and memory over the last 15 minutes (one point\nper 10 s; a sparkline here, the points with --json).',
+  options: { history: { type: 'boolean' } },
+  complete: ['worker'],
+  maxArgs: 1,
+  async run(args, ctx) {
     const now = ctx.fleet.clock();
-    return ctx.fleet.list().map((s) => toWorkerRow(s, now, ctx.fleet.heartbeatMs, ctx.services.drainState(s.name)));
+    const name = args.positionals[0];
+    const sessions = name === undefined ? ctx.fleet.list() : [ctx.fleet.find(name)];
+    return sessions.map((s) => {
+      const row = toWorkerRow(s, now, ctx.fleet.heartbeatMs, ctx.services.drainState(s.name));
+      return args.values.history === true ? { ...row, history: ctx.fleet.history.series(s.name, Date.now()) } : row;
+    });
   },
   format(rows) {
     if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
@@ -98,6 +109,12 @@ export const workersCommand = defineCommand<WorkerRow[]>({
       ]),
     );
     const up = rows.filter((r) => r.status === 'available').length;
-    return `${body}\n${up} of ${rows.length} available`;
+    const sparks = rows
+      .filter((r) => r.history)
+      .map(
+        (r) =>
+          `${r.name}  CPU% ${sparkline(r.history!.cpuPercent, 100)}  memory ${sparkline(r.history!.memoryUsedBytes, r.memoryBytes)}  (15 min, 10 s a step)`,
+      );
+    return [body, `${up} of ${rows.length} available`, ...sparks].join('\n');
   },
 });

@@ -1,0 +1,54 @@
+import { describe, expect, test } from 'vitest';
+import { HISTORY_POINTS, HISTORY_STEP_MS, LoadHistory } from '../../../packages/master/src/load-history.js';
+import { sparkline } from '../../../packages/master/src/format.js';
+
+const load = (
+  cpuPercent: number,
+  memoryUsedBytes = 1000,
+): { cpuPercent: number; memoryUsedBytes: number; memoryTotalBytes: number; loadAverage: number; processes: number } => ({
+  cpuPercent,
+  memoryUsedBytes,
+  memoryTotalBytes: 4000,
+  loadAverage: 0,
+  processes: 0,
+});
+
+describe('LoadHistory', () => {
+  test('keeps the first heartbeat of each 10 s step, oldest first', () => {
+    const h = new LoadHistory();
+    const t0 = 1_000_000 * HISTORY_STEP_MS;
+    h.record('w1', t0, load(10));
+    h.record('w1', t0 + 1000, load(99)); // same step: ignored
+    h.record('w1', t0 + HISTORY_STEP_MS, load(20, 2000));
+    expect(h.series('w1', t0 + HISTORY_STEP_MS)).toEqual({
+      stepMs: HISTORY_STEP_MS,
+      t: [t0, t0 + HISTORY_STEP_MS],
+      cpuPercent: [10, 20],
+      memoryUsedBytes: [1000, 2000],
+    });
+    expect(h.series('w2', t0).t).toEqual([]);
+  });
+
+  test('holds 15 minutes: the ring overwrites the oldest, and points older than 15 minutes are not answered', () => {
+    const h = new LoadHistory();
+    const t0 = 1_000_000 * HISTORY_STEP_MS;
+    for (let i = 0; i < HISTORY_POINTS + 10; i++) h.record('w1', t0 + i * HISTORY_STEP_MS, load(i));
+    const now = t0 + (HISTORY_POINTS + 9) * HISTORY_STEP_MS;
+    const s = h.series('w1', now);
+    expect(s.cpuPercent).toHaveLength(HISTORY_POINTS);
+    expect(s.cpuPercent[0]).toBe(10);
+    expect(s.cpuPercent.at(-1)).toBe(HISTORY_POINTS + 9);
+    // A worker silent for 10 minutes: only what is younger than 15 minutes is left.
+    expect(h.series('w1', now + 10 * 60_000).t.length).toBe(30);
+    h.forget('w1');
+    expect(h.series('w1', now).t).toEqual([]);
+  });
+});
+
+describe('sparkline', () => {
+  test('scales to the maximum given, or to the largest value', () => {
+    expect(sparkline([0, 50, 100], 100)).toBe('▁▅█');
+    expect(sparkline([1, 2], 0)).toBe('▅█');
+    expect(sparkline([], 100)).toBe('-');
+  });
+});
