@@ -101,7 +101,8 @@ function overWebSocket(ws: WebSocket): Transport {
     run(line, json) {
       const cwd = process.cwd();
       files.allowLine(line, cwd);
-      const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd };
+      const color = !json && Boolean(process.stdout.isTTY) && !('NO_COLOR' in process.env);
+      const request: ControlRun = { v: CONTROL_VERSION, type: 'run', line, json, cwd, ...(color ? { color } : {}) };
       sendText(request);
     },
     subscribe: () => sendText({ v: CONTROL_VERSION, type: 'subscribe' }),

@@ -48,6 +48,7 @@ export function operatorSession(opts: {
         remote: opts.remote,
         files,
         cwd: req.cwd,
+        color: req.color === true,
         signal: running.signal,
         interactive: false,
         out: { write: (text) => opts.send({ v: CONTROL_VERSION, type: 'out', text }), progress: () => undefined },

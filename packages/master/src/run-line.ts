@@ -61,7 +61,8 @@ async function runWords(words: string[], ctx: CommandContext, forceJson: boolean
     const exit = name === 'exit';
     if (json) return { ok: failures.length === 0, output: JSON.stringify(command.toJson ? command.toJson(data) : data), exit, thrown: false };
     // Text from workers (host names, args, exit reasons) may hold terminal escapes: never print them raw.
-    const output = escapeControl(command.format(data, args));
+    const plain = escapeControl(command.format(data, args));
+    const output = ctx.color && command.colorize ? command.colorize(plain) : plain;
     return { ok: failures.length === 0, output, exit, thrown: false, ...(failures.length ? { stderr: escapeControl(failures.join('\n')) } : {}) };
   } catch (err) {
     const e = ctx.signal.aborted ? new DroverError(ErrorCode.CANCELLED, 'cancelled') : toDroverError(err);

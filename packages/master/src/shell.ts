@@ -19,7 +19,7 @@ export interface ShellBackend {
 /** The master's own backend: runLine on its fleet. */
 export function localBackend(context: Omit<CommandContext, 'signal' | 'out' | 'interactive'>, fleet: Pick<Fleet, 'names'>): ShellBackend {
   return {
-    run: (line, io) => runLine(line, { ...context, ...io }),
+    run: (line, io) => runLine(line, { ...context, ...io, color: io.interactive && !('NO_COLOR' in process.env) }),
     complete: (line) => complete(line, context.commands, fleet, context.cwd),
   };
 }

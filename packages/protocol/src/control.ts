@@ -25,6 +25,8 @@ export const ControlRun = z.object({
   line: z.string().max(256 * 1024),
   json: z.boolean(),
   cwd: z.string().min(1).max(4096),
+  /** The client prints to a terminal that takes colour (optional: older clients do not say). */
+  color: z.boolean().optional(),
 });
 export type ControlRun = z.infer<typeof ControlRun>;
 

@@ -24,6 +24,8 @@ export interface CommandContext {
   json?: boolean;
   /** True in the interactive shell: progress bars and live status are welcome. */
   interactive: boolean;
+  /** The text lands on a terminal that takes colour (not NO_COLOR): Command.colorize may mark it. */
+  color?: boolean;
   out: Output;
   /** The command table, for help and completion. */
   commands: Command[];
@@ -75,6 +77,8 @@ export interface Command<D = unknown> {
   options?: Record<string, OptionSpec>;
   /** What Tab completes at each positional. */
   complete?: Completion[];
+  /** Colours the formatted text for a terminal (after it was laid out and escaped). */
+  colorize?(text: string): string;
   minArgs?: number;
   maxArgs?: number;
   /** Allows `-- ARGS...` after the positionals. */

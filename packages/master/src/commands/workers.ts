@@ -85,6 +85,12 @@ export const workersCommand = defineCommand<WorkerRow[]>({
       return args.values.history === true ? { ...row, history: ctx.fleet.history.series(s.name, Date.now()) } : row;
     });
   },
+  // Status words: suspect in yellow, unavailable and disconnected in red, available in green.
+  colorize: (text) =>
+    text
+      .replace(/\b(suspect)\b/g, '\x1b[33m$1\x1b[0m')
+      .replace(/\b(UNAVAILABLE|DISCONNECTED)\b/g, '\x1b[31m$1\x1b[0m')
+      .replace(/(^|  )(available)\b/gm, '$1\x1b[32m$2\x1b[0m'),
   format(rows) {
     if (rows.length === 0) return 'no workers have joined yet (type join to see how a VM joins)';
     const body = table(

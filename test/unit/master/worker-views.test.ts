@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { workersCommand } from '../../../packages/master/src/commands/workers.js';
 import { HISTORY_POINTS, HISTORY_STEP_MS, LoadHistory } from '../../../packages/master/src/load-history.js';
 import { sparkline } from '../../../packages/master/src/format.js';
 
@@ -50,5 +51,18 @@ describe('sparkline', () => {
     expect(sparkline([0, 50, 100], 100)).toBe('▁▅█');
     expect(sparkline([1, 2], 0)).toBe('▅█');
     expect(sparkline([], 100)).toBe('-');
+  });
+});
+
+describe('workers in a terminal', () => {
+  test('colours the status words only: suspect yellow, UNAVAILABLE red, available green', () => {
+    const text = ['NAME  STATUS       HOST', 'w1    available    vm', 'w2    suspect      vm', 'w3    UNAVAILABLE  vm', '1 of 3 available'].join('\n');
+    expect(workersCommand.colorize!(text).split('\n')).toEqual([
+      'NAME  STATUS       HOST',
+      'w1    \x1b[32mavailable\x1b[0m    vm',
+      'w2    \x1b[33msuspect\x1b[0m      vm',
+      'w3    \x1b[31mUNAVAILABLE\x1b[0m  vm',
+      '1 of 3 available',
+    ]);
   });
 });
