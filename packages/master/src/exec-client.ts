@@ -24,6 +24,12 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
   };
   if ('exitCode' in connection) return failed(connection.code, connection.message, connection.exitCode);
   const transport = connection;
+  // The reader went away (`| head`): stop the command and leave quietly, as cat does.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      void transport.cancel().finally(() => process.exit(0));
+    });
   process.once('SIGINT', () => {
     process.stderr.write('cancelled\n');
     // Exit once the cancel is on its way (a timer that holds the process: the loop may be idle).
@@ -43,7 +49,8 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
         // A slow reader of our stdout (a pager, a pipe) pauses the connection, and so the master.
         if (!process.stdout.write(reply.text)) {
           transport.pause();
-          await once(process.stdout, 'drain');
+          // An error (EPIPE: the reader left) ends the run through the handler above.
+          await once(process.stdout, 'drain').catch(() => new Promise<never>(() => undefined));
           transport.resume();
         }
         continue;

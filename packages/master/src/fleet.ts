@@ -16,6 +16,7 @@ import {
   parseWorkerMessage,
   unreachable,
   type Hello,
+  type LogProblem,
   type ProcessExit,
   type WorkerToMaster,
 } from '@drover/protocol';
@@ -38,6 +39,7 @@ export interface FleetEvents {
   unavailable: [WorkerSession];
   available: [WorkerSession];
   'process-exit': [WorkerSession, ProcessExit];
+  'log-problem': [WorkerSession, LogProblem];
 }
 
 export interface FleetOptions {
@@ -295,6 +297,13 @@ export class Fleet extends EventEmitter<FleetEvents> {
         return session.failUpload(message.ref, message.error);
       case 'process-exit':
         this.emit('process-exit', session, message);
+        return;
+      case 'log-problem':
+        this.logger.warn(
+          { worker: session.name, pid: message.pid, app: message.app, problem: message.problem, droppedBytes: message.droppedBytes },
+          'a log could not be written',
+        );
+        this.emit('log-problem', session, message);
         return;
       case 'protocol-error':
         this.peerLog.log('warn', session.name, { worker: session.name, error: message.error }, 'worker could not read a frame of ours');

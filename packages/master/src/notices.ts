@@ -12,6 +12,12 @@ export function watchFleet(fleet: Fleet, notice: (text: string) => void): () => 
     unavailable: (s) => notice(`[${s.name} missed 2 heartbeats: unavailable]`),
     available: (s) => notice(`[${s.name} available again]`),
     'process-exit': (s, m) => notice(`[${s.name}: ${m.app} pid ${m.pid} ${m.exit.reason}]`),
+    'log-problem': (s, m) =>
+      notice(
+        m.problem === 'no-space'
+          ? `[${s.name}: the disk is full; output of ${m.app} pid ${m.pid} is not logged]`
+          : `[${s.name}: ${m.app} pid ${m.pid} is logged again (${m.droppedBytes} bytes were lost)]`,
+      ),
   };
   const events = Object.keys(listeners) as (keyof FleetEvents)[];
   // One typed table; the emitter's per-event overloads do not survive a loop over its keys.

@@ -53,6 +53,20 @@ export type Result = z.infer<typeof Result>;
 export const ProcessExit = z.object({ v, type: z.literal('process-exit'), pid: z.number().int().positive(), app: Name, exit: ExitInfo });
 export type ProcessExit = z.infer<typeof ProcessExit>;
 
+/**
+ * A process's log could not be written (the disk is full: its output is counted, not kept) or
+ * is written again (`droppedBytes` were lost meanwhile).
+ */
+export const LogProblem = z.object({
+  v,
+  type: z.literal('log-problem'),
+  pid: z.number().int().positive(),
+  app: Name,
+  problem: z.enum(['no-space', 'resumed']),
+  droppedBytes: z.number().int().nonnegative(),
+});
+export type LogProblem = z.infer<typeof LogProblem>;
+
 /** Flow control: the receiver of transfer `ref` has consumed `bytes` bytes in total. */
 export const Ack = z.object({ v, type: z.literal('ack'), ref: Id, bytes: Bytes });
 export type Ack = z.infer<typeof Ack>;
@@ -65,7 +79,7 @@ export type TransferError = z.infer<typeof TransferError>;
 export const ProtocolError = z.object({ v, type: z.literal('protocol-error'), error: ErrorBody });
 export type ProtocolError = z.infer<typeof ProtocolError>;
 
-export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, Ack, TransferError, ProtocolError]);
+export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, LogProblem, Ack, TransferError, ProtocolError]);
 export type WorkerToMaster = z.infer<typeof WorkerToMaster>;
 
 // ---------------------------------------------------------------- master → worker

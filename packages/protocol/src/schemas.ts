@@ -115,6 +115,8 @@ export const InstanceSpec = z.object({
    * instance (the master starts another elsewhere after lostAfterMs), so there are never two.
    */
   fence: z.object({ stopAfterMs: z.number().int().positive(), lostAfterMs: z.number().int().positive() }).optional(),
+  /** Its log: rotated past maxBytes (0: never) with `keep` older files; what is not given is the worker's --log-max/--log-keep. */
+  log: z.object({ maxBytes: z.number().int().min(0).optional(), keep: z.number().int().min(0).max(100).optional() }).optional(),
 });
 export type InstanceSpec = z.infer<typeof InstanceSpec>;
 

@@ -1,3 +1,4 @@
+import type { LogPolicy } from './log-pump.js';
 import os from 'node:os';
 import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type ErrorCode, type Hello, type MasterToWorker, type Request } from '@drover/protocol';
 import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
@@ -19,6 +20,8 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** What it offers to placement, where not all of the machine. */
   capacity?: { cpus?: number; memoryBytes?: number };
+  /** How app logs are kept (--log-max, --log-keep); a service program may say otherwise. */
+  logPolicy?: LogPolicy;
   logger: Logger;
   /** The master refused this worker for a reason retrying will not fix. */
   onFatal(message: string, code: ErrorCode): void;
@@ -37,7 +40,13 @@ export class Agent {
     const { opts } = this;
     this.unlock = await lockStateDir(opts.stateDir);
     const [workerId, gpus] = await Promise.all([loadWorkerId(opts.stateDir), detectGpus()]);
-    this.services = await Services.open({ stateDir: opts.stateDir, workerName: opts.name, logger: opts.logger, send: (m) => this.link?.send(m) ?? false });
+    this.services = await Services.open({
+      stateDir: opts.stateDir,
+      workerName: opts.name,
+      logger: opts.logger,
+      send: (m) => this.link?.send(m) ?? false,
+      logPolicy: opts.logPolicy,
+    });
     const sampler = new LoadSampler();
     const hello = (): Hello => ({
       v: 1,

@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { AGENT_VERSION, LABEL_KEY_PATTERN, checkHeartbeatMs, checkWorkerName, parseFingerprint, parseSize, toWorkerName } from '@drover/protocol';
 import { Agent } from './agent.js';
+import { MAX_LOG_KEEP, MIN_LOG_MAX_BYTES } from './log-pump.js';
 import { createLogger } from './logger.js';
 import { parseMasterAddress } from './address.js';
 
@@ -51,6 +52,12 @@ const argv = yargs(hideBin(process.argv))
   .option('label', { type: 'string', array: true, describe: 'A label KEY=VALUE that service files select workers by (repeatable)' })
   .option('cpus', { type: 'number', describe: 'CPUs this worker offers to placement (default: all of the machine)' })
   .option('memory', { type: 'string', describe: 'Memory this worker offers to placement, e.g. 8GiB (default: all of the machine)' })
+  .option('log-max', {
+    type: 'string',
+    default: '64MiB',
+    describe: "Rotate an app's log past this size (0: never; then its output goes straight to the file, not through the agent)",
+  })
+  .option('log-keep', { type: 'number', default: 5, describe: 'Rotated log files kept per app process (APP.PID.log.1 … .N)' })
   .option('exit-with-stdin', { type: 'boolean', default: false, hidden: true, describe: 'Exit when stdin closes (local dev clusters)' })
   .conflicts('token', 'token-file')
   .version(AGENT_VERSION)
@@ -101,6 +108,12 @@ for (const text of argv.label ?? []) {
 if (argv.cpus !== undefined && !(Number.isInteger(argv.cpus) && argv.cpus > 0)) fail(`--cpus must be a whole number above 0, got ${argv.cpus}`);
 const memoryBytes = argv.memory === undefined ? undefined : (parseSize(argv.memory) ?? fail(`--memory must be a size such as 8GiB, got "${argv.memory}"`));
 
+const logMax = parseSize(argv['log-max']);
+if (logMax === null || (logMax !== 0 && logMax < MIN_LOG_MAX_BYTES))
+  fail(`--log-max must be 0 (never rotate) or a size of at least 64KiB such as 64MiB, got "${argv['log-max']}"`);
+const logKeep = argv['log-keep'];
+if (!Number.isInteger(logKeep) || logKeep < 0 || logKeep > MAX_LOG_KEEP) fail(`--log-keep must be a whole number from 0 to ${MAX_LOG_KEEP}, got ${logKeep}`);
+
 const logger = createLogger(argv['log-level']);
 logger.info({ tokenFrom }, 'join token read');
 const agent = new Agent({
@@ -113,6 +126,7 @@ const agent = new Agent({
   heartbeatMs: argv['heartbeat-ms'],
   labels,
   capacity: { cpus: argv.cpus, memoryBytes },
+  logPolicy: { maxBytes: logMax, keep: logKeep },
   logger,
   onFatal: (message, code) => {
     logger.fatal({ code }, message);

@@ -1,7 +1,8 @@
 import { DroverError, ErrorCode, type RequestOf, type RequestType, type ResultDataOf } from '@drover/protocol';
 import { runBench } from './bench.js';
 import type { Logger } from './logger.js';
-import { streamLog, tailOffset } from './log-stream.js';
+import { logChain } from './log-pump.js';
+import { streamLog, tailStart } from './log-stream.js';
 import type { Services } from './services.js';
 
 export interface HandlerContext {
@@ -92,18 +93,23 @@ async function logs(request: RequestOf<'logs'>, ctx: HandlerContext): Promise<Re
   const { supervisor, transfers, workerName } = ctx.services;
   const record = request.pid !== null ? supervisor.require(request.pid) : supervisor.table.latestOf(request.app ?? '');
   if (!record) throw new DroverError(ErrorCode.PROCESS_NOT_FOUND, `app "${request.app}" was never launched on ${workerName}`);
-  const offset =
+  // An ended process's last output may still be on its way from its pipe into the log.
+  await supervisor.settleLog(record, 2000);
+  // Its rotated files first (oldest first), then the live log.
+  const chain = logChain(record.logPath);
+  const start =
     request.tail === null
-      ? 0
-      : await tailOffset(record.logPath, request.tail).catch(() => {
+      ? { file: chain[0]!, offset: 0 }
+      : await tailStart(chain, request.tail).catch(() => {
           throw new DroverError(ErrorCode.NOT_FOUND, `log of pid ${record.pid} is gone on ${workerName}`);
         });
   const out = transfers.openOutgoing(request.id);
   try {
-    const bytes = await streamLog(record.logPath, offset, out, {
+    const bytes = await streamLog(record.logPath, start, out, {
       follow: request.follow,
-      stillRunning: () => record.exit === null,
+      stillRunning: () => record.exit === null || supervisor.pumping(record.pid),
       signal: ctx.signal,
+      rotation: supervisor.rotationOf(record.pid),
     });
     return { pid: record.pid, app: record.app, bytes, path: record.logPath };
   } finally {

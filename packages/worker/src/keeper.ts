@@ -97,7 +97,7 @@ export class Keeper {
     if (existing && (existing.state === 'running' || existing.state === 'backoff')) {
       throw new DroverError(ErrorCode.BUSY, `instance ${spec.id} is already kept here (${existing.state}${existing.pid ? `, pid ${existing.pid}` : ''})`);
     }
-    const p = await this.supervisor.launch(app, args, env, spec.id);
+    const p = await this.supervisor.launch(app, args, env, spec.id, this.supervisor.logPolicyFor(spec.log));
     this.records.set(spec.id, {
       spec,
       app,
@@ -275,7 +275,7 @@ export class Keeper {
     r.restartTimes.push(now);
     r.nextStartAtMs = null;
     try {
-      const p = await this.supervisor.launch(r.app, r.args, r.env, r.spec.id);
+      const p = await this.supervisor.launch(r.app, r.args, r.env, r.spec.id, this.supervisor.logPolicyFor(r.spec.log));
       r.pid = p.pid;
       r.state = 'running';
       r.startedAtMs = p.startedAtMs;

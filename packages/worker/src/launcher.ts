@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import { closeSync, constants, openSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
 import { checkLibraries } from './libraries.js';
+import { DEFAULT_LOG_POLICY, FifoPool, pipeOf, type LogPolicy } from './log-pump.js';
 import { readCoreLimitSync, readStatSync } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
 import { fileIn, type AppStore } from './store.js';
@@ -39,6 +40,8 @@ export function appEnvironment(opts: {
 export interface Started {
   child: ChildProcess;
   record: ProcessRecord;
+  /** The agent's read end of the process's log pipe, opened before the spawn (see LogPump.start). */
+  pipeFd?: number;
 }
 
 /**
@@ -53,9 +56,13 @@ export class Launcher {
   constructor(
     private readonly store: AppStore,
     private readonly workerName: string,
-  ) {}
+  ) {
+    this.fifos = new FifoPool(store.logsDir);
+  }
 
-  async start(app: string, args: string[], userEnv: Record<string, string> = {}): Promise<Started> {
+  private readonly fifos: FifoPool;
+
+  async start(app: string, args: string[], userEnv: Record<string, string> = {}, log: LogPolicy = DEFAULT_LOG_POLICY): Promise<Started> {
     const manifest = await this.store.requireManifest(app);
     // The version folder itself, not the `current` link: a copy made while the app runs must not
     // change the files (libraries loaded later, its working folder) under it.
@@ -78,9 +85,16 @@ export class Launcher {
     }
     // Sync on purpose: open, close and rename touch no file data and cost microseconds, where
     // each thread-pool round trip would add a tick to every launch.
-    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.log`);
+    // Rotated logs: the output goes into a pipe the agent carries into the log (log-pump.ts);
+    // otherwise straight into the log file.
+    const piped = log.maxBytes > 0;
+    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.${piped ? 'pipe' : 'log'}`);
     let child: ChildProcess;
-    const fd = openSync(startingLog, 'a', 0o640);
+    if (piped) this.fifos.take(startingLog);
+    // Our read end first: a pipe nobody has open drops what is in it, and a short-lived process
+    // may be done before the pump starts.
+    const pipeFd = piped ? openSync(startingLog, constants.O_RDONLY | constants.O_NONBLOCK) : undefined;
+    const fd = piped ? openSync(startingLog, constants.O_RDWR) : openSync(startingLog, 'a', 0o640);
     try {
       child = spawn(exe, args, { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
     } finally {
@@ -92,12 +106,13 @@ export class Launcher {
       // An 'error' before 'spawn' means 'exit' never comes (execa's exit-async.js).
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
       rmSync(startingLog, { force: true });
+      if (pipeFd !== undefined) closeSync(pipeFd);
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       throw new DroverError(ErrorCode.EXEC_FAILED, `could not start ${manifest.executable} on ${this.workerName}: ${code} (${err.message})`, { cause: err });
     }
     // The log is named by pid at once: a crashed agent finds its orphans by these names.
     const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
-    renameSync(startingLog, logPath);
+    renameSync(startingLog, piped ? pipeOf(logPath) : logPath);
     const stat = readStatSync(pid);
     const coreLimit = readCoreLimitSync(pid);
     const now = Date.now();
@@ -115,8 +130,9 @@ export class Launcher {
       coreLimit: coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit,
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
+      ...(piped ? { log } : {}),
     };
-    return { child, record };
+    return { child, record, ...(pipeFd !== undefined ? { pipeFd } : {}) };
   }
 }
 

@@ -1,74 +1,172 @@
-import { open, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { CHUNK_BYTES, DroverError, ErrorCode } from '@drover/protocol';
+import { logChain, type RotationClock } from './log-pump.js';
 import type { OutgoingTransfer } from './transfers.js';
 
 const FOLLOW_POLL_MS = 200;
 
-/** Offset where the last `lines` lines of the file begin (reads backwards in blocks). */
-export async function tailOffset(file: string, lines: number): Promise<number> {
-  const fh = await open(file, 'r');
-  try {
-    const { size } = await fh.stat();
-    if (lines === 0) return size;
-    const block = Buffer.allocUnsafe(64 * 1024);
-    let pos = size;
-    let newlines = 0;
-    // A final newline ends the last line; it does not start another one.
-    let skipTrailing = true;
-    while (pos > 0) {
-      const len = Math.min(block.length, pos);
-      pos -= len;
-      await fh.read(block, 0, len, pos);
-      for (let i = len - 1; i >= 0; i--) {
-        if (block[i] !== 0x0a) {
-          skipTrailing = false;
-          continue;
+/**
+ * Where the last `lines` lines of a log begin, reading its files (oldest first, as logChain
+ * lists them) backwards in blocks from the end of the newest: the file and the offset in it.
+ */
+export async function tailStart(files: string[], lines: number): Promise<{ file: string; offset: number }> {
+  const newest = files[files.length - 1]!;
+  if (lines === 0) return { file: newest, offset: (await stat(newest)).size };
+  const block = Buffer.allocUnsafe(64 * 1024);
+  let newlines = 0;
+  // A final newline ends the last line; it does not start another one.
+  let skipTrailing = true;
+  for (let f = files.length - 1; f >= 0; f--) {
+    const fh = await open(files[f]!, 'r').catch((err: NodeJS.ErrnoException) => {
+      // A rotated file removed meanwhile: the lines before it are gone.
+      if (f < files.length - 1 && err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (!fh) return { file: files[f + 1]!, offset: 0 };
+    try {
+      const { size } = await fh.stat();
+      let pos = size;
+      while (pos > 0) {
+        const len = Math.min(block.length, pos);
+        pos -= len;
+        await fh.read(block, 0, len, pos);
+        for (let i = len - 1; i >= 0; i--) {
+          if (block[i] !== 0x0a) {
+            skipTrailing = false;
+            continue;
+          }
+          if (skipTrailing) {
+            skipTrailing = false;
+            continue;
+          }
+          if (++newlines === lines)
+            return pos + i + 1 === size && f < files.length - 1 ? { file: files[f + 1]!, offset: 0 } : { file: files[f]!, offset: pos + i + 1 };
         }
-        if (skipTrailing && pos + i === size - 1) continue;
-        if (++newlines === lines) return pos + i + 1;
       }
+    } finally {
+      await fh.close();
     }
-    return 0;
-  } finally {
-    await fh.close();
   }
+  return { file: files[0]!, offset: 0 };
+}
+
+interface Open {
+  fh: FileHandle;
+  ino: number;
+}
+
+async function openAt(file: string): Promise<Open | null> {
+  const fh = await open(file, 'r').catch(() => null);
+  if (!fh) return null;
+  return { fh, ino: (await fh.stat()).ino };
 }
 
 /**
- * Streams `file` from `offset` into the transfer; with `follow`, keeps streaming what is
- * appended until `stillRunning()` turns false (and the rest is drained) or the signal aborts.
+ * Streams a log from `start` (a file of its chain and an offset) into the transfer, and then
+ * each newer file of the chain; with `follow`, keeps streaming what is appended, across
+ * rotations, until `stillRunning()` turns false (and the rest is drained) or the signal aborts.
+ *
+ * Rotation renames log → log.1 → log.2 … and removes the oldest, so files are told apart by
+ * inode. While the agent writes the log, each rotation (its `rotation` clock ticks) has this
+ * reader open the files newer than the one it reads at once: a file removed by a later rotation
+ * stays readable through its descriptor, so a reader that falls behind by more than the kept
+ * files still reads every line, in order, exactly once.
  */
 export async function streamLog(
-  file: string,
-  offset: number,
+  logPath: string,
+  start: { file: string; offset: number },
   out: OutgoingTransfer,
-  opts: { follow: boolean; stillRunning: () => boolean; signal: AbortSignal },
+  opts: { follow: boolean; stillRunning: () => boolean; signal: AbortSignal; rotation?: RotationClock | null },
 ): Promise<number> {
-  const fh = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
-    throw new DroverError(ErrorCode.NOT_FOUND, `log file ${file} is gone (${err.code})`);
-  });
+  const clock = opts.rotation ?? null;
+  const generation = (): number => clock?.generation() ?? 0;
+  let cur = await openAt(start.file);
+  let pos = start.offset;
+  if (!cur) {
+    // Rotated out between finding the start and opening it: from the oldest kept on.
+    cur = await openAt(logChain(logPath)[0]!);
+    pos = 0;
+  }
+  if (!cur) throw new DroverError(ErrorCode.NOT_FOUND, `log file ${logPath} is gone`);
+  /** Newer files of the chain, opened, oldest first. */
+  const held: Open[] = [];
+  /** The rotation count `held` is up to date with. */
+  let seen = -1;
+
+  /** Opens the files newer than `cur` not held yet, from a listing no rotation ran through. */
+  const grab = async (): Promise<void> => {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const g = generation();
+      const chain = logChain(logPath);
+      const inodes = await Promise.all(
+        chain.map((f) =>
+          stat(f).then(
+            (st) => st.ino,
+            () => -1,
+          ),
+        ),
+      );
+      const known = new Set([cur!.ino, ...held.map((h) => h.ino)]);
+      // Files are removed oldest first: when ours is gone, every one left is newer.
+      const from = inodes.indexOf(cur!.ino) + 1;
+      const opened: Open[] = [];
+      let whole = generation() === g;
+      for (let i = from; whole && i < chain.length; i++) {
+        if (inodes[i] === -1 || known.has(inodes[i]!)) continue;
+        const o = await openAt(chain[i]!);
+        if (o) opened.push(o);
+        if (!o || o.ino !== inodes[i]) whole = false;
+      }
+      if (whole && generation() === g) {
+        held.push(...opened);
+        seen = g;
+        return;
+      }
+      for (const o of opened) await o.fh.close();
+    }
+  };
+
+  let sent = 0;
   try {
-    let pos = offset;
+    await grab();
     for (;;) {
+      if (clock && generation() !== seen) await grab();
+      // A newer file known before this read: a read that finds nothing means `cur` is complete
+      // (the writer renames a file only after its last write to it).
+      const complete = held.length > 0;
       const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      const { bytesRead } = await cur.fh.read(buf, 0, buf.length, pos);
       if (bytesRead > 0) {
         pos += bytesRead;
+        sent += bytesRead;
         await out.write(buf.subarray(0, bytesRead), opts.signal);
         continue;
+      }
+      if (complete) {
+        await cur.fh.close();
+        cur = held.shift()!;
+        pos = 0;
+        continue;
+      }
+      // At the end of the newest file we know of: rotated since? (read again before moving on)
+      if (!clock || generation() !== seen) {
+        const live = await stat(logPath).catch(() => null);
+        if (live && live.ino !== cur.ino) await grab();
+        if (held.length > 0) continue;
       }
       if (!opts.follow || opts.signal.aborted) break;
       if (!opts.stillRunning()) {
         // one last look: the process may have written just before it ended
-        const { size } = await stat(file);
+        const { size } = await cur.fh.stat();
         if (size <= pos) break;
         continue;
       }
       await sleep(FOLLOW_POLL_MS, opts.signal);
     }
-    return pos - offset;
+    return sent;
   } finally {
-    await fh.close();
+    await cur.fh.close();
+    for (const h of held) await h.fh.close();
   }
 }
 

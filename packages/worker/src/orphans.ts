@@ -1,7 +1,8 @@
-import { readdir, readlink, stat } from 'node:fs/promises';
+import { readdir, readlink, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { checkName } from '@drover/protocol';
 import { readArgs, readCwd, readStat } from './proc.js';
+import type { LogPolicy } from './log-pump.js';
 import type { ProcessRecord } from './process-table.js';
 import type { AppStore } from './store.js';
 
@@ -12,7 +13,12 @@ import type { AppStore } from './store.js';
  * process group and runs in one of the app's version folders; anything else is recorded as
  * ended, exit status unknown. Every pid drover ever reported is in ps after any crash.
  */
-export async function findUnrecorded(store: AppStore, known: Set<number>): Promise<{ live: ProcessRecord[]; ended: ProcessRecord[] }> {
+export async function findUnrecorded(
+  store: AppStore,
+  known: Set<number>,
+  /** The policy for a launch found by its pipe (its output went through the agent). */
+  piped: LogPolicy,
+): Promise<{ live: ProcessRecord[]; ended: ProcessRecord[] }> {
   const live: ProcessRecord[] = [];
   const ended: ProcessRecord[] = [];
   let names: string[];
@@ -21,13 +27,16 @@ export async function findUnrecorded(store: AppStore, known: Set<number>): Promi
   } catch {
     return { live, ended };
   }
-  const starting = names.filter((n) => /\.starting-\d+-\d+\.log$/.test(n));
+  const starting = names.filter((n) => /\.starting-\d+-\d+\.(log|pipe)$/.test(n));
   const byStarting = starting.length ? await pidsWritingTo(starting.map((n) => path.join(store.logsDir, n))) : new Map<string, number>();
+  const seen = new Set<number>();
   for (const name of names) {
     let app: string;
     let pid: number;
-    const named = /^(.+)\.(\d+)\.log$/.exec(name);
-    const pending = /^(.+)\.starting-\d+-\d+\.log$/.exec(name);
+    // Its stdout: the log itself, or a pipe the agent carried into the log (APP.PID.pipe).
+    const named = /^(.+)\.(\d+)\.(log|pipe)$/.exec(name);
+    const pending = /^(.+)\.starting-\d+-\d+\.(log|pipe)$/.exec(name);
+    const viaPipe = (named ?? pending)?.[3] === 'pipe';
     if (named) {
       app = named[1]!;
       pid = Number(named[2]);
@@ -35,8 +44,11 @@ export async function findUnrecorded(store: AppStore, known: Set<number>): Promi
       app = pending[1]!;
       pid = byStarting.get(path.join(store.logsDir, name))!;
     } else continue;
-    if (checkName(app) || known.has(pid)) continue;
-    const logPath = path.join(store.logsDir, name);
+    if (checkName(app) || known.has(pid) || seen.has(pid)) continue;
+    seen.add(pid);
+    const logPath = path.join(store.logsDir, `${app}.${pid}.log`);
+    // A launch cut short before its output was named by pid: named now (the next agent pumps it by this name).
+    if (pending) await rename(path.join(store.logsDir, name), viaPipe ? path.join(store.logsDir, `${app}.${pid}.pipe`) : logPath).catch(() => undefined);
     const info = await stat(logPath).catch(() => null);
     const startedAtMs = Math.round(info?.birthtimeMs || info?.mtimeMs || Date.now());
     const proc = await readStat(pid);
@@ -57,6 +69,7 @@ export async function findUnrecorded(store: AppStore, known: Set<number>): Promi
       coreLimit: null,
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
+      ...(viaPipe ? { log: piped } : {}),
     };
     (ours ? live : ended).push(record);
   }

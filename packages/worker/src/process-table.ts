@@ -4,6 +4,7 @@ import { writeFileAtomic } from './atomic.js';
 import { loadJsonTable } from './json-table.js';
 import type { Signalled } from './exit-reason.js';
 import type { Logger } from './logger.js';
+import type { LogPolicy } from './log-pump.js';
 
 export interface Usage {
   cpuUserSeconds: number;
@@ -34,6 +35,8 @@ export interface ProcessRecord {
   usage: Usage;
   /** The service instance it runs (see keeper.ts). */
   instance?: string;
+  /** Its output goes through logs/APP.PID.pipe and the agent, rotated by this policy; absent: straight into its log. */
+  log?: LogPolicy;
 }
 
 /** Dead launches remembered (with their logs); older ones are forgotten and their logs removed. */

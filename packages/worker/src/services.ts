@@ -1,6 +1,7 @@
 import type { WorkerToMaster } from '@drover/protocol';
 import type { Link } from './link.js';
 import type { Logger } from './logger.js';
+import type { LogPolicy } from './log-pump.js';
 import { ProcessTable } from './process-table.js';
 import { AppStore } from './store.js';
 import { Keeper } from './keeper.js';
@@ -12,6 +13,7 @@ export interface ServicesOptions {
   workerName: string;
   logger: Logger;
   send: (message: WorkerToMaster) => boolean;
+  logPolicy?: LogPolicy;
 }
 
 /** What the request handlers work with: the app store, the supervisor, file transfers. */
@@ -32,7 +34,7 @@ export class Services {
     this.logger = opts.logger;
     this.workerName = opts.workerName;
     this.stateDir = opts.stateDir;
-    this.supervisor = new Supervisor(table, store, opts.workerName, opts.logger, (m) => void opts.send(m));
+    this.supervisor = new Supervisor(table, store, opts.workerName, opts.logger, (m) => void opts.send(m), opts.logPolicy);
     this.keeper = new Keeper(opts.stateDir, this.supervisor, opts.logger);
     this.supervisor.onEnded = (r) => this.keeper.onProcessEnded(r);
     this.transfers = new Transfers(store.stagingDir, opts.workerName, opts.logger, opts.send, () => this.chunkSender());

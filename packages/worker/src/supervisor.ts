@@ -1,10 +1,11 @@
 import { rm } from 'node:fs/promises';
-import { DroverError, ErrorCode, type ExitInfo, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
+import { DroverError, ErrorCode, type ExitInfo, type LogProblem, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
 import { describeExit } from './exit-reason.js';
 import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
 import { findUnrecorded } from './orphans.js';
 import { membersOf, readStat } from './proc.js';
+import { DEFAULT_LOG_POLICY, LogPump, pipeOf, removeLogs, type LogPolicy, type RotationClock } from './log-pump.js';
 import { ProcessHandle } from './process-handle.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
 import { isCoreSignal } from './signals.js';
@@ -34,13 +35,17 @@ export class Supervisor {
   private readonly lingering = new Map<number, number[]>();
   private readonly launcher: Launcher;
   private readonly sampler: UsageSampler;
+  /** Live processes whose output the agent carries into their logs, by pid. */
+  private readonly pumps = new Map<number, LogPump>();
 
   constructor(
     readonly table: ProcessTable,
     private readonly store: AppStore,
     private readonly workerName: string,
     private readonly logger: Logger,
-    private readonly emit: (message: ProcessExit) => void,
+    private readonly emit: (message: ProcessExit | LogProblem) => void,
+    /** How logs are kept unless a launch says otherwise (worker --log-max, --log-keep). */
+    private readonly logPolicy: LogPolicy = DEFAULT_LOG_POLICY,
   ) {
     this.launcher = new Launcher(store, workerName);
     this.sampler = new UsageSampler(
@@ -57,7 +62,7 @@ export class Supervisor {
    * recorded (the agent was killed first); marks the ones that ended meanwhile.
    */
   async adopt(): Promise<void> {
-    const unrecorded = await findUnrecorded(this.store, new Set(this.table.all().map((r) => r.pid)));
+    const unrecorded = await findUnrecorded(this.store, new Set(this.table.all().map((r) => r.pid)), this.logPolicy);
     for (const r of [...unrecorded.live, ...unrecorded.ended]) {
       this.logger.warn({ pid: r.pid, app: r.app, alive: unrecorded.live.includes(r) }, 'found a launch the process table had not recorded');
       this.table.add(r);
@@ -67,11 +72,15 @@ export class Supervisor {
       if (stat && r.startTicks !== null && stat.startTicks === r.startTicks && stat.state !== 'zombie') {
         r.adopted = true;
         this.handles.set(r.pid, new ProcessHandle(r, null));
+        // Its output waited in its pipe while no agent ran: carried on from there.
+        if (r.log) await this.pump(r);
         this.logger.info({ pid: r.pid, app: r.app }, 're-adopted a running app');
       } else {
         this.finish(r, { code: null, signal: null, known: false, whileDown: true });
       }
     }
+    // Pipes of processes that ended while no agent ran: what they held is gone with their last writer.
+    for (const r of this.table.all()) if (r.exit && r.log) await rm(pipeOf(r.logPath), { force: true });
     this.table.save();
     this.sampler.ensure();
   }
@@ -83,8 +92,8 @@ export class Supervisor {
   /** Told of every process that ends (the keeper restarts instances by their policy). */
   onEnded: (r: ProcessRecord) => void = () => undefined;
 
-  async launch(app: string, args: string[], env: Record<string, string> = {}, instance?: string): Promise<ProcessRecord> {
-    const { child, record } = await this.launcher.start(app, args, env);
+  async launch(app: string, args: string[], env: Record<string, string> = {}, instance?: string, log: LogPolicy = this.logPolicy): Promise<ProcessRecord> {
+    const { child, record, pipeFd } = await this.launcher.start(app, args, env, log);
     if (instance) record.instance = instance;
     const pid = record.pid;
     child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
@@ -92,7 +101,9 @@ export class Supervisor {
     child.unref();
     this.handles.set(pid, new ProcessHandle(record, child));
     // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
-    for (const old of this.table.add(record)) void rm(old.logPath, { force: true }).catch(() => undefined);
+    for (const old of this.table.add(record)) void removeLogs(old.logPath);
+    // Before the pid is reported: its log exists and is being written once the launch answers.
+    if (record.log) await this.pump(record, pipeFd);
     this.sampler.ensure();
     setTimeout(() => void this.sampler.sample(), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');
@@ -200,7 +211,76 @@ export class Supervisor {
     return r;
   }
 
+  /** The worker's log policy with what a service program says over it. */
+  logPolicyFor(given: { maxBytes?: number; keep?: number } | undefined): LogPolicy {
+    return { maxBytes: given?.maxBytes ?? this.logPolicy.maxBytes, keep: given?.keep ?? this.logPolicy.keep };
+  }
+
+  /** True while the agent still carries output of `pid` into its log (it may outlive the process a little). */
+  pumping(pid: number): boolean {
+    return this.pumps.get(pid)?.running ?? false;
+  }
+
+  /** The rotation clock of a log the agent writes now (readers of its files use it); null otherwise. */
+  rotationOf(pid: number): RotationClock | null {
+    return this.pumps.get(pid)?.rotation ?? null;
+  }
+
+  /**
+   * Before reading the log of a process that has ended (seen or not yet: an adopted one is found
+   * dead by the sampler a moment later): waits, at most `ms`, until its log has all it wrote.
+   */
+  async settleLog(r: ProcessRecord, ms: number): Promise<void> {
+    if (!this.pumps.has(r.pid)) return;
+    if (r.exit || (await this.stateOf(r)) === 'dead') await this.drained(r.pid, ms);
+  }
+
+  /** Waits (at most `ms`) until the log of `pid` has everything its process wrote. */
+  async drained(pid: number, ms: number): Promise<void> {
+    const p = this.pumps.get(pid);
+    if (!p) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([p.done, new Promise<void>((resolve) => (t = setTimeout(resolve, ms)))]);
+    clearTimeout(t);
+  }
+
+  private async pump(r: ProcessRecord, pipeFd?: number): Promise<void> {
+    const p = new LogPump(
+      r.pid,
+      r.app,
+      r.logPath,
+      r.log!,
+      (problem) => {
+        this.logger.warn(
+          { ...problem },
+          problem.kind === 'no-space' ? 'the disk is full: output of this process is not logged' : 'logging again after a full disk',
+        );
+        this.emit({
+          v: 1,
+          type: 'log-problem',
+          pid: problem.pid,
+          app: problem.app,
+          problem: problem.kind,
+          droppedBytes: problem.kind === 'resumed' ? problem.droppedBytes : 0,
+        });
+      },
+      (err) => this.logger.warn({ pid: r.pid, err }, 'could not carry output into the log'),
+    );
+    try {
+      p.start(pipeFd);
+    } catch (err) {
+      this.logger.warn({ pid: r.pid, err }, 'could not open the log pipe; its output waits in the pipe');
+      return;
+    }
+    this.pumps.set(r.pid, p);
+    void p.done.then(() => {
+      if (this.pumps.get(r.pid) === p) this.pumps.delete(r.pid);
+    });
+  }
+
   async close(): Promise<void> {
+    // The pipes stay: the processes keep running, and the next agent carries their output on.
+    for (const p of this.pumps.values()) p.detach();
     this.sampler.stop();
     await this.table.flush();
   }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import path from 'node:path';
-import { DroverError, ErrorCode, checkFileName, toDroverError, type AppFile, type InstanceInfo, type InstanceSpec } from '@drover/protocol';
+import { DroverError, ErrorCode, checkFileName, formatBytes, toDroverError, type AppFile, type InstanceInfo, type InstanceSpec } from '@drover/protocol';
 import type { Files } from '../files.js';
 import type { Fleet } from '../fleet.js';
 import { localFiles } from '../local-files.js';
@@ -147,6 +147,18 @@ export class ServiceManager {
       const [service, program] = m.app.split('.');
       if (service && program && this.store.get(service)?.programs.some((p) => p.spec.name === program && appName(service, p) === m.app))
         this.events.record('exited', { worker: s.name, service, program }, `${service}/${program} pid ${m.pid} on ${s.name} ${m.exit.reason}`);
+    });
+    this.fleet.on('log-problem', (s, m) => {
+      const [service, program] = m.app.split('.');
+      const where = { worker: s.name, ...(service && program ? { service, program } : {}) };
+      if (m.problem === 'no-space')
+        this.events.record('log-full', where, `the disk of ${s.name} is full: output of ${m.app} pid ${m.pid} is not logged (the process runs on)`);
+      else
+        this.events.record(
+          'log-resumed',
+          where,
+          `${m.app} pid ${m.pid} on ${s.name} is logged again; ${formatBytes(m.droppedBytes)} of its output were lost to the full disk`,
+        );
     });
     this.fleet.on('joined', (s) => {
       const back = this.lost.delete(s.name);
@@ -742,6 +754,7 @@ export class ServiceManager {
       stop: spec.stop,
       healthyAfterMs: spec.healthyAfterMs,
       ...(d.replace ? { fence: { stopAfterMs: d.stopAfterMs, lostAfterMs: d.lostAfterMs } } : {}),
+      ...(spec.log ? { log: spec.log } : {}),
     };
     const r = await session.request('launch', { app, args: spec.args, env: spec.env, instance }, { signal, timeoutMs: 30_000 });
     this.events.record(

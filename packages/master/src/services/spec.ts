@@ -74,6 +74,13 @@ const Program = z.strictObject({
   healthy: z.strictObject({ after: duration.default(2000) }).default({ after: 2000 }),
   /** Higher first in the queue. */
   priority: z.number().int().min(-1000).max(1000).default(0),
+  /** Its log on the worker: rotated past `max` (0: never), `keep` older files; the worker's --log-max/--log-keep where not given. */
+  log: z
+    .strictObject({
+      max: size.refine((b) => b === 0 || b >= 64 * 1024, { message: 'max is 0 (never rotate) or at least 64KiB' }).optional(),
+      keep: z.number().int().min(0).max(100).optional(),
+    })
+    .optional(),
   /** When its worker is cut off: the master's --lost-after, --stop-after and replace (true) where not given. */
   disconnect: z
     .strictObject({ lostAfter: duration.optional(), stopAfter: duration.optional(), replace: z.boolean().optional() })
@@ -109,6 +116,8 @@ export interface ProgramSpec {
   priority: number;
   /** As the file gives it; the master fills in its defaults (see resolveDisconnect). */
   disconnect?: { lostAfterMs?: number; stopAfterMs?: number; replace?: boolean };
+  /** As the file gives it; the worker fills in its own defaults. */
+  log?: { maxBytes?: number; keep?: number };
 }
 
 /** What happens when an instance's worker is cut off, with nothing left to a default. */
@@ -164,6 +173,7 @@ function normalize(s: Parsed): ServiceSpec {
             },
           }
         : {}),
+      ...(p.log ? { log: { ...(p.log.max !== undefined ? { maxBytes: p.log.max } : {}), ...(p.log.keep !== undefined ? { keep: p.log.keep } : {}) } } : {}),
     })),
   };
 }

@@ -1,0 +1,303 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { DroverError, ErrorCode } from '@drover/protocol';
+
+/** How an app's log is kept: rotated past maxBytes, with `keep` rotated files (APP.PID.log.1 … .keep). 0: never rotated. */
+export interface LogPolicy {
+  maxBytes: number;
+  keep: number;
+}
+
+export const DEFAULT_LOG_POLICY: LogPolicy = { maxBytes: 64 * 1024 * 1024, keep: 5 };
+/** Smaller caps would rotate on every burst; the keep count bounds the files. */
+export const MIN_LOG_MAX_BYTES = 64 * 1024;
+export const MAX_LOG_KEEP = 100;
+
+/** What a problem with writing a log looks like to the agent (and, through it, the master). */
+export type LogProblem = { kind: 'no-space'; pid: number; app: string } | { kind: 'resumed'; pid: number; app: string; droppedBytes: number };
+
+/** A line under way at the cap is finished in its file when it ends within this much past the cap. */
+export const LINE_SLACK = 16 * 1024;
+
+/** A full disk: output is read and counted, not written, and writing is tried again this often. */
+const RETRY_FULL_MS = 5_000;
+
+/** A log's rotation count, as readers of its files see it. */
+export interface RotationClock {
+  generation(): number;
+}
+
+/** The pipe next to a log: logs/APP.PID.pipe for logs/APP.PID.log. */
+export const pipeOf = (logPath: string): string => logPath.replace(/\.log$/, '.pipe');
+
+/** The log files of a process, oldest first: APP.PID.log.KEEP … APP.PID.log.1, APP.PID.log (those that exist). */
+export function logChain(logPath: string): string[] {
+  const dir = path.dirname(logPath);
+  const base = path.basename(logPath);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [logPath];
+  }
+  const rotated = names
+    .map((n) => (n.startsWith(`${base}.`) ? Number(n.slice(base.length + 1)) : NaN))
+    .filter((n) => Number.isInteger(n) && n > 0)
+    .sort((a, b) => b - a)
+    .map((n) => `${logPath}.${n}`);
+  return [...rotated, logPath];
+}
+
+/**
+ * Named pipes made ahead of time: Node has no mkfifo, and running the mkfifo program forks the
+ * agent (milliseconds) — not on the way of a launch. A few spare FIFOs wait in logs/ as
+ * .spare-*.pipe; a launch renames one (microseconds) and the pool refills in the background.
+ */
+export class FifoPool {
+  private readonly spares: string[] = [];
+  private refilling = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly size = 4,
+  ) {
+    // Spares left by an agent before us are as good as new.
+    try {
+      for (const n of readdirSync(dir)) if (/^\.spare-[0-9a-f]+\.pipe$/.test(n)) this.spares.push(path.join(dir, n));
+    } catch {
+      // no logs folder yet
+    }
+  }
+
+  /** A new FIFO at `target` (synchronous: a spare renamed, else mkfifo run now). */
+  take(target: string): void {
+    const spare = this.spares.pop();
+    this.refill();
+    if (spare) {
+      try {
+        renameSync(spare, target);
+        return;
+      } catch {
+        // gone meanwhile: make one
+      }
+    }
+    const r = spawnSync('mkfifo', ['-m', '600', target], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0)
+      throw new DroverError(
+        ErrorCode.IO_ERROR,
+        `could not make the log pipe ${target}: ${r.error?.message ?? (r.stderr.toString().trim() || `mkfifo exited ${r.status}`)}`,
+      );
+  }
+
+  refill(): void {
+    if (this.refilling || this.spares.length >= this.size) return;
+    this.refilling = true;
+    const made = Array.from({ length: this.size - this.spares.length }, () => path.join(this.dir, `.spare-${randomBytes(6).toString('hex')}.pipe`));
+    execFile('mkfifo', ['-m', '600', ...made], (err) => {
+      this.refilling = false;
+      if (!err) this.spares.push(...made);
+      else for (const f of made) rmSync(f, { force: true });
+    });
+  }
+}
+
+/**
+ * Carries one process's output from its pipe into its log, rotating it past the policy's size
+ * with `keep` older files. The process holds the pipe read-write, so it never gets EPIPE: while
+ * no agent reads (an agent restart) its output waits in the pipe, and once that is full the
+ * process waits on its write. Each chunk read is written to the log in the same tick, with
+ * synchronous writes (to the page cache: microseconds), so even a SIGKILLed agent has nothing
+ * read but not yet written, and no reader in this process ever sees a rotation half done.
+ * A full disk is the one loss: output is then read and counted (the process must not hang on a
+ * disk it cannot fix), writing is retried every 5 s, and the log says how much was lost.
+ *
+ * A rotation is a rename (log → log.1, … → log.KEEP, the oldest removed) and happens at a line
+ * end, so readers that follow a log by its inode (log-stream.ts) pass from one file to the next
+ * without losing or repeating a line.
+ */
+export class LogPump {
+  private socket: net.Socket | null = null;
+  private fd: number | null = null;
+  private size = 0;
+  /** The file does not end at a line end. */
+  private midLine = false;
+  private dropped = 0;
+  private full = false;
+  private retryAt = 0;
+  private readonly finished: Promise<void>;
+  private finish!: () => void;
+  private closed = false;
+  /** Rotations so far (a reader listing the files checks it did not change meanwhile). */
+  private generation = 0;
+
+  constructor(
+    readonly pid: number,
+    readonly app: string,
+    readonly logPath: string,
+    private readonly policy: LogPolicy,
+    private readonly onProblem: (p: LogProblem) => void,
+    private readonly onError: (err: Error) => void,
+  ) {
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** Resolves once the process and everything it started closed their output and the log has it all. */
+  get done(): Promise<void> {
+    return this.finished;
+  }
+
+  get running(): boolean {
+    return !this.closed;
+  }
+
+  /** For readers of the chain: a listing taken while the count did not change saw no rename. */
+  get rotation(): RotationClock {
+    return { generation: () => this.generation };
+  }
+
+  /**
+   * Opens the log and starts pumping from the pipe: from `fd`, its read end opened before the
+   * process started (a launch), or opened now (non-blocking: no writer needed; an adopted process).
+   */
+  start(fd?: number): void {
+    fd ??= openSync(pipeOf(this.logPath), constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      this.fd = openSync(this.logPath, 'a', 0o640);
+      this.size = fstatSync(this.fd).size;
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    const socket = new net.Socket({ fd, readable: true, writable: false });
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.write(chunk);
+      } catch (err) {
+        this.onError(err as Error);
+      }
+    });
+    // Every writer closed the pipe: the process and whatever it left behind are done writing.
+    socket.on('end', () => this.close());
+    socket.on('error', (err) => {
+      this.onError(err);
+      this.close();
+    });
+  }
+
+  /** Stops pumping (agent shutdown): the pipe stays, and the next agent carries on from it. */
+  detach(): void {
+    this.closed = true;
+    this.socket?.destroy();
+    this.closeLog();
+    this.finish();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket?.destroy();
+    // A pipe with no writer left will never be written again.
+    rmSync(pipeOf(this.logPath), { force: true });
+    if (this.dropped > 0 && this.fd !== null) this.tryResume();
+    this.closeLog();
+    this.finish();
+  }
+
+  private closeLog(): void {
+    if (this.fd === null) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // closed already
+    }
+    this.fd = null;
+  }
+
+  private write(chunk: Buffer): void {
+    if (this.fd === null) return;
+    if (this.full && (Date.now() < this.retryAt || !this.tryResume())) {
+      this.dropped += chunk.length;
+      return;
+    }
+    try {
+      const max = this.policy.maxBytes;
+      if (max > 0 && this.size > 0 && this.size + chunk.length > max) {
+        // Up to the last line end that fits goes into this file; the rest starts the next. A line
+        // under way is finished here first (up to LINE_SLACK past the cap): files end at line ends.
+        const room = max - this.size;
+        let cut = room > 0 ? chunk.lastIndexOf(0x0a, room - 1) : -1;
+        if (cut < 0 && this.midLine) {
+          const end = chunk.indexOf(0x0a);
+          if (end >= 0 && this.size + end < max + LINE_SLACK) cut = end;
+          else if (end < 0 && this.size + chunk.length < max + LINE_SLACK) return this.append(chunk);
+        }
+        if (cut >= 0) {
+          this.append(chunk.subarray(0, cut + 1));
+          chunk = chunk.subarray(cut + 1);
+        }
+        this.rotate();
+      }
+      if (chunk.length > 0) this.append(chunk);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' && (err as NodeJS.ErrnoException).code !== 'EDQUOT') throw err;
+      this.full = true;
+      this.retryAt = Date.now() + RETRY_FULL_MS;
+      this.dropped += chunk.length;
+      this.onProblem({ kind: 'no-space', pid: this.pid, app: this.app });
+    }
+  }
+
+  private append(data: Buffer): void {
+    let off = 0;
+    while (off < data.length) {
+      const n = writeSync(this.fd!, data, off, data.length - off);
+      off += n;
+      this.size += n;
+    }
+    if (data.length > 0) this.midLine = data[data.length - 1] !== 0x0a;
+  }
+
+  /** After a full disk: a line saying what was lost, then logging as before. */
+  private tryResume(): boolean {
+    const note = Buffer.from(`${this.midLine ? '\n' : ''}[drover] ${this.dropped} bytes of output were not logged: the disk was full\n`);
+    try {
+      this.append(note);
+    } catch {
+      this.retryAt = Date.now() + RETRY_FULL_MS;
+      return false;
+    }
+    this.onProblem({ kind: 'resumed', pid: this.pid, app: this.app, droppedBytes: this.dropped });
+    this.full = false;
+    this.dropped = 0;
+    return true;
+  }
+
+  private rotate(): void {
+    this.generation++;
+    this.closeLog();
+    const { keep } = this.policy;
+    rmSync(`${this.logPath}.${keep}`, { force: true });
+    for (let i = keep - 1; i >= 1; i--) {
+      try {
+        renameSync(`${this.logPath}.${i}`, `${this.logPath}.${i + 1}`);
+      } catch {
+        // a gap in the chain (removed by hand): the rest moves on
+      }
+    }
+    if (keep > 0) renameSync(this.logPath, `${this.logPath}.1`);
+    else rmSync(this.logPath, { force: true });
+    this.fd = openSync(this.logPath, 'a', 0o640);
+    this.size = 0;
+    this.midLine = false;
+  }
+}
+
+/** Removes a process's log and its rotated files (and a pipe nobody writes). */
+export async function removeLogs(logPath: string): Promise<void> {
+  for (const f of [...logChain(logPath), pipeOf(logPath)]) await rm(f, { force: true }).catch(() => undefined);
+}

@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { CAN_MOUNT, MASTER_CLI, mountTmpfs, pidAlive, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
+
+const MiB = 1024 * 1024;
+
+/** A program that prints `lines` numbered lines of 100 bytes each, as fast as it can, then exits. */
+function counter(dir: string, lines: number): string {
+  const file = path.join(dir, 'counter');
+  // "ready", then (once `go` exists, when the test's follower is there) "line 0000000001 ....": 100 bytes with its newline.
+  writeFileSync(
+    file,
+    `#!/bin/sh\necho ready\nwhile [ ! -e ${path.join(dir, 'go')} ]; do sleep 0.05; done\nexec seq -f 'line %010.0f ${'.'.repeat(83)}' 1 ${lines}\n`,
+    { mode: 0o755 },
+  );
+  return file;
+}
+
+/** The files of one process's log in a worker's logs folder. */
+const logFiles = (stateDir: string, app: string, pid: number): string[] =>
+  readdirSync(path.join(stateDir, 'logs')).filter((n) => n === `${app}.${pid}.log` || n.startsWith(`${app}.${pid}.log.`));
+
+describe('log rotation', () => {
+  test('200 MiB of output with a 16 MiB cap: at most 6 files, logs --tail 5 is the last 5 lines, a follower sees every line exactly once', async () => {
+    const LINES = 2_100_000; // 200 MiB
+    const master = await startMaster();
+    const w = startWorker(master, { name: 'w1', args: ['--log-max', '16MiB', '--log-keep', '5'] });
+    await waitForAvailable(master, 1);
+    const dir = tempDir();
+    await master.execJson(`copy w1 ${counter(dir, LINES)}`);
+
+    const { pid } = await master.execFirst<{ pid: number }>('launch w1 counter');
+    // Followed from the start, checked as it streams: each line number is the one after the last.
+    const follower = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let expected = 1;
+    let wrong = 0;
+    let firstWrong = '';
+    let partial = '';
+    follower.stdout.setEncoding('utf8');
+    follower.stdout.on('data', (text: string) => {
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        if (l === 'ready') {
+          writeFileSync(path.join(dir, 'go'), '');
+          continue;
+        }
+        const n = Number(l.slice(5, 15));
+        if (n !== expected) {
+          wrong++;
+          firstWrong ||= `expected line ${expected}, got "${l.slice(0, 20)}"`;
+        }
+        expected = n + 1;
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => follower.once('exit', resolve));
+    expect(code).toBe(0);
+    expect(firstWrong).toBe('');
+    expect(wrong).toBe(0);
+    expect(expected - 1).toBe(LINES);
+    await waitFor(() => !pidAlive(pid), 'the counter to end');
+
+    // Bounded on disk: the live log and 5 rotated ones, none much past the cap.
+    const files = logFiles(w.stateDir, 'counter', pid);
+    expect(files.length).toBeLessThanOrEqual(6);
+    expect(files).toContain(`counter.${pid}.log.5`);
+    // Each ends at a line end: at most one line (100 bytes here) past the cap.
+    for (const f of files) expect(statSync(path.join(w.stateDir, 'logs', f)).size).toBeLessThanOrEqual(16 * MiB + 100);
+    // No pipe left once the process and its output are done.
+    expect(readdirSync(path.join(w.stateDir, 'logs')).filter((n) => n.endsWith('.pipe') && !n.startsWith('.spare-'))).toEqual([]);
+
+    const tail = await master.exec(`logs w1 ${pid} --tail 5`);
+    expect(tail.code).toBe(0);
+    expect(
+      tail.stdout
+        .trim()
+        .split('\n')
+        .map((l) => Number(l.slice(5, 15))),
+    ).toEqual([LINES - 4, LINES - 3, LINES - 2, LINES - 1, LINES]);
+  });
+
+  test.skipIf(!CAN_MOUNT)(
+    'a full disk stops the log with an event, the app and the agent run on, and logging resumes with a note of what was lost (needs root for a tmpfs)',
+    async () => {
+      const disk = mountTmpfs(16)!;
+      const master = await startMaster();
+      const w = startWorker(master, { name: 'w1', stateDir: path.join(disk, 'w1') });
+      await waitForAvailable(master, 1);
+      const dir = tempDir();
+      // About 600 KB/s, numbered, until stopped.
+      writeFileSync(
+        path.join(dir, 'chatter'),
+        `#!/bin/sh\ni=1\nwhile :; do seq -f 'line %010.0f ${'.'.repeat(20)}' $i $((i+999)); i=$((i+1000)); sleep 0.05; done\n`,
+        { mode: 0o755 },
+      );
+      await master.execJson(`copy w1 ${path.join(dir, 'chatter')}`);
+      // All but 1 MiB of the disk taken.
+      const free = (): number => {
+        const s = statfsSync(disk);
+        return s.bavail * s.bsize;
+      };
+      const filler = path.join(disk, 'filler');
+      writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 1024 * 1024)));
+      const { pid } = await master.execFirst<{ pid: number }>('launch w1 chatter');
+      const events = async (): Promise<{ kind: string; text: string }[]> => master.execJson('events');
+      const full = await waitFor(async () => (await events()).find((e) => e.kind === 'log-full'), 'a log-full event', 20_000);
+      expect(full.text).toContain(`chatter pid ${pid}`);
+      // The agent answers, the app runs on (it is not blocked on its output).
+      expect(pidAlive(pid)).toBe(true);
+      const rows = await master.execJson<{ pid: number }[]>('ps w1');
+      expect(rows.map((r) => r.pid)).toContain(pid);
+      expect(w.child.exitCode).toBe(null);
+
+      rmSync(filler);
+      const resumed = await waitFor(async () => (await events()).find((e) => e.kind === 'log-resumed'), 'a log-resumed event', 20_000);
+      expect(resumed.text).toMatch(/of its output were lost to the full disk/);
+      // Stopped now: the whole log, note included, stays small enough to read at once.
+      await master.exec(`kill w1 ${pid}`);
+      const log = await waitFor(async () => {
+        const r = await master.exec(`logs w1 ${pid}`);
+        return /\[drover\] \d+ bytes of output were not logged: the disk was full/.test(r.stdout) ? r.stdout : null;
+      }, 'the note in the log');
+      // After the note the numbering goes on: the app kept writing all along.
+      const after = log
+        .slice(log.indexOf('[drover]'))
+        .split('\n')
+        .slice(1)
+        .filter((l) => l.startsWith('line '));
+      expect(after.length).toBeGreaterThan(0);
+    },
+  );
+
+  test('output waits in its pipe while the agent is down (SIGKILL) and the next agent carries it on: not a line lost or repeated', async () => {
+    const master = await startMaster();
+    const stateDir = tempDir('drover-w1-');
+    let w = startWorker(master, { name: 'w1', stateDir, args: ['--log-max', '1MiB', '--log-keep', '50'] });
+    await waitForAvailable(master, 1);
+    const dir = tempDir();
+    writeFileSync(
+      path.join(dir, 'chatter'),
+      `#!/bin/sh\ni=1\nwhile [ $i -le 400000 ]; do seq -f 'line %010.0f' $i $((i+999)); i=$((i+1000)); sleep 0.01; done\n`,
+      { mode: 0o755 },
+    );
+    await master.execJson(`copy w1 ${path.join(dir, 'chatter')}`);
+    const { pid } = await master.execFirst<{ pid: number }>('launch w1 chatter');
+    await new Promise((r) => setTimeout(r, 500));
+    w.child.kill('SIGKILL');
+    await new Promise((resolve) => w.child.once('exit', resolve));
+    // Down for a second: the app fills its pipe and waits on it, alive.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(pidAlive(pid)).toBe(true);
+    w = startWorker(master, { name: 'w1', stateDir, args: ['--log-max', '1MiB', '--log-keep', '50'] });
+    await waitFor(() => !pidAlive(pid), 'the chatter to finish', 60_000);
+    const r = await master.exec(`logs w1 ${pid}`);
+    expect(r.code).toBe(0);
+    const numbers = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => Number(l.slice(5)));
+    expect(numbers.length).toBe(400_000);
+    expect(numbers.every((n, i) => n === i + 1)).toBe(true);
+    expect(logFiles(stateDir, 'chatter', pid).length).toBeGreaterThan(3);
+  });
+
+  test('a follower whose reader leaves (| head) ends quietly with status 0 and stops following', async () => {
+    const master = await startMaster();
+    startWorker(master, { name: 'w1' });
+    await waitForAvailable(master, 1);
+    await master.execJson('copy w1 /usr/bin/yes');
+    const { pid } = await master.execFirst<{ pid: number }>('launch w1 yes');
+    const follower = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise((resolve) => follower.stdout.once('data', resolve));
+    follower.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => follower.once('exit', resolve));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    await master.exec(`kill w1 ${pid}`);
+  });
+});
