@@ -194,7 +194,8 @@ describe('drover with no command, in a terminal', () => {
     type('wor\t');
     await waitFor(() => term.stdout().includes('workers '), 'completion of a command');
     type('\r');
-    await waitFor(() => /w1\s+127\.0\.0\.1\s+available/.test(term.stdout()), 'the workers table');
+    // In a terminal the status is coloured (green: available).
+    await waitFor(() => /w1\s+127\.0\.0\.1\s+\x1b\[32mavailable\x1b\[0m/.test(term.stdout()), 'the workers table, its status in green');
     type('ps w\t');
     await waitFor(() => term.stdout().includes('ps w1 '), 'completion of a worker name');
     type('\x15'); // Ctrl-U: clear the line

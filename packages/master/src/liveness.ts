@@ -39,9 +39,17 @@ export class Liveness {
     return this.state === 'available' ? null : this.unavailableFrom;
   }
 
-  /** Whole heartbeat intervals gone by without one: 1 makes it suspect, 2 unavailable. */
+  /** Whole heartbeat intervals gone by without one: 2 make it unavailable. */
   missed(now: number, heartbeatMs: number): number {
     return Math.floor(this.silentMs(now) / heartbeatMs);
+  }
+
+  /**
+   * A heartbeat is missed, not merely on its way: it is half an interval overdue (a heartbeat
+   * a few ms late on a busy machine does not make a worker suspect).
+   */
+  suspect(now: number, heartbeatMs: number): boolean {
+    return this.state === 'available' && this.silentMs(now) > 1.5 * heartbeatMs;
   }
 
   silentMs(now: number): number {

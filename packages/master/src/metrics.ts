@@ -62,7 +62,7 @@ export class Metrics {
       const counts = { available: 0, suspect: 0, unavailable: 0 };
       for (const s of fleet.list()) {
         if (s.status !== 'available') counts.unavailable++;
-        else if (s.liveness.missed(now(), fleet.heartbeatMs) >= 1) counts.suspect++;
+        else if (s.liveness.suspect(now(), fleet.heartbeatMs)) counts.suspect++;
         else counts.available++;
       }
       for (const [status, n] of Object.entries(counts)) g.set({ status }, n);

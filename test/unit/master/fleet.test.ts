@@ -72,7 +72,7 @@ const beat = (ws: FakeSocket): boolean =>
   );
 
 describe('Fleet liveness (fake monotonic clock)', () => {
-  test('explainable: suspect after one missed heartbeat, unavailable (since when) after two; the heartbeat ping measures the round trip', () => {
+  test('explainable: suspect once a heartbeat is half an interval overdue, unavailable (since when) after two; the heartbeat ping measures the round trip', () => {
     const { fleet, clock, join } = setup();
     const ws = join(hello('w1'));
     beat(ws);
@@ -81,10 +81,15 @@ describe('Fleet liveness (fake monotonic clock)', () => {
     ws.emit('pong');
     const row = (): ReturnType<typeof toWorkerRow> => toWorkerRow(fleet.find('w1'), clock.now, H);
     expect(row()).toMatchObject({ liveness: 'ok', rttMs: 12.5, missedHeartbeats: 0, unavailableSince: null });
+    // Due, or a little late: not yet missed.
     clock.now += H;
     fleet.sweep();
+    expect(row()).toMatchObject({ status: 'available', liveness: 'ok', missedHeartbeats: 1 });
+    // Half an interval overdue: missed, suspect, still available.
+    clock.now += H / 2;
+    fleet.sweep();
     expect(row()).toMatchObject({ status: 'available', liveness: 'suspect', missedHeartbeats: 1 });
-    clock.now += H + 1;
+    clock.now += H / 2 + 1;
     fleet.sweep();
     const down = row();
     expect(down).toMatchObject({ status: 'unavailable', liveness: 'unavailable', missedHeartbeats: 2 });
