@@ -675,6 +675,60 @@ console.log(
 mFleet.child.kill('SIGKILL');
 mMaster.child.kill('SIGTERM');
 
+// ---------------------------------------------------------------- 11. dashboard
+const PAINT_FLEET = Number(process.env.BENCH_PAINT_FLEET ?? 1000);
+console.log(`\n11. The dashboard's first paint of ${PAINT_FLEET} simulated workers in headless Chromium (target: 1 s from navigation)`);
+if (!existsSync('/usr/bin/chromium')) {
+  console.log("  skipped: no /usr/bin/chromium here (Debian's chromium package; .ci/run installs it)");
+} else {
+  const { chromium } = await import('playwright-core');
+  const dState = path.join(tmp, 'dashboard-master');
+  const { proc: dMaster, port: dPort } = await startMaster(dState);
+  const dFleet = start(process.execPath, [
+    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+    `127.0.0.1:${dPort}`,
+    String(PAINT_FLEET),
+    TOKEN,
+    '/worker',
+    'answer',
+  ]);
+  await until(() => /ready (\d+)/.exec(dFleet.out()), 'the simulated fleet', 120_000);
+  const token = readFileSync(path.join(dState, 'dashboard-token'), 'utf8').trim();
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+  });
+  const paints = [];
+  for (let pass = 0; pass < 3; pass++) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    // Logged in already (as after a reload): the time is the page's, from navigation to a table of every worker.
+    await context.addInitScript((t) => {
+      sessionStorage.setItem('drover-token', t);
+      new MutationObserver((_m, obs) => {
+        if (document.querySelectorAll('#fleet tbody tr').length >= Number(document.documentElement.dataset.want ?? 1)) {
+          window.painted ??= performance.now();
+          obs.disconnect();
+        }
+      }).observe(document, { childList: true, subtree: true });
+    }, token);
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${dPort}/#/`);
+    await page.evaluate((n) => (document.documentElement.dataset.want = String(n)), PAINT_FLEET);
+    await page.waitForFunction(() => window.painted !== undefined, null, { timeout: 30_000 });
+    const painted = await page.evaluate(() => window.painted);
+    const fcp = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null);
+    paints.push({ painted, fcp });
+    await context.close();
+  }
+  await browser.close();
+  report(`first paint of ${PAINT_FLEET} workers (median ms)`, median(paints.map((p) => p.painted)), 1000, 'ms', 1);
+  console.log(
+    `  all passes: ${paints.map((p) => `${p.painted.toFixed(0)} ms`).join(', ')}; first contentful paint ${paints.map((p) => (p.fcp === null ? '-' : `${p.fcp.toFixed(0)} ms`)).join(', ')}`,
+  );
+  dFleet.child.kill('SIGKILL');
+  dMaster.child.kill('SIGTERM');
+}
+
 ctl.close();
 ws.close();
 const over = rows.filter((r) => r.target !== undefined && r.ratio > r.target);

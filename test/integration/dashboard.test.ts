@@ -127,7 +127,7 @@ describe('dashboard', () => {
       process.kill(workers[2]!.child.pid!, 'SIGSTOP');
       onCleanup(() => void process.kill(workers[2]!.child.pid!, 'SIGCONT'));
       await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=unavailable]', { timeout: 10_000 });
-      expect(await page.locator('#fleet tbody tr[data-worker=w1] [data-status=ok]').count()).toBe(1);
+      expect(await page.locator('#fleet tbody tr[data-worker=w1] [data-status=unavailable]').count()).toBe(0);
       process.kill(workers[2]!.child.pid!, 'SIGCONT');
       await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=ok]', { timeout: 10_000 });
 

@@ -149,7 +149,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
       ...(dashboard.built && (tls || opts.insecureOperatorApi)
         ? dashboardTokens.map(
             (d) =>
-              `dashboard${d.name.startsWith('dashboard-admin') ? ' (admin)' : ''}: ${tls ? 'https' : 'http'}://${advertised}/  ${opts.shell ? `token ${d.token}` : `(its token is in ${d.file})`}`,
+              `dashboard${d.role === 'admin' ? ' (admin)' : ''}: ${tls ? 'https' : 'http'}://${advertised}/  ${opts.shell ? `token ${d.token}` : `(its token is in ${d.file})`}`,
           )
         : []),
       ...(metricsAt || opts.metricsToken

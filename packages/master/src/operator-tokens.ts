@@ -65,7 +65,7 @@ export class TokenStore {
    * secret is kept in <state>/dashboard-token (or dashboard-admin-token), 0600, and printed at
    * start like the join token. A lost or revoked one is replaced by a new token.
    */
-  async dashboardToken(stateDir: string, role: Role): Promise<{ token: string; file: string; name: string }> {
+  async dashboardToken(stateDir: string, role: Role): Promise<{ token: string; file: string; name: string; role: Role }> {
     const file = path.join(stateDir, role === 'admin' ? 'dashboard-admin-token' : 'dashboard-token');
     const kept = await readFile(file, 'utf8').then(
       (t) => t.trim(),
@@ -73,13 +73,13 @@ export class TokenStore {
     );
     if (kept) {
       const who = this.verify(kept);
-      if (!('refused' in who) && who.role === role) return { token: kept, file, name: who.name };
+      if (!('refused' in who) && who.role === role) return { token: kept, file, name: who.name, role };
     }
     const base = role === 'admin' ? 'dashboard-admin' : 'dashboard';
     const name = this.entries.some((e) => e.name === base) ? `${base}-${randomBytes(3).toString('hex')}` : base;
     const { token } = await this.create(role, name);
     await writeFileAtomic(file, `${token}\n`, 0o600);
-    return { token, file, name };
+    return { token, file, name, role };
   }
 
   /** The caller a secret stands for, or why it is refused. */

@@ -146,9 +146,14 @@ function Bar({ value, max, text }: { value: number; max: number; text: string })
 }
 
 function Status({ w }: { w: Worker }) {
-  const text =
-    w.liveness === 'ok' ? 'available' : w.liveness === 'suspect' ? `suspect (${w.missedHeartbeats} missed)` : w.connected ? 'unavailable' : 'disconnected';
-  return html`<span class=${`badge ${w.liveness}`} data-status=${w.liveness}>${text}${w.drain ? ` · ${w.drain}` : ''}</span>`;
+  const text = w.liveness === 'ok' ? 'available' : w.liveness === 'suspect' ? 'suspect' : w.connected ? 'unavailable' : 'disconnected';
+  const why =
+    w.liveness === 'ok'
+      ? 'heartbeats on time'
+      : w.liveness === 'suspect'
+        ? `a heartbeat is overdue (${(w.lastHeartbeatMs / 1000).toFixed(1)} s since the last); still available`
+        : `no heartbeat for ${(w.lastHeartbeatMs / 1000).toFixed(1)} s${w.unavailableSince ? `, unavailable since ${new Date(w.unavailableSince).toLocaleTimeString()}` : ''}`;
+  return html`<span class=${`badge ${w.liveness}`} data-status=${w.liveness} title=${why}>${text}${w.drain ? ` · ${w.drain}` : ''}</span>`;
 }
 
 function ErrorLine({ error }: { error: string | null }) {
@@ -296,8 +301,7 @@ function WorkerPage({ name, who }: { name: string; who: Who }) {
           <div class="k">Heartbeat</div>
           <div class="v">${(w.lastHeartbeatMs / 1000).toFixed(1)} s ago</div>
           <div class="sub">
-            RTT
-            ${w.rttMs === null ? '–' : `${w.rttMs.toFixed(1)} ms`}${w.unavailableSince ? ` · unavailable since ${new Date(w.unavailableSince).toLocaleTimeString()}` : ''}
+            ${`RTT ${w.rttMs === null ? '–' : `${w.rttMs.toFixed(1)} ms`}${w.unavailableSince ? ` · unavailable since ${new Date(w.unavailableSince).toLocaleTimeString()}` : ''}`}
           </div>
         </div>
         <div class="card">
@@ -343,25 +347,27 @@ function WorkerPage({ name, who }: { name: string; who: Who }) {
               <td>${u ? bytes(u.rssBytes) : '–'} <${Sparkline} values=${s?.rss ?? []} max=${0} label="resident memory" /></td>
               <td>${u ? bytes(u.maxRssBytes) : '–'}</td>
               <td>${p.exit?.reason ?? ''}</td>
-              <td class="actions">
-                <a class="button" href=${`#/logs/${encodeURIComponent(name)}/${p.pid}`}>Log</a>
-                ${
-                  p.state !== 'dead' && p.state !== 'zombie' && !p.exit
-                    ? html`<${Action}
-                          who=${who}
-                          label="Stop"
-                          line=${`stop ${q} ${p.pid} --json`}
-                          ask=${`Stop ${p.app} (pid ${p.pid}) on ${name} with SIGINT?`}
-                        />
-                        <${Action}
-                          who=${who}
-                          label="Kill"
-                          danger
-                          line=${`kill ${q} ${p.pid} --json`}
-                          ask=${`Kill ${p.app} (pid ${p.pid}) on ${name} with SIGKILL?`}
-                        />`
-                    : null
-                }
+              <td>
+                <div class="actions">
+                  <a class="button" href=${`#/logs/${encodeURIComponent(name)}/${p.pid}`}>Log</a>
+                  ${
+                    p.state !== 'dead' && p.state !== 'zombie' && !p.exit
+                      ? html`<${Action}
+                            who=${who}
+                            label="Stop"
+                            line=${`stop ${q} ${p.pid} --json`}
+                            ask=${`Stop ${p.app} (pid ${p.pid}) on ${name} with SIGINT?`}
+                          />
+                          <${Action}
+                            who=${who}
+                            label="Kill"
+                            danger
+                            line=${`kill ${q} ${p.pid} --json`}
+                            ask=${`Kill ${p.app} (pid ${p.pid}) on ${name} with SIGKILL?`}
+                          />`
+                      : null
+                  }
+                </div>
               </td>
             </tr>`;
           })}
