@@ -15,6 +15,12 @@ import { resolveDisconnect, type Disconnect, type ProgramSpec, type ServiceSpec 
 import { ServiceStore, appName, type ProgramState, type ServiceState, type Slot } from './state.js';
 
 const RECONCILE_MS = 1000;
+/**
+ * A worker whose instances are all running and healthy, and that reported no exit, is asked
+ * what it keeps this often (with up to 5 s of jitter), not on every pass: a fleet of 5,000
+ * costs a few requests a second, not 5,000.
+ */
+const FULL_LOOK_MS = 30_000;
 /** How long the master waits past `healthy.after` for a new instance to prove itself. */
 const HEALTHY_GRACE_MS = 30_000;
 
@@ -106,6 +112,10 @@ export class ServiceManager {
   private readonly startedAt: number;
   /** What each worker reported at the last reconcile. */
   private readonly observed = new Map<string, Map<string, InstanceInfo>>();
+  /** When each worker was last asked for its instances (wall ms, minus jitter). */
+  private readonly lookedAt = new Map<string, number>();
+  /** Workers to ask on the next pass: they joined, or a process of theirs ended. */
+  private readonly dirty = new Set<string>();
   /** Instances an operation is starting or stopping: the loop leaves them alone. */
   private readonly busy = new Set<string>();
   /** Why a queued instance waits, from the last placement attempt. */
@@ -143,6 +153,7 @@ export class ServiceManager {
     this.timer.unref();
     for (const event of ['joined', 'available', 'process-exit'] as const) this.fleet.on(event, () => this.poke());
     this.fleet.on('process-exit', (s, m) => {
+      this.dirty.add(s.name);
       this.direct.delete(`${s.name}/${m.pid}`);
       const [service, program] = m.app.split('.');
       if (service && program && this.store.get(service)?.programs.some((p) => p.spec.name === program && appName(service, p) === m.app))
@@ -161,6 +172,7 @@ export class ServiceManager {
         );
     });
     this.fleet.on('joined', (s) => {
+      this.dirty.add(s.name);
       const back = this.lost.delete(s.name);
       this.events.record(
         back ? 'worker-back' : 'worker-joined',
@@ -169,6 +181,7 @@ export class ServiceManager {
       );
     });
     this.fleet.on('available', (s) => {
+      this.dirty.add(s.name);
       const back = this.lost.delete(s.name);
       this.events.record(back ? 'worker-back' : 'worker-available', { worker: s.name }, `${s.name} is ${back ? 'back (it was lost)' : 'available again'}`);
     });
@@ -786,7 +799,14 @@ export class ServiceManager {
   }
 
   private async fetch(session: WorkerSession): Promise<Map<string, InstanceInfo>> {
-    const r = await session.request('instances', {}, { timeoutMs: 5000 });
+    // An exit reported while this request is out marks it again.
+    this.dirty.delete(session.name);
+    const asked = Date.now();
+    const r = await session.request('instances', {}, { timeoutMs: 5000 }).catch((err: unknown) => {
+      this.dirty.add(session.name);
+      throw err;
+    });
+    this.lookedAt.set(session.name, asked - Math.random() * 5000);
     const map = new Map(r.instances.map((i) => [i.id, i]));
     // What changed since the last look: restarts the worker made, instances that became healthy.
     const before = this.observed.get(session.name);
@@ -827,20 +847,6 @@ export class ServiceManager {
    * service wants (left by an apply the master did not live to finish).
    */
   private async reconcile(): Promise<void> {
-    const fresh = new Set<string>();
-    await Promise.all(
-      this.fleet
-        .list()
-        .filter((w) => w.status === 'available')
-        .map(async (w) => {
-          try {
-            await this.fetch(w);
-            fresh.add(w.name);
-          } catch {
-            // not this pass
-          }
-        }),
-    );
     const desired = new Set<string>();
     const refs: SlotRef[] = [];
     for (const s of this.store.services)
@@ -860,6 +866,29 @@ export class ServiceManager {
     for (const ref of placedNow) this.logger.info({ instance: ref.slot.id, worker: ref.slot.worker }, 'placed a queued instance');
     const changed = placedNow.length > 0;
     if (changed) await this.store.save();
+    // Who to ask what it keeps: workers with an instance of ours not (yet) running and healthy,
+    // workers that joined or reported an exit, and every worker now and then.
+    const ask = new Set<string>();
+    for (const { slot } of refs) {
+      if (!slot.worker) continue;
+      const seen = this.observed.get(slot.worker)?.get(slot.id);
+      if (!seen || seen.state !== 'running' || !seen.healthy) ask.add(slot.worker);
+    }
+    const fresh = new Set<string>();
+    await Promise.all(
+      this.fleet
+        .list()
+        .filter((w) => w.status === 'available')
+        .filter((w) => ask.has(w.name) || this.dirty.has(w.name) || !this.observed.has(w.name) || now - (this.lookedAt.get(w.name) ?? 0) > FULL_LOOK_MS)
+        .map(async (w) => {
+          try {
+            await this.fetch(w);
+            fresh.add(w.name);
+          } catch {
+            // not this pass
+          }
+        }),
+    );
     for (const ref of refs) {
       const { slot } = ref;
       if (!slot.worker || this.busy.has(slot.id) || !fresh.has(slot.worker)) continue;
