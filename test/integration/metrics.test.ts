@@ -102,6 +102,10 @@ describe('metrics', () => {
       const rss = await waitFor(() => query(promPort, `drover_process_rss_bytes{worker="w1",pid="${pid}"}`), 'the process RSS', 20_000, 250);
       const usage = (await master.execJson<{ pid: number; rssBytes: number }[]>('usage w1')).find((u) => u.pid === pid)!;
       expect(Math.abs(rss - usage.rssBytes) / usage.rssBytes).toBeLessThan(0.2);
+      // Its state, as ps says it (sleep sleeps).
+      expect(await query(promPort, `drover_process_state{worker="w1",pid="${pid}",state="sleeping"}`)).toBe(1);
+      // A direct launch is no service instance: no restarts series for it.
+      expect(await query(promPort, `drover_process_restarts{pid="${pid}"}`)).toBe(null);
       expect(await query(promPort, 'sum(drover_commands_total{command="launch",outcome="ok"})')).toBe(1);
     },
   );

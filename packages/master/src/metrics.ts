@@ -27,7 +27,8 @@ export class Metrics {
   readonly registry = new Registry();
   /** Per-process series, rendered once per gathering (tens of thousands of lines), not per scrape. */
   private readonly processes = new Registry();
-  private rendered: { generation: number; text: string } | null = null;
+  /** The slow registry's text, rendered (and utf-8 encoded) once per gathering, off the scrape's path. */
+  private rendered: { generation: number; body: Buffer } | null = null;
   private readonly commands: Counter<'command' | 'outcome'>;
   private readonly durations: Histogram<'command'>;
   readonly copiedBytes: Counter;
@@ -81,18 +82,35 @@ export class Metrics {
     perWorker('drover_worker_missed_heartbeats', 'Heartbeat intervals gone by since its last heartbeat', (s) => s.liveness.missed(now(), fleet.heartbeatMs));
     perWorker('drover_worker_cpu_percent', 'CPU use of the whole machine, from its heartbeat', (s) => s.load?.cpuPercent);
     perWorker('drover_worker_memory_used_bytes', 'Memory in use on the machine, from its heartbeat', (s) => s.load?.memoryUsedBytes);
-    perWorker('drover_worker_memory_total_bytes', 'Memory of the machine', (s) => s.load?.memoryTotalBytes ?? s.hello.memoryBytes);
     perWorker('drover_worker_load1', 'One-minute load average, from its heartbeat', (s) => s.load?.loadAverage);
-    perWorker('drover_worker_cpus', 'CPUs the worker offers', (s) => s.hello.cpus);
+    // What a machine is hardly changes: rendered with the per-process series, once per gathering.
+    const perWorkerFact = (name: string, help: string, value: (s: ReturnType<Fleet['list']>[number]) => number): void => {
+      let filled = -1;
+      const g: Gauge<'worker'> = new Gauge<'worker'>({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers: [this.processes],
+        collect: () => {
+          if (filled === this.generation) return;
+          filled = this.generation;
+          g.reset();
+          for (const s of fleet.list()) g.set({ worker: s.name }, value(s));
+        },
+      });
+    };
+    perWorkerFact('drover_worker_memory_total_bytes', 'Memory of the machine', (s) => s.load?.memoryTotalBytes ?? s.hello.memoryBytes);
+    perWorkerFact('drover_worker_cpus', 'CPUs the worker offers', (s) => s.hello.cpus);
 
     const processLabels = ['worker', 'app', 'pid', 'service'] as const;
     type P = (typeof processLabels)[number];
-    const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number) => number): void => {
+    /** `value` null: no series for that process (restarts of a process that is no service instance). */
+    const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number | null) => number | null, extra?: 'state'): void => {
       let filled = -1;
-      const g: Gauge<P> = new Gauge<P>({
+      const g: Gauge<P | 'state'> = new Gauge<P | 'state'>({
         name,
         help,
-        labelNames: [...processLabels],
+        labelNames: [...processLabels, ...(extra ? [extra] : [])],
         registers: [this.processes],
         // Refilled only when a new gathering arrived: a scrape of 20,000 processes then only renders.
         collect: () => {
@@ -104,17 +122,19 @@ export class Metrics {
             for (const u of list) {
               if (u.state === 'dead') continue;
               const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
-              g.set({ worker, app: u.app, pid: String(u.pid), service }, value(u, instances.get(u.pid)?.restarts ?? 0));
+              const v = value(u, instances.get(u.pid)?.restarts ?? null);
+              if (v === null) continue;
+              g.set({ worker, app: u.app, pid: String(u.pid), service, ...(extra ? { state: u.state } : {}) }, v);
             }
           }
         },
       });
     };
     perProcess('drover_process_cpu_seconds', 'CPU time (user + system) of a live process', (u) => u.cpuUserSeconds + u.cpuSystemSeconds);
-    perProcess('drover_process_cpu_percent', 'CPU use of a live process', (u) => u.cpuPercent);
     perProcess('drover_process_rss_bytes', 'Resident memory of a live process', (u) => u.rssBytes);
     perProcess('drover_process_peak_rss_bytes', 'Peak resident memory of a live process', (u) => u.maxRssBytes);
-    perProcess('drover_process_restarts', 'Restarts its worker made of the service instance it runs (0 for a direct launch)', (_u, n) => n);
+    perProcess('drover_process_restarts', 'Restarts its worker made of the service instance it runs (service instances only)', (_u, n) => n);
+    perProcess('drover_process_state', 'A live process by its state from /proc (running, sleeping, disk-sleep, stopped, zombie, idle): 1', () => 1, 'state');
 
     gauge('drover_service_desired_instances', 'Instances a service program should have', ['service', 'program'], (g) => {
       for (const s of services.status()) for (const p of s.programs) g.set({ service: s.name, program: p.name }, p.desired);
@@ -217,15 +237,26 @@ export class Metrics {
       this.timer.unref();
     }
     try {
-      if (this.rendered?.generation !== this.generation) this.rendered = { generation: this.generation, text: await this.processes.metrics() };
-      const text = `${await this.registry.metrics()}\n${this.rendered.text}`;
+      const slow = await this.renderSlow();
+      const head = await this.registry.metrics();
       res.writeHead(200, { 'content-type': this.registry.contentType });
-      res.end(text);
+      // Two writes, no 10 MB concatenation: the slow part is bytes already.
+      res.write(`${head}\n`);
+      res.end(slow);
     } catch (err) {
       this.opts.logger.error({ err }, 'could not render metrics');
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('could not render metrics\n');
     }
+  }
+
+  /** The per-process (and per-machine) series as bytes, rendered once per gathering. */
+  private async renderSlow(): Promise<Buffer> {
+    if (this.rendered?.generation !== this.generation) {
+      const generation = this.generation;
+      this.rendered = { generation, body: Buffer.from(await this.processes.metrics()) };
+    }
+    return this.rendered.body;
   }
 
   /** Asks every available worker for its processes' usage (a few at a time); keeps the last answer of each. */
@@ -253,5 +284,7 @@ export class Metrics {
       this.generation++;
       this.gathering = false;
     }
+    // Rendered now, not by the next scrape: a scrape only sends it.
+    await this.renderSlow().catch((err: unknown) => this.opts.logger.error({ err }, 'could not render metrics'));
   }
 }
