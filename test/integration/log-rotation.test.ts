@@ -183,4 +183,25 @@ describe('log rotation', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     await master.exec(`kill w1 ${pid}`);
   });
+
+  test("a service program's log: {max, keep} overrides the worker's: 2 MiB of output with max 256KiB, keep 2 leaves 3 files", async () => {
+    const master = await startMaster();
+    const w = startWorker(master, { name: 'w1' });
+    await waitForAvailable(master, 1);
+    const dir = tempDir();
+    // 20,000 lines of 100 bytes, then it waits (a service instance that exits would be restarted).
+    writeFileSync(path.join(dir, 'burst'), `#!/bin/sh\nseq -f 'line %010.0f ${'.'.repeat(83)}' 1 20000\nexec sleep 300\n`, { mode: 0o755 });
+    writeFileSync(path.join(dir, 'svc.yaml'), 'name: svc\nprograms:\n  - { name: burst, path: ./burst, log: { max: 256KiB, keep: 2 } }\n');
+    const r = await master.exec(`apply ${path.join(dir, 'svc.yaml')}`);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const [row] = await master.execJson<{ pid: number; app: string }[]>('ps w1');
+    await waitFor(async () => {
+      const tail = await master.exec(`logs w1 ${row!.pid} --tail 1`);
+      return tail.stdout.startsWith('line 0000020000') || null;
+    }, 'the last line in the log');
+    const files = logFiles(w.stateDir, row!.app, row!.pid).sort();
+    expect(files).toEqual([`${row!.app}.${row!.pid}.log`, `${row!.app}.${row!.pid}.log.1`, `${row!.app}.${row!.pid}.log.2`]);
+    for (const f of files) expect(statSync(path.join(w.stateDir, 'logs', f)).size).toBeLessThanOrEqual(256 * 1024 + 100);
+    await master.exec('teardown svc');
+  });
 });

@@ -73,3 +73,18 @@ describe('disconnect', () => {
     );
   });
 });
+
+describe('log', () => {
+  test('max and keep over the worker defaults; absent, nothing is said (the worker decides)', () => {
+    const [p] = parseServiceFile('name: a\nprograms:\n  - { name: p, path: x, log: { max: 16MiB, keep: 2 } }\n', 'a.yaml').programs;
+    expect(p!.log).toEqual({ maxBytes: 16 * 1024 * 1024, keep: 2 });
+    const [q] = parseServiceFile('name: a\nprograms:\n  - { name: q, path: x, log: { max: 0 } }\n', 'a.yaml').programs;
+    expect(q!.log).toEqual({ maxBytes: 0 });
+    const [r] = parseServiceFile('name: a\nprograms:\n  - { name: r, path: x }\n', 'a.yaml').programs;
+    expect(r!.log).toBeUndefined();
+    expect(() => parseServiceFile('name: a\nprograms:\n  - { name: s, path: x, log: { max: 1KiB } }\n', 'a.yaml')).toThrow(
+      'a.yaml:3: programs.0.log.max: max is 0 (never rotate) or at least 64KiB',
+    );
+    expect(() => parseServiceFile('name: a\nprograms:\n  - { name: s, path: x, log: { keep: 500 } }\n', 'a.yaml')).toThrow(/programs\.0\.log\.keep/);
+  });
+});
