@@ -56,8 +56,10 @@ export class Launcher {
   constructor(
     private readonly store: AppStore,
     private readonly workerName: string,
+    /** Logs go through pipes by default (worker --log-max above 0): make spare ones now. */
+    prefill = true,
   ) {
-    this.fifos = new FifoPool(store.logsDir);
+    this.fifos = new FifoPool(store.logsDir, 32, prefill);
   }
 
   private readonly fifos: FifoPool;

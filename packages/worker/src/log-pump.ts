@@ -54,8 +54,9 @@ export function logChain(logPath: string): string[] {
 
 /**
  * Named pipes made ahead of time: Node has no mkfifo, and running the mkfifo program forks the
- * agent (milliseconds) — not on the way of a launch. A few spare FIFOs wait in logs/ as
- * .spare-*.pipe; a launch renames one (microseconds) and the pool refills in the background.
+ * agent (milliseconds, more as the agent grows) — not on the way of a launch. Spare FIFOs wait in
+ * logs/ as .spare-*.pipe; a launch renames one (microseconds). Below half of `size` one mkfifo
+ * run makes the rest at once, in the background: one fork for every `size / 2` launches.
  */
 export class FifoPool {
   private readonly spares: string[] = [];
@@ -63,7 +64,8 @@ export class FifoPool {
 
   constructor(
     private readonly dir: string,
-    private readonly size = 4,
+    private readonly size = 32,
+    prefill = true,
   ) {
     // Spares left by an agent before us are as good as new.
     try {
@@ -71,6 +73,7 @@ export class FifoPool {
     } catch {
       // no logs folder yet
     }
+    if (prefill) this.refill();
   }
 
   /** A new FIFO at `target` (synchronous: a spare renamed, else mkfifo run now). */
@@ -94,7 +97,7 @@ export class FifoPool {
   }
 
   refill(): void {
-    if (this.refilling || this.spares.length >= this.size) return;
+    if (this.refilling || this.spares.length > this.size / 2) return;
     this.refilling = true;
     const made = Array.from({ length: this.size - this.spares.length }, () => path.join(this.dir, `.spare-${randomBytes(6).toString('hex')}.pipe`));
     execFile('mkfifo', ['-m', '600', ...made], (err) => {

@@ -47,7 +47,7 @@ export class Supervisor {
     /** How logs are kept unless a launch says otherwise (worker --log-max, --log-keep). */
     private readonly logPolicy: LogPolicy = DEFAULT_LOG_POLICY,
   ) {
-    this.launcher = new Launcher(store, workerName);
+    this.launcher = new Launcher(store, workerName, logPolicy.maxBytes > 0);
     this.sampler = new UsageSampler(
       () => table.live(),
       (r) => {
