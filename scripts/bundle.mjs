@@ -2,8 +2,9 @@
 // - the worker agent, dist/worker.mjs: what `worker` runs, what `master --dev` starts, and what
 //   the master serves to VMs (nothing to npm install there). One file also keeps the agent
 //   small: loading ~300 separate ESM modules costs ~15 MiB of RSS.
-// - the drover client, dist/drover.js (from drover-cli.js): a client is started for every command a script runs,
-//   and one file starts about twice as fast as the module graph it comes from.
+// - the drover client, dist/drover.js (from drover-cli.js), and `master exec`'s, dist/exec.js (from
+//   exec-main.js): a client is started for every command a script runs, and one file starts about
+//   twice as fast as the module graph it comes from.
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
@@ -35,6 +36,8 @@ async function bundle(entry, outfile) {
 const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs');
 writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${createHash('sha256').update(worker).digest('hex')}  worker.mjs\n`);
 await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.js');
+// master exec: started for every command a script runs; the master's own CLI imports it only for exec.
+await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.js');
 
 // The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.
 await build({

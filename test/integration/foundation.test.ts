@@ -289,4 +289,26 @@ describe('foundation', () => {
     expect((await w.exited).code).toBe(2);
     expect(w.stderr()).toMatch(/^worker: invalid --master "nope": expected HOST:PORT/);
   });
+
+  test('master exec (its own small client) takes --state-dir D, --state-dir=D and --json, refuses what it does not know in one line, and --help is the full help', async () => {
+    const { startProcess, MASTER_CLI } = await import('../helpers/cluster.js');
+    const master = await startMaster();
+    const run = async (args: string[]): Promise<{ code: number | null; out: string; err: string }> => {
+      const p = startProcess(process.execPath, [MASTER_CLI, 'exec', ...args]);
+      const { code } = await p.exited;
+      return { code, out: p.stdout(), err: p.stderr() };
+    };
+    expect((await run(['workers', `--state-dir=${master.stateDir}`, '--json'])).out.trim()).toBe('[]');
+    expect((await run(['--state-dir', master.stateDir, 'workers'])).out).toContain('no workers have joined yet');
+    const bogus = await run(['workers', '--bogus', '--state-dir', master.stateDir]);
+    expect(bogus).toMatchObject({ code: 2, err: 'master: Unknown argument: bogus\n' });
+    const two = await run(['workers', 'ps', '--state-dir', master.stateDir]);
+    expect(two.code).toBe(2);
+    expect(two.err).toContain('quote the commands: master exec "workers; ps all"');
+    const missing = await run(['workers', '--state-dir']);
+    expect(missing).toMatchObject({ code: 2, err: 'master: Not enough arguments following: state-dir\n' });
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('--state-dir');
+  });
 });

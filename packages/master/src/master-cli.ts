@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { parseDuration } from './services/spec.js';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
