@@ -2,13 +2,10 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
 import { flushStdio, runOver } from './exec-client.js';
-import { startRemoteShell } from './remote-shell.js';
 import { quoteWord } from './tokenize.js';
 
 /**
@@ -40,36 +37,81 @@ function readContext(): Context | null {
   }
 }
 
-const argv = await yargs(hideBin(process.argv))
-  .scriptName('drover')
-  .usage(
-    [
-      '$0 [--master URL --token T] [--json] COMMAND [ARGS...]',
-      '$0 login URL --token T [--fingerprint sha256:…]     (remembered in ~/.config/drover, mode 0600)',
-      '',
-      'Runs a master> command and prints the answer: against the master on this machine (its',
-      'control socket in --state-dir; no token needed), or with --master (or DROVER_MASTER, or',
-      'drover login) against one elsewhere over wss with an operator token. Several commands:',
-      '"workers; ps". Lines on stdin: one command each. `drover help` lists the commands.',
-    ].join('\n'),
-  )
-  .option('state-dir', {
-    type: 'string',
-    default: process.env.DROVER_STATE_DIR ?? path.join(os.homedir(), '.drover', 'master'),
-    defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master',
-    describe: "The local master's state dir",
-  })
-  .option('master', { type: 'string', describe: 'A master elsewhere: wss://HOST:PORT (default: $DROVER_MASTER, else drover login)' })
-  .option('token', { type: 'string', describe: 'Operator token for --master (default: $DROVER_ADMIN_TOKEN; prefer drover login: arguments show in ps)' })
-  .option('fingerprint', { type: 'string', describe: "sha256:HEX of the master's key, for a self-signed master (default: $DROVER_FINGERPRINT)" })
-  .option('ca', { type: 'string', describe: "PEM CA that signed the master's certificate" })
-  .option('json', { type: 'boolean', default: false, describe: 'Print every result as JSON' })
-  // Everything from the command on is the command's: `drover ps w1 --json` passes --json to ps.
-  .parserConfiguration({ 'halt-at-non-option': true, 'unknown-options-as-args': true })
-  .version(AGENT_VERSION)
-  .help()
-  .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
-  .parseAsync();
+const USAGE = [
+  '$0 [--master URL --token T] [--json] COMMAND [ARGS...]',
+  '$0 login URL --token T [--fingerprint sha256:…]     (remembered in ~/.config/drover, mode 0600)',
+  '',
+  'Runs a master> command and prints the answer: against the master on this machine (its',
+  'control socket in --state-dir; no token needed), or with --master (or DROVER_MASTER, or',
+  'drover login) against one elsewhere over wss with an operator token. Several commands:',
+  '"workers; ps". Lines on stdin: one command each. `drover help` lists the commands.',
+].join('\n');
+
+interface GlobalArgs {
+  'state-dir': string;
+  master?: string;
+  token?: string;
+  fingerprint?: string;
+  ca?: string;
+  json: boolean;
+  _: string[];
+}
+
+const DEFAULT_STATE_DIR = process.env.DROVER_STATE_DIR ?? path.join(os.homedir(), '.drover', 'master');
+const VALUED = new Set(['state-dir', 'master', 'token', 'fingerprint', 'ca']);
+
+/**
+ * drover's own flags, up to the command: everything from the command on is the command's
+ * (`drover ps w1 --json` passes --json to ps). Parsed by hand, so a command does not wait for
+ * yargs to load; null for --help and --version, which yargs answers.
+ */
+function parseGlobal(args: string[]): GlobalArgs | null {
+  const out: GlobalArgs = { 'state-dir': DEFAULT_STATE_DIR, json: false, _: [] };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--help' || a === '-h' || a === '--version') return null;
+    if (a === '--json') out.json = true;
+    else if (a === '--no-json') out.json = false;
+    else if (a.startsWith('--') && VALUED.has(a.slice(2).split('=')[0]!)) {
+      const [name, inline] = a.slice(2).split(/=(.*)/s) as [keyof GlobalArgs, string | undefined];
+      const value = inline ?? args[++i];
+      if (value === undefined) fail(`Not enough arguments following: ${name}`);
+      (out as unknown as Record<string, string>)[name] = value;
+    } else {
+      out._ = args.slice(i);
+      break;
+    }
+  }
+  return out;
+}
+
+const argv: GlobalArgs = parseGlobal(process.argv.slice(2)) ?? (await helpOrVersion());
+
+/** drover --help / --version: the full yargs program (loaded only for these). */
+async function helpOrVersion(): Promise<never> {
+  const { default: yargs } = await import('yargs');
+  const { hideBin } = await import('yargs/helpers');
+  await yargs(hideBin(process.argv))
+    .scriptName('drover')
+    .usage(USAGE)
+    .option('state-dir', {
+      type: 'string',
+      default: DEFAULT_STATE_DIR,
+      defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master',
+      describe: "The local master's state dir",
+    })
+    .option('master', { type: 'string', describe: 'A master elsewhere: wss://HOST:PORT (default: $DROVER_MASTER, else drover login)' })
+    .option('token', { type: 'string', describe: 'Operator token for --master (default: $DROVER_ADMIN_TOKEN; prefer drover login: arguments show in ps)' })
+    .option('fingerprint', { type: 'string', describe: "sha256:HEX of the master's key, for a self-signed master (default: $DROVER_FINGERPRINT)" })
+    .option('ca', { type: 'string', describe: "PEM CA that signed the master's certificate" })
+    .option('json', { type: 'boolean', default: false, describe: 'Print every result as JSON' })
+    .parserConfiguration({ 'halt-at-non-option': true, 'unknown-options-as-args': true })
+    .version(AGENT_VERSION)
+    .help()
+    .fail((msg, err) => fail(msg || err?.message || 'bad arguments'))
+    .parseAsync();
+  process.exit(0);
+}
 
 const words = argv._.map(String);
 const fingerprintOf = (text: string | undefined): string | undefined => {
@@ -93,6 +135,7 @@ if (words[0] === 'login' || words[0] === 'logout') {
     process.exit(0);
   }
   // What follows `login` is login's own: URL --token T [--fingerprint F].
+  const { default: yargs } = await import('yargs');
   const login = await yargs(words.slice(1))
     .option('token', { type: 'string' })
     .option('fingerprint', { type: 'string' })
@@ -138,6 +181,7 @@ if (lines === null) {
   if ('exitCode' in connection) fail(connection.message, connection.exitCode);
   const historyFile = path.join(path.dirname(contextFile()), 'history');
   mkdirSync(path.dirname(historyFile), { recursive: true, mode: 0o700 });
+  const { startRemoteShell } = await import('./remote-shell.js');
   await startRemoteShell(connection, { historyFile, onExit: (code) => void flushStdio().then(() => process.exit(code)) });
 } else {
   const code = await runOver(connection, lines, argv.json, 'drover');
