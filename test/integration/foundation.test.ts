@@ -290,7 +290,7 @@ describe('foundation', () => {
     expect(w.stderr()).toMatch(/^worker: invalid --master "nope": expected HOST:PORT/);
   });
 
-  test('master exec (its own small client) takes --state-dir D, --state-dir=D and --json, refuses what it does not know in one line, and --help is the full help', async () => {
+  test('master exec and drover (small clients) take --state-dir D, --state-dir=D and --json, refuse what they do not know in one line, and --help is the full help', async () => {
     const { startProcess, MASTER_CLI } = await import('../helpers/cluster.js');
     const master = await startMaster();
     const run = async (args: string[]): Promise<{ code: number | null; out: string; err: string }> => {
@@ -310,5 +310,19 @@ describe('foundation', () => {
     const help = await run(['--help']);
     expect(help.code).toBe(0);
     expect(help.out).toContain('--state-dir');
+    // drover's own flags, parsed by hand up to the command, the same way.
+    const DROVER = MASTER_CLI.replace(/cli\.js$/, 'drover.js');
+    const drover = async (args: string[]): Promise<{ code: number | null; out: string; err: string }> => {
+      const p = startProcess(process.execPath, [DROVER, ...args]);
+      const { code } = await p.exited;
+      return { code, out: p.stdout(), err: p.stderr() };
+    };
+    expect((await drover([`--state-dir=${master.stateDir}`, '--json', 'workers'])).out.trim()).toBe('[]');
+    // After the command, flags are the command's: --json goes to workers.
+    expect((await drover(['--state-dir', master.stateDir, 'workers', '--json'])).out.trim()).toBe('[]');
+    expect(await drover(['--state-dir'])).toMatchObject({ code: 2, err: 'drover: Not enough arguments following: state-dir\n' });
+    const droverHelp = await drover(['--help']);
+    expect(droverHelp.code).toBe(0);
+    expect(droverHelp.out).toContain('drover login URL --token T');
   });
 });
