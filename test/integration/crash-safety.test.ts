@@ -15,7 +15,9 @@ function script(dir: string, name: string, body: string): string {
 
 describe('nothing reported is forgotten', () => {
   test('every pid ever reported is in ps after the agent is killed mid-launches, even those its table never recorded', async () => {
-    const { master, workers } = await startCluster(1);
+    // Heartbeats every 500 ms: a restarted agent re-adopting 60 launches on a loaded CI machine
+    // must not read as unavailable for a late heartbeat (that is not what this test is about).
+    const { master, workers } = await startCluster(1, { heartbeatMs: 500 });
     const stateDir = workers[0]!.stateDir;
     await master.execJson('copy w1 /bin/sleep');
     // 10 clients launching in parallel; the agent is killed with SIGKILL while they run.
@@ -48,7 +50,7 @@ describe('nothing reported is forgotten', () => {
     const table = JSON.parse(readFileSync(tableFile, 'utf8')) as { pid: number }[];
     writeFileSync(tableFile, JSON.stringify(table.slice(0, Math.floor(table.length / 2))));
 
-    startWorker(master, { name: 'w1', stateDir });
+    startWorker(master, { name: 'w1', stateDir, heartbeatMs: 500 });
     await waitForAvailable(master, 1);
     const rows = await master.execJson<Row[]>('ps');
     const listed = new Set(rows.map((r) => r.pid));
