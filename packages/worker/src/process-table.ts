@@ -115,6 +115,11 @@ export class ProcessTable {
   }
 
   private prune(): ProcessRecord[] {
+    // Counted before anything is sorted: a launch must not sort a thousand records to learn that
+    // nothing needs dropping.
+    let deadCount = 0;
+    for (const r of this.records.values()) if (r.exit !== null) deadCount++;
+    if (deadCount <= MAX_DEAD_RECORDS) return [];
     const dead = this.all().filter((r) => r.exit !== null);
     const dropped = dead.slice(0, Math.max(0, dead.length - MAX_DEAD_RECORDS));
     for (const r of dropped) this.records.delete(r.pid);

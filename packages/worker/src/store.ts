@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { access, constants, copyFile, link, mkdir, open, readFile, readdir, readlink, rename, rm, statfs, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppFile, DroverError, ErrorCode, checkFileName, checkName } from '@drover/protocol';
@@ -69,7 +70,9 @@ export class AppStore {
   /** The folder of the app's current version (a real path, not the symlink), or null when it has none. */
   async versionDir(app: string): Promise<string | null> {
     try {
-      const target = await readlink(path.join(this.appDir(app), CURRENT));
+      // Synchronous: a symlink in the dentry cache reads in microseconds; through the thread
+      // pool it cost a launch 0.2 ms.
+      const target = readlinkSync(path.join(this.appDir(app), CURRENT));
       return path.join(this.appDir(app), target);
     } catch {
       return null;
