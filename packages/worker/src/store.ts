@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
-import { access, constants, copyFile, link, mkdir, open, readFile, readdir, readlink, rename, rm, statfs, symlink } from 'node:fs/promises';
+import { access, constants, copyFile, link, mkdir, open, readFile, readdir, rename, rm, statfs, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppFile, DroverError, ErrorCode, checkFileName, checkName } from '@drover/protocol';
 import * as z from 'zod';
