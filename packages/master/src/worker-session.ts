@@ -41,6 +41,8 @@ export class WorkerSession {
   rttMs: number | null = null;
   /** Monotonic ms the ping in flight was sent. */
   pingAt: number | null = null;
+  /** Heartbeats since the last ping (the fleet pings every Nth at scale). */
+  beatsSincePing = Number.MAX_SAFE_INTEGER;
   readonly requests: RequestTracker;
   private readonly uploads = new Map<number, SendWindow>();
 
