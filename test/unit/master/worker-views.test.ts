@@ -46,6 +46,24 @@ describe('LoadHistory', () => {
   });
 });
 
+describe('LoadHistory slots', () => {
+  test("many workers share one array that grows; a forgotten worker's slot is reused, clean", () => {
+    const h = new LoadHistory();
+    const t0 = 1_000_000 * HISTORY_STEP_MS;
+    for (let w = 0; w < 40; w++) for (let i = 0; i < 3; i++) h.record(`w${w}`, t0 + i * HISTORY_STEP_MS, load(w + i, (w + 1) * 2 ** 30));
+    expect(h.series('w39', t0 + 2 * HISTORY_STEP_MS)).toEqual({
+      stepMs: HISTORY_STEP_MS,
+      t: [t0, t0 + HISTORY_STEP_MS, t0 + 2 * HISTORY_STEP_MS],
+      cpuPercent: [39, 40, 41],
+      memoryUsedBytes: [40 * 2 ** 30, 40 * 2 ** 30, 40 * 2 ** 30],
+    });
+    h.forget('w0');
+    h.record('new', t0 + 2 * HISTORY_STEP_MS, load(7));
+    expect(h.series('new', t0 + 2 * HISTORY_STEP_MS).cpuPercent).toEqual([7]);
+    expect(h.series('w1', t0 + 2 * HISTORY_STEP_MS).cpuPercent).toEqual([1, 2, 3]);
+  });
+});
+
 describe('sparkline', () => {
   test('scales to the maximum given, or to the largest value', () => {
     expect(sparkline([0, 50, 100], 100)).toBe('▁▅█');
