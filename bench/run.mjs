@@ -121,11 +121,13 @@ async function control(stateDir, remote = null) {
  * `ssh host true` over a new connection each time (no multiplexing), against an sshd of our own
  * on loopback with throwaway keys; null where sshd is not installed.
  */
-async function sshBaseline(runs) {
+/** A private sshd on 127.0.0.1 (its own keys, the bench's user); null where sshd is not installed. */
+async function startSshd() {
   const sshd = ['/usr/sbin/sshd', '/usr/bin/sshd'].find((f) => existsSync(f));
   if (!sshd || !existsSync('/usr/bin/ssh')) return null;
-  const d = path.join(tmp, 'ssh');
-  execFileSync('mkdir', ['-p', d, '/run/sshd']);
+  // A fresh folder each time: ssh-keygen asks before it overwrites a key.
+  const d = mkdtempSync(path.join(tmp, 'ssh-'));
+  execFileSync('mkdir', ['-p', '/run/sshd']);
   for (const k of ['host', 'user']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(d, k)]);
   writeFileSync(path.join(d, 'authorized_keys'), readFileSync(path.join(d, 'user.pub')), { mode: 0o600 });
   const probe = net.createServer().listen(0, '127.0.0.1');
@@ -147,11 +149,14 @@ async function sshBaseline(runs) {
     `AuthorizedKeysFile=${path.join(d, 'authorized_keys')}`,
     '-o',
     'StrictModes=no',
+    // scp speaks SFTP by default: the server needs the subsystem.
+    '-o',
+    'Subsystem=sftp internal-sftp',
     '-o',
     `PidFile=${path.join(d, 'pid')}`,
   ]);
   const user = os.userInfo().username;
-  const args = [
+  const base = [
     '-q',
     '-i',
     path.join(d, 'user'),
@@ -163,21 +168,26 @@ async function sshBaseline(runs) {
     'UserKnownHostsFile=/dev/null',
     '-o',
     'BatchMode=yes',
-    '-o',
-    'ControlPath=none',
-    `${user}@127.0.0.1`,
-    'true',
   ];
+  const login = [...base, '-o', 'ControlPath=none', `${user}@127.0.0.1`, 'true'];
   try {
-    await until(() => spawnSync('ssh', args, { stdio: 'ignore' }).status === 0, 'sshd on loopback', 10_000);
+    await until(() => spawnSync('ssh', login, { stdio: 'ignore' }).status === 0, 'sshd on loopback', 10_000);
   } catch {
     console.log(`  (sshd did not accept a login: ${server.out().trim().split('\n').pop()})`);
     server.child.kill();
     return null;
   }
+  return { base, user, port: sshPort, key: path.join(d, 'user'), dir: d, login, stop: () => server.child.kill() };
+}
+
+/** `ssh 127.0.0.1 true` over a new connection each time: the baseline of a client's whole run. */
+async function sshBaseline(runs) {
+  const sshd = await startSshd();
+  if (!sshd) return null;
+  const args = sshd.login;
   const times = [];
   for (let i = 0; i < runs; i++) times.push(timeCmd('ssh', args));
-  server.child.kill();
+  sshd.stop();
   return times;
 }
 
@@ -430,6 +440,49 @@ const mibps = (ms) => SIZE_MIB / (ms / 1000);
 console.log(`  copy to a worker ${median(copies).toFixed(0)} ms against cp + sync ${median(cps).toFixed(0)} ms (the disk alone)`);
 report('copy (ms): drover on this machine vs the master prompt', median(copies), median(masterCopies), 'ms', 1.1);
 report('copy (ms): drover over the port (streamed) vs the master prompt', median(remoteCopies), median(masterCopies), 'ms', 1.1);
+// The issue's baseline: scp of the same file over a multiplexed ssh connection (no handshake per
+// copy) against `master exec "copy w1 FILE"` as a whole process, alternating.
+const sshd = await startSshd();
+if (sshd) {
+  const ctlSock = path.join(sshd.dir, 'mux');
+  const mux = [...sshd.base, '-o', `ControlPath=${ctlSock}`];
+  execFileSync('ssh', [...mux, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=120', '-fN', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
+  const scpDest = path.join(dir, 'scp-dest');
+  const execCopies = [];
+  const scps = [];
+  const runExecCopy = async (keep) => {
+    writeFileSync(source, 'x', { flag: 'a' });
+    const t = now();
+    timeCmd(process.execPath, [MASTER, 'exec', `copy w1 ${source} --as big`, '--state-dir', mstate]);
+    if (keep) execCopies.push(now() - t);
+  };
+  const runScp = async (keep) => {
+    writeFileSync(source, 'x', { flag: 'a' });
+    rmSync(scpDest, { force: true });
+    const t = now();
+    timeCmd('scp', [
+      '-q',
+      '-i',
+      sshd.key,
+      '-P',
+      String(sshd.port),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      `ControlPath=${ctlSock}`,
+      source,
+      `${sshd.user}@127.0.0.1:${scpDest}`,
+    ]);
+    timeCmd('sync', []);
+    if (keep) scps.push(now() - t);
+  };
+  await alternate(runExecCopy, runScp);
+  spawnSync('ssh', [...mux, '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
+  sshd.stop();
+  report('copy w1 (whole master exec) vs scp, ssh multiplexed (ms)', median(execCopies), median(scps), 'ms', 0.75, execCopies);
+} else console.log('  (no scp baseline: install openssh-server for scp over a multiplexed connection)');
 console.log(
   `  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s on this machine (the master reads the file drover named, checked to be the same inode), ${mibps(median(remoteCopies)).toFixed(0)} MiB/s streamed through drover, ${mibps(median(masterCopies)).toFixed(0)} MiB/s typed at the master (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`,
 );
