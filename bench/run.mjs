@@ -507,15 +507,32 @@ if (rssOf(fresh.child.pid) / 2 ** 20 >= 60) rows.push({ ratio: 2, target: 1 });
 const FLEET = Number(process.env.BENCH_FLEET ?? (QUICK ? 1000 : 5000));
 console.log(`\n6. ${FLEET} simulated workers heartbeating once a second: the master against a bare ws server that parses the same frames`);
 const cpuMs = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    .slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2)
-    .split(' ');
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 };
+/**
+ * `count` simulated workers on the master at `address` (simulate-workers.mjs), answering what
+ * service placement asks unless `mode` says otherwise; `ready` resolves once all have joined.
+ */
+function simulatedFleet(address, count, { path: upgrade = '/worker', mode = 'answer', prefix } = {}) {
+  const proc = start(process.execPath, [
+    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+    address,
+    String(count),
+    TOKEN,
+    upgrade,
+    ...(mode ? [mode] : []),
+    ...(prefix ? [prefix] : []),
+  ]);
+  const ready = (ms = 120_000) => until(() => /ready (\d+)/.exec(proc.out()), 'the simulated fleet', ms).then((m) => Number(m[1]));
+  return Object.assign(proc, { ready });
+}
+
 async function fleetLoad(serverPid, address, path) {
   const rss0 = rssOf(serverPid);
-  const sim = start(process.execPath, [fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)), address, String(FLEET), TOKEN, path]);
-  const ready = Number((await until(() => /ready (\d+)/.exec(sim.out()), 'the simulated fleet', 120_000))[1]);
+  const sim = simulatedFleet(address, FLEET, { path, mode: null });
+  const ready = await sim.ready();
   await new Promise((r) => setTimeout(r, 2000));
   const c0 = cpuMs(serverPid);
   const t0 = now();
@@ -605,15 +622,8 @@ await schedCtl.runHuman(`apply ${schedFile}`);
 const queued = (await schedCtl.run('queue')).length;
 const cpu0 = cpuMs(sched.child.pid);
 const t0 = now();
-const simFleet = start(process.execPath, [
-  fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
-  `127.0.0.1:${schedPort}`,
-  String(SCHED),
-  TOKEN,
-  '/worker',
-  'answer',
-]);
-await until(() => /ready (\d+)/.exec(simFleet.out()), 'the simulated fleet', 120_000);
+const simFleet = simulatedFleet(`127.0.0.1:${schedPort}`, SCHED);
+await simFleet.ready();
 const joinedMs = now() - t0;
 await until(async () => (await schedCtl.run('status wide'))[0].programs[0].running === SCHED, 'every instance running', 300_000);
 const scheduledMs = now() - t0;
@@ -672,18 +682,8 @@ console.log(
 const bigFoState = path.join(tmp, 'fo-big');
 const { proc: bigFo, port: bigFoPort } = await startMaster(bigFoState, { args: ['--lost-after', '2s', '--stop-after', '1s'] });
 const bigFoCtl = await control(bigFoState);
-const half = (k) =>
-  start(process.execPath, [
-    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
-    `127.0.0.1:${bigFoPort}`,
-    String(LOSE),
-    TOKEN,
-    '/worker',
-    'answer',
-    `h${k}-`,
-  ]);
-const halves = [half(0), half(1)];
-for (const h of halves) await until(() => /ready (\d+)/.exec(h.out()), 'a simulated half', 120_000);
+const halves = [0, 1].map((k) => simulatedFleet(`127.0.0.1:${bigFoPort}`, LOSE, { prefix: `h${k}-` }));
+for (const h of halves) await h.ready();
 const wideFile = path.join(svcDir, 'spread.yaml');
 // Each simulated worker offers 2 CPUs; at 0.25 each, the survivors have room for the lost half's share.
 writeFileSync(
@@ -720,15 +720,8 @@ const SCRAPE_FLEET = Number(process.env.BENCH_SCRAPE_FLEET ?? (QUICK ? 1000 : 50
 console.log(`\n10. GET /metrics with ${SCRAPE_FLEET} simulated workers and ${SCRAPE_FLEET * 4} processes (target: a scrape within 250 ms)`);
 const mState = path.join(tmp, 'metrics-master');
 const { proc: mMaster, port: mPort } = await startMaster(mState, { args: ['--metrics-token', 'bench-metrics'] });
-const mFleet = start(process.execPath, [
-  fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
-  `127.0.0.1:${mPort}`,
-  String(SCRAPE_FLEET),
-  TOKEN,
-  '/worker',
-  'answer',
-]);
-await until(() => /ready (\d+)/.exec(mFleet.out()), 'the simulated fleet', 180_000);
+const mFleet = simulatedFleet(`127.0.0.1:${mPort}`, SCRAPE_FLEET);
+await mFleet.ready(180_000);
 const scrape = async () => {
   const t = now();
   const res = await fetch(`http://127.0.0.1:${mPort}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } });
@@ -769,15 +762,8 @@ if (!existsSync('/usr/bin/chromium')) {
   const { chromium } = await import('playwright-core');
   const dState = path.join(tmp, 'dashboard-master');
   const { proc: dMaster, port: dPort } = await startMaster(dState);
-  const dFleet = start(process.execPath, [
-    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
-    `127.0.0.1:${dPort}`,
-    String(PAINT_FLEET),
-    TOKEN,
-    '/worker',
-    'answer',
-  ]);
-  await until(() => /ready (\d+)/.exec(dFleet.out()), 'the simulated fleet', 120_000);
+  const dFleet = simulatedFleet(`127.0.0.1:${dPort}`, PAINT_FLEET);
+  await dFleet.ready();
   const token = readFileSync(path.join(dState, 'dashboard-token'), 'utf8').trim();
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
