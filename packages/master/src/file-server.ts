@@ -17,7 +17,7 @@ import {
   type ControlFileReply,
   type FileAnswer,
 } from '@drover/protocol';
-import type { FileWriter } from './files.js';
+import type { FileWriter, ReadSpec } from './files.js';
 
 /** Read buffers kept for reuse: a window's worth and a little more. */
 const SPARE_BUFFERS = Math.ceil(FILE_WINDOW_BYTES / READ_BUFFER_BYTES) + 4;
@@ -85,7 +85,10 @@ export class FileServer {
     };
     switch (ask.op) {
       case 'describe':
-        return answer(async () => ({ op: 'describe', ...(await this.files.describe(this.check(ask.path))) }));
+        return answer(async () => ({
+          op: 'describe',
+          ...(await (ask.hash === false ? this.files.peek(this.check(ask.path)) : this.files.describe(this.check(ask.path)))),
+        }));
       case 'libraries':
         return answer(async () => {
           const scan = await this.files.libraries(this.check(ask.path));
@@ -93,7 +96,10 @@ export class FileServer {
           return { op: 'libraries', ...scan };
         });
       case 'read':
-        return answer(async () => ({ op: 'read', bytes: await this.stream(id, this.check(ask.path), ask.size, ask.sha256) }));
+        return answer(async () => ({
+          op: 'read',
+          bytes: await this.stream(id, { path: this.check(ask.path), size: ask.size, identity: ask.identity }, ask.offset ?? 0),
+        }));
       case 'create':
         return answer(async () => {
           const writer = await this.files.create(this.check(ask.path), ask.force);
@@ -109,6 +115,11 @@ export class FileServer {
           const done = await w.writer.finish(ask.keep && !w.failed);
           if (ask.keep && w.failed) throw new DroverError(ErrorCode.IO_ERROR, `${w.writer.path} was not written whole`);
           return { op: 'finish', ...done };
+        });
+      case 'remember':
+        return answer(async () => {
+          await this.files.remember({ path: this.check(ask.path), size: 0, sha256: ask.sha256, identity: ask.identity });
+          return { op: 'remember' };
         });
       case 'cancel':
         this.reads.get(ask.ref)?.abort();
@@ -163,7 +174,8 @@ export class FileServer {
   }
 
   /** Sends the file in chunk frames (the header written in each buffer's headroom, no copy), paced by the master's acks. */
-  private async stream(id: number, file: string, size: number, sha256: string): Promise<number> {
+  private async stream(id: number, spec: ReadSpec, offset: number): Promise<number> {
+    const { path: file, size } = spec;
     const abort = new AbortController();
     const window = new SendWindow(() => FILE_WINDOW_BYTES);
     this.reads.set(id, abort);
@@ -172,8 +184,8 @@ export class FileServer {
     try {
       const alloc = (): Buffer => this.spare.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES);
       // A small file the user named may name files of its own (a service file's programs and libs).
-      const text: Buffer[] | null = size <= NAMING_FILE_BYTES ? [] : null;
-      for await (const chunk of readChunks({ path: file, size, sha256 }, abort.signal, { alloc })) {
+      const text: Buffer[] | null = size <= NAMING_FILE_BYTES && offset === 0 ? [] : null;
+      for await (const chunk of readChunks(spec, abort.signal, { alloc, offset })) {
         text?.push(Buffer.from(chunk));
         await window.waitForRoom({ signal: abort.signal });
         const buffer = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, READ_BUFFER_BYTES);

@@ -9,6 +9,19 @@ export interface FileFacts {
   identity?: string;
 }
 
+/** A file as `peek` finds it: the sha256 only when known without reading the file (a cached hash). */
+export type PeekedFile = Omit<FileFacts, 'sha256'> & { sha256?: string };
+
+/** What a read needs of a file: where, how big (checked), and which file it must be (identity). */
+export type ReadSpec = PeekedFile;
+
+export interface ReadOptions {
+  /** Start at this byte (a fan-out reader that fell behind goes on alone from where it is). */
+  offset?: number;
+  /** Read buffers from here (READ_BUFFER_BYTES each) when the file is read on this machine. */
+  alloc?: () => Buffer;
+}
+
 /** A file being written where the user is (logs --out): never in place until `finish(true)`. */
 export interface FileWriter {
   /** Where the file will be, on the user's machine. */
@@ -27,6 +40,13 @@ export interface FileWriter {
 export interface Files {
   /** Size and sha256; each file is hashed once per path, size and mtime. */
   describe(file: string): Promise<FileFacts>;
+  /** Size and identity without reading the file; the sha256 only if it is cached. */
+  peek(file: string): Promise<PeekedFile>;
+  /**
+   * The sha256 of a file learnt without reading it here (the workers hashed what they got): kept
+   * in the hash cache while the file is still the one `file.identity` names. Best effort.
+   */
+  remember(file: PeekedFile & { sha256: string }): Promise<void>;
   /** The non-system shared libraries `file` needs, by that machine's ldd and environment. */
   libraries(file: string): Promise<LibraryScan>;
   /**
@@ -34,7 +54,7 @@ export interface Files {
    * Each chunk has CHUNK_HEADER_BYTES free before it in its memory, so a sender frames it in
    * place (frameInPlace) instead of copying it.
    */
-  read(file: FileFacts, signal: AbortSignal): AsyncIterable<Buffer>;
+  read(file: ReadSpec, signal: AbortSignal, opts?: ReadOptions): AsyncIterable<Buffer>;
   /** Opens `file` to write: refuses anything but a new file, or a regular one with `force`. */
   create(file: string, force: boolean): Promise<FileWriter>;
 }

@@ -5,7 +5,7 @@ import { lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 
 import path from 'node:path';
 import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, toDroverError } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
-import type { FileFacts, FileWriter, Files } from './files.js';
+import type { FileFacts, FileWriter, Files, PeekedFile, ReadSpec } from './files.js';
 import { scanLibraries } from './ldd.js';
 
 /** What identifies an unchanged file: device, inode, size and mtime (as the protocol's `identity`). */
@@ -104,9 +104,15 @@ export const READ_BUFFER_BYTES = CHUNK_HEADER_BYTES + FILE_CHUNK_BYTES;
  * `size` bytes long any more.
  */
 export async function* readChunks(
-  file: FileFacts,
+  file: ReadSpec,
   signal: AbortSignal,
-  opts: { alloc?: () => Buffer; /** Read this open file (closed at the end) instead of opening file.path. */ handle?: FileHandle } = {},
+  opts: {
+    alloc?: () => Buffer;
+    /** Read this open file (closed at the end) instead of opening file.path. */
+    handle?: FileHandle;
+    /** Start here: the chunks cover [offset, size). */
+    offset?: number;
+  } = {},
 ): AsyncGenerator<Buffer> {
   const headroom = CHUNK_HEADER_BYTES;
   const alloc = opts.alloc ?? (() => Buffer.allocUnsafe(READ_BUFFER_BYTES));
@@ -116,7 +122,8 @@ export async function* readChunks(
       throw readError(file.path, err);
     }));
   try {
-    let offset = 0;
+    let offset = opts.offset ?? 0;
+    if (offset > file.size) throw new DroverError(ErrorCode.BAD_REQUEST, `offset ${offset} is past the end of ${file.path} (${file.size} bytes)`);
     for (;;) {
       if (signal.aborted) throw new DroverError(ErrorCode.CANCELLED, 'cancelled');
       const buf = alloc();
@@ -129,6 +136,11 @@ export async function* readChunks(
       yield buf.subarray(headroom, headroom + bytesRead);
     }
     if (offset !== file.size) throw new DroverError(ErrorCode.IO_ERROR, `${file.path} shrank while it was being copied`);
+    // Not hashed before sending (the receiver hashes it): a file written to meanwhile is caught here.
+    if (file.identity) {
+      const now = await fh.stat({ bigint: true }).catch(() => null);
+      if (!now || identityOf(now) !== file.identity) throw new DroverError(ErrorCode.IO_ERROR, `${file.path} changed while it was being copied`);
+    }
   } finally {
     await fh.close();
   }
@@ -201,30 +213,38 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
 /** The files on this machine, read and written by this process (with its user and environment). */
 export function localFiles(opts: { hashCache?: string } = {}): Files & { flush(): Promise<void> } {
   const cache = new HashCache(opts.hashCache ?? null);
-  return {
-    async describe(file) {
-      const info = await stat(file, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
-        throw readError(file, err);
-      });
-      if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} is not a regular file`);
-      const identity = identityOf(info);
-      const key = `${identity}:${info.ctimeNs}`;
-      let sha256 = await cache.get(file, key);
-      if (sha256 === undefined) {
-        const hash = createHash('sha256');
-        try {
-          for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-        } catch (err) {
-          throw readError(file, err as NodeJS.ErrnoException);
-        }
-        sha256 = hash.digest('hex');
-        cache.set(file, key, sha256);
+  async function describe(file: string, hash: true): Promise<FileFacts>;
+  async function describe(file: string, hash: boolean): Promise<PeekedFile>;
+  async function describe(file: string, hash: boolean): Promise<PeekedFile> {
+    const info = await stat(file, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+      throw readError(file, err);
+    });
+    if (!info.isFile()) throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file} is not a regular file`);
+    const identity = identityOf(info);
+    const key = `${identity}:${info.ctimeNs}`;
+    let sha256 = await cache.get(file, key);
+    if (sha256 === undefined && hash) {
+      const digest = createHash('sha256');
+      try {
+        for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) digest.update(chunk as Buffer);
+      } catch (err) {
+        throw readError(file, err as NodeJS.ErrnoException);
       }
-      // Whatever happens to the file after this, the worker checks the sha256 of what it receives.
-      return { path: file, size: Number(info.size), sha256, identity };
+      sha256 = digest.digest('hex');
+      cache.set(file, key, sha256);
+    }
+    // Whatever happens to the file after this, the worker checks the sha256 of what it receives.
+    return { path: file, size: Number(info.size), identity, ...(sha256 === undefined ? {} : { sha256 }) };
+  }
+  return {
+    describe: (file) => describe(file, true),
+    peek: (file) => describe(file, false),
+    async remember(file) {
+      const info = await stat(file.path, { bigint: true }).catch(() => null);
+      if (info?.isFile() && file.identity && identityOf(info) === file.identity) cache.set(file.path, `${file.identity}:${info.ctimeNs}`, file.sha256);
     },
     libraries: (file) => scanLibraries(file),
-    read: (file, signal) => readChunks(file, signal),
+    read: (file, signal, o = {}) => readChunks(file, signal, o),
     create: (file, force) => createFile(file, force),
     flush: () => cache.save(),
   };

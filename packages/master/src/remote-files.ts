@@ -13,7 +13,7 @@ import {
   type FileAnswer,
   type FileOp,
 } from '@drover/protocol';
-import type { FileFacts, FileWriter, Files } from './files.js';
+import type { FileFacts, FileWriter, Files, PeekedFile, ReadOptions, ReadSpec } from './files.js';
 import type { LibraryScan } from './ldd.js';
 import { openIfSame, readChunks } from './local-files.js';
 
@@ -105,7 +105,18 @@ export class RemoteFiles implements Files {
 
   async describe(file: string): Promise<FileFacts> {
     const a = await this.ask({ op: 'describe', path: file });
+    if (!a.sha256) throw new DroverError(ErrorCode.PROTOCOL_ERROR, `the client described ${file} without its sha256`);
     return { path: a.path, size: a.size, sha256: a.sha256, ...(a.identity ? { identity: a.identity } : {}) };
+  }
+
+  async peek(file: string): Promise<PeekedFile> {
+    const a = await this.ask({ op: 'describe', path: file, hash: false });
+    return { path: a.path, size: a.size, ...(a.sha256 ? { sha256: a.sha256 } : {}), ...(a.identity ? { identity: a.identity } : {}) };
+  }
+
+  async remember(file: PeekedFile & { sha256: string }): Promise<void> {
+    if (!file.identity) return;
+    await this.ask({ op: 'remember', path: file.path, sha256: file.sha256, identity: file.identity });
   }
 
   async libraries(file: string): Promise<LibraryScan> {
@@ -113,18 +124,22 @@ export class RemoteFiles implements Files {
     return { libraries: a.libraries, missing: a.missing };
   }
 
-  async *read(file: FileFacts, signal: AbortSignal): AsyncGenerator<Buffer> {
+  async *read(file: ReadSpec, signal: AbortSignal, opts: ReadOptions = {}): AsyncGenerator<Buffer> {
     // Small files always come through the client: it learns from them what they name (a service file's programs).
     const here = this.sameMachine && file.identity && file.size > NAMING_FILE_BYTES ? await openIfSame(file.path, file.identity) : null;
     if (here) {
-      yield* readChunks(file, signal, { handle: here });
+      yield* readChunks(file, signal, { handle: here, ...opts });
       return;
     }
     const id = this.allocate();
     const incoming = new Incoming();
     this.reads.set(id, incoming);
     let finished = false;
-    this.ask({ op: 'read', path: file.path, size: file.size, sha256: file.sha256 }, id).then(
+    const ask: Extract<FileOp, { op: 'read' }> = { op: 'read', path: file.path, size: file.size };
+    if (file.sha256) ask.sha256 = file.sha256;
+    if (file.identity) ask.identity = file.identity;
+    if (opts.offset) ask.offset = opts.offset;
+    this.ask(ask, id).then(
       () => incoming.end(),
       (err: DroverError) => incoming.fail(err),
     );

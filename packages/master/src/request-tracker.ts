@@ -61,10 +61,13 @@ export class RequestTracker {
     return this.pending.size;
   }
 
-  /** Reserves an id for a transfer whose chunks the master sends (an upload). */
+  /**
+   * Reserves an id for a request or a transfer. Ids stay below 2^31: the ids above are the
+   * upload refs of shared reads, one for all the workers a file goes to (shared-read.ts).
+   */
   allocateId(): number {
     const id = this.nextId;
-    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
+    this.nextId = this.nextId >= 0x7fff_fff0 ? 1 : this.nextId + 1;
     return id;
   }
 

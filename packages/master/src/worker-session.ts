@@ -96,6 +96,15 @@ export class WorkerSession {
    * the frame is made in place, not copied.
    */
   async sendChunk(ref: number, payload: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.sendFrame(ref, { frame: frameInPlace(ref, payload), bytes: payload.length, release: () => undefined }, signal);
+  }
+
+  /**
+   * Sends a whole chunk frame of upload `ref` (its header already names `ref`), waiting while
+   * the worker has a full window unacknowledged; `release` runs once the socket has written it
+   * (its memory may be reused then), or at once if it is not sent.
+   */
+  async sendFrame(ref: number, chunk: { frame: Buffer; bytes: number; release(): void }, signal?: AbortSignal): Promise<void> {
     let win = this.uploads.get(ref);
     if (!win) {
       win = new SendWindow(() => this.budget.windowBytes());
@@ -105,15 +114,20 @@ export class WorkerSession {
     const check = (): void => {
       if (!this.connected || this.ws.readyState !== WebSocket.OPEN) throw new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected`);
     };
-    await win.waitForRoom({
-      signal,
-      idleMs: UPLOAD_IDLE_MS,
-      check,
-      stalled: () => new DroverError(ErrorCode.TIMEOUT, `worker ${this.name} acknowledged nothing of the upload for ${UPLOAD_IDLE_MS / 1000} s`),
-    });
-    check();
-    this.ws.send(frameInPlace(ref, payload), { binary: true });
-    win.sentBytes(payload.length);
+    try {
+      await win.waitForRoom({
+        signal,
+        idleMs: UPLOAD_IDLE_MS,
+        check,
+        stalled: () => new DroverError(ErrorCode.TIMEOUT, `worker ${this.name} acknowledged nothing of the upload for ${UPLOAD_IDLE_MS / 1000} s`),
+      });
+      check();
+    } catch (err) {
+      chunk.release();
+      throw err;
+    }
+    this.ws.send(chunk.frame, { binary: true }, () => chunk.release());
+    win.sentBytes(chunk.bytes);
   }
 
   endUpload(ref: number): void {

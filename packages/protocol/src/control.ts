@@ -54,11 +54,25 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
  * libraries it found for them.
  */
 export const FileOp = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('describe'), path: filePath }),
+  /** `hash: false`: size and identity only, with the sha256 only when the client has it cached. */
+  z.object({ op: z.literal('describe'), path: filePath, hash: z.boolean().optional() }),
   z.object({ op: z.literal('libraries'), path: filePath }),
-  z.object({ op: z.literal('read'), path: filePath, size: z.number().int().min(0), sha256, identity: z.string().max(200).optional() }),
+  /** From byte `offset` (0 by default) to the end. */
+  z.object({
+    op: z.literal('read'),
+    path: filePath,
+    size: z.number().int().min(0),
+    sha256: sha256.optional(),
+    identity: z.string().max(200).optional(),
+    offset: z.number().int().min(0).optional(),
+  }),
   z.object({ op: z.literal('create'), path: filePath, force: z.boolean() }),
   z.object({ op: z.literal('finish'), ref: fileId, keep: z.boolean() }),
+  /**
+   * The sha256 the workers found for a file the client did not hash (it was sent unhashed): the
+   * client caches it if the file is still the one `identity` names, so copying it again does not read it.
+   */
+  z.object({ op: z.literal('remember'), path: filePath, sha256, identity: z.string().max(200) }),
   /** Stop streaming read `ref` (the command no longer needs it); not answered. */
   z.object({ op: z.literal('cancel'), ref: fileId }),
 ]);
@@ -73,7 +87,8 @@ export const FileAnswer = z.discriminatedUnion('op', [
     op: z.literal('describe'),
     path: filePath,
     size: z.number().int().min(0),
-    sha256,
+    /** Absent only when asked without hashing and none was cached. */
+    sha256: sha256.optional(),
     /** device:inode:size:mtime (ns) as the client sees it: the master on the same machine may read that very file itself. */
     identity: z.string().max(200).optional(),
   }),
@@ -86,6 +101,7 @@ export const FileAnswer = z.discriminatedUnion('op', [
   z.object({ op: z.literal('read'), bytes: z.number().int().min(0) }),
   z.object({ op: z.literal('create'), path: filePath }),
   z.object({ op: z.literal('finish'), path: filePath, bytes: z.number().int().min(0) }),
+  z.object({ op: z.literal('remember') }),
 ]);
 export type FileAnswer = z.infer<typeof FileAnswer>;
 

@@ -17,6 +17,7 @@ import {
   Name,
   ProcessInfo,
   Sha256,
+  UploadFile,
   UsageInfo,
 } from './schemas.js';
 
@@ -100,8 +101,13 @@ export type Cancel = z.infer<typeof Cancel>;
 const req = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.object({ v, type: z.literal(type), id: Id, ...shape });
 
 export const InventoryRequest = req('inventory', { app: Name });
-export const UploadBeginRequest = req('upload-begin', { app: Name, file: AppFile, mode: z.number().int().min(0).max(0o7777) });
-export const UploadEndRequest = req('upload-end', { ref: Id });
+export const UploadBeginRequest = req('upload-begin', { app: Name, file: UploadFile, mode: z.number().int().min(0).max(0o7777) });
+/**
+ * `sha256`: the file's, when upload-begin did not carry it; the worker checks what it received
+ * against it. With neither (the master did not hash it), the worker answers with the sha256 of
+ * what it received and the master checks that every worker got the same.
+ */
+export const UploadEndRequest = req('upload-end', { ref: Id, sha256: Sha256.optional() });
 export const AppCommitRequest = req('app-commit', { app: Name, executable: FileName, files: z.array(AppFile).max(4096), keep: z.array(AppFile).max(4096) });
 export const AppDeleteRequest = req('app-delete', { app: Name, force: z.boolean() });
 /** Environment variable names an app may be given (`launch --env K=V`). */

@@ -24,6 +24,14 @@ export const AppFile = z.object({
 });
 export type AppFile = z.infer<typeof AppFile>;
 
+/**
+ * A file as an upload begins: its sha256 may come with upload-end, or not at all (a file no
+ * worker has a same-sized copy of is sent without being hashed first; the worker reports the
+ * sha256 of what it received).
+ */
+export const UploadFile = AppFile.extend({ sha256: Sha256.optional() });
+export type UploadFile = z.infer<typeof UploadFile>;
+
 /** How a process ended: one shape for every ending. */
 export const ExitInfo = z.object({
   code: z.number().int().nullable(),

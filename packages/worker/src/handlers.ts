@@ -28,7 +28,7 @@ export const handlers: { [T in RequestType]: Handler<T> } = {
     await ctx.services.transfers.begin(request.id, request.app, request.file, request.mode);
     return {};
   },
-  'upload-end': (request, ctx) => ctx.services.transfers.end(request.ref),
+  'upload-end': (request, ctx) => ctx.services.transfers.end(request.ref, request.sha256),
   'app-commit': async (request, ctx) => {
     const { store, transfers } = ctx.services;
     const staged = transfers.takeStaged(request.app);

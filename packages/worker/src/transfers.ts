@@ -8,9 +8,10 @@ import {
   TRANSFER_WINDOW_BYTES,
   encodeChunkHeader,
   toDroverError,
-  type AppFile,
+  type UploadFile,
   type WorkerToMaster,
 } from '@drover/protocol';
+import { HashThread } from './hash-thread.js';
 import type { Logger } from './logger.js';
 import { releaseMemorySoon } from './memory.js';
 import { fileKey } from './store.js';
@@ -20,11 +21,12 @@ const ACK_EVERY_BYTES = 1024 * 1024;
 interface Upload {
   ref: number;
   app: string;
-  file: AppFile;
+  file: UploadFile;
   mode: number;
   tmp: string;
   fh: FileHandle;
-  hash: Hash;
+  /** Hashed here, on the event loop (small files); null when the hashing thread writes it. */
+  hash: Hash | null;
   received: number;
   written: number;
   acked: number;
@@ -40,6 +42,9 @@ const GC_EVERY_BYTES = 64 * 1024 * 1024;
 
 /** Chunks written with one writev at most: fewer thread-pool round trips per MiB. */
 const MAX_BATCH = 32;
+
+/** Uploads this big are hashed and written by the hashing thread; smaller ones here. */
+const THREAD_MIN_BYTES = 4 * 1024 * 1024;
 
 export interface ChunkSender {
   readonly connected: boolean;
@@ -88,6 +93,7 @@ export class Transfers {
   private readonly outgoing = new Map<number, OutgoingTransfer>();
   /** Completed uploads waiting for their app's commit: app → file key → staged path. */
   private readonly staged = new Map<string, Map<string, string>>();
+  private readonly writer = new HashThread();
 
   constructor(
     private readonly stagingDir: string,
@@ -97,25 +103,33 @@ export class Transfers {
     private readonly sender: () => ChunkSender,
   ) {}
 
-  async begin(ref: number, app: string, file: AppFile, mode: number): Promise<void> {
+  async begin(ref: number, app: string, file: UploadFile, mode: number): Promise<void> {
     if (this.uploads.has(ref)) throw new DroverError(ErrorCode.BAD_REQUEST, `transfer ${ref} is already open`);
     const tmp = path.join(this.stagingDir, `${ref}-${file.kind}-${file.name}`);
     const fh = await open(tmp, 'w', 0o600);
-    this.uploads.set(ref, {
+    const threaded = file.size >= THREAD_MIN_BYTES;
+    const up: Upload = {
       ref,
       app,
       file,
       mode,
       tmp,
       fh,
-      hash: createHash('sha256'),
+      hash: threaded ? null : createHash('sha256'),
       received: 0,
       written: 0,
       acked: 0,
       queue: [],
       draining: null,
       error: null,
-    });
+    };
+    this.uploads.set(ref, up);
+    if (threaded) {
+      this.writer.open(ref, fh.fd, {
+        progress: (bytes) => this.written(up, bytes),
+        failed: (code, message) => this.fail(up, this.writeError(up, toDroverError(Object.assign(new Error(message), { code })))),
+      });
+    }
   }
 
   /** One chunk of an upload: hashed and written in order, acknowledged once on disk. */
@@ -131,9 +145,29 @@ export class Transfers {
       this.fail(up, new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`));
       return;
     }
+    if (!up.hash) return this.writer.write(ref, payload);
     up.hash.update(payload);
     up.queue.push(payload);
     up.draining ??= this.drain(up);
+  }
+
+  /** `bytes` of the upload are written: acknowledged in steps of ACK_EVERY_BYTES and at the end. */
+  private written(up: Upload, bytes: number): void {
+    const before = up.written;
+    up.written = bytes;
+    // Every 64 MiB: the chunks written so far are garbage that only a full GC returns.
+    if (up.hash && Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
+    if (up.error) return;
+    if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
+      up.acked = up.written;
+      this.send({ v: 1, type: 'ack', ref: up.ref, bytes: up.written });
+    }
+  }
+
+  private writeError(up: Upload, e: DroverError): DroverError {
+    return e.code === ErrorCode.NO_SPACE
+      ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, { cause: e })
+      : e;
   }
 
   /** Marks an upload failed and tells the master at once: it stops sending instead of waiting for acks. */
@@ -151,47 +185,39 @@ export class Transfers {
       try {
         await up.fh.writev(batch);
       } catch (err) {
-        const e = toDroverError(err);
-        const reason =
-          e.code === ErrorCode.NO_SPACE
-            ? new DroverError(ErrorCode.NO_SPACE, `${this.workerName} ran out of disk space receiving ${up.file.name}; the previous version is kept`, {
-                cause: err,
-              })
-            : e;
-        this.fail(up, reason);
+        this.fail(up, this.writeError(up, toDroverError(err)));
         break;
       }
-      const before = up.written;
-      up.written += batch.reduce((n, b) => n + b.length, 0);
-      // Every 64 MiB: the chunks written so far are garbage that only a full GC returns.
-      if (Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
-      if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
-        up.acked = up.written;
-        this.send({ v: 1, type: 'ack', ref: up.ref, bytes: up.written });
-      }
+      this.written(up, up.written + batch.reduce((n, b) => n + b.length, 0));
     }
     up.queue.length = 0;
     up.draining = null;
   }
 
   /** Finishes an upload: all bytes on disk and fsynced, sha256 checked, exec bit set; then staged. */
-  async end(ref: number): Promise<{ size: number; sha256: string }> {
+  /** `expected`: the file's sha256, when upload-begin did not say it; with neither, the received bytes' is reported. */
+  async end(ref: number, expected?: string): Promise<{ size: number; sha256: string }> {
     const up = this.uploads.get(ref);
     if (!up) throw new DroverError(ErrorCode.BAD_REQUEST, `no open transfer ${ref}`);
     this.uploads.delete(ref);
-    releaseMemorySoon();
+    if (up.hash) releaseMemorySoon();
     try {
       await up.draining;
+      const digest = up.hash ? up.hash.digest('hex') : await this.writer.end(ref);
       if (up.error) throw up.error;
       if (up.written !== up.file.size) {
         throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received ${up.written} of ${up.file.size} bytes`);
       }
-      const sha256 = up.hash.digest('hex');
-      if (sha256 !== up.file.sha256) {
-        throw new DroverError(
-          ErrorCode.CHECKSUM_MISMATCH,
-          `${up.file.name}: sha256 ${sha256.slice(0, 12)}… does not match the sent ${up.file.sha256.slice(0, 12)}…`,
-        );
+      if (up.file.sha256 && expected && expected !== up.file.sha256) {
+        throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: upload-end names another sha256 than upload-begin`);
+      }
+      if (digest === null) throw new DroverError(ErrorCode.IO_ERROR, `${up.file.name} could not be written whole`);
+      const sha256 = digest;
+      // Without a sha256 from the master (it did not hash the file before sending it), the one
+      // of what arrived is the file's: the master checks that every worker got the same.
+      const wanted = expected ?? up.file.sha256 ?? sha256;
+      if (sha256 !== wanted) {
+        throw new DroverError(ErrorCode.CHECKSUM_MISMATCH, `${up.file.name}: sha256 ${sha256.slice(0, 12)}… does not match the sent ${wanted.slice(0, 12)}…`);
       }
       await up.fh.chmod(up.mode);
       await up.fh.sync();
@@ -241,7 +267,9 @@ export class Transfers {
   abortAll(): void {
     for (const up of this.uploads.values()) {
       up.error = new DroverError(ErrorCode.CANCELLED, 'the master went away');
-      void Promise.resolve(up.draining).then(async () => {
+      // The thread may still be writing what it was given: the file is closed once it is done.
+      const writing = up.hash ? up.draining : this.writer.end(up.ref);
+      void Promise.resolve(writing).then(async () => {
         await up.fh.close().catch(() => undefined);
         await rm(up.tmp, { force: true });
       });

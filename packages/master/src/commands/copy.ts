@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { DroverError, ErrorCode, checkFileName, checkName, formatBytes } from '@drover/protocol';
 import type { AppFile } from '@drover/protocol';
-import { copyToWorker, type SourceFile } from '../upload.js';
+import { CopySources, copyToWorker, type CopiedSource, type SourceFile } from '../upload.js';
 import { failureLines, fanOut, selectWorkers, type Failed, type PerWorker } from './fan-out.js';
 import { defineCommand, type CommandContext } from './types.js';
 
@@ -50,6 +50,7 @@ export const copyCommand = defineCommand<CopyData>({
     const { sessions } = selectWorkers(ctx.fleet, target);
 
     const files = await collectFiles(source, exeName, (args.values.lib as string[] | undefined) ?? [], ctx);
+    const known = new Set(files.list.filter((f) => f.sha256));
     const warnings = files.warnings;
     const total = files.list.reduce((n, f) => n + f.size, 0);
     const progress = new Progress(
@@ -58,12 +59,14 @@ export const copyCommand = defineCommand<CopyData>({
       sessions.map((s) => s.name),
       total,
     );
+    // One read (and hash) of each file for every worker, however many.
+    const sources = new CopySources(ctx.files);
     const entries = await fanOut(
       ctx,
       target,
       async (s, signal) => {
         try {
-          const outcome = await copyToWorker(s, app, files.list, { from: ctx.files, signal, onProgress: (n) => progress.update(s.name, n) });
+          const outcome = await copyToWorker(s, app, files.list, { from: ctx.files, sources, signal, onProgress: (n) => progress.update(s.name, n) });
           ctx.copied?.(outcome.files.filter((f) => f.sent).reduce((n, f) => n + f.file.size, 0));
           return { app, warnings, files: outcome.files.map(({ file, sent }) => describe(file, sent)) };
         } finally {
@@ -73,6 +76,12 @@ export const copyCommand = defineCommand<CopyData>({
       { concurrency: COPY_CONCURRENCY },
     );
     progress.clear();
+    // Sent without hashing them first: the user's machine caches what the workers found, so
+    // copying the same file again reads nothing there to tell it is unchanged.
+    for (const f of files.list) {
+      if (f.sha256 && !known.has(f) && f.identity)
+        await ctx.files.remember({ path: f.source, size: f.size, sha256: f.sha256, identity: f.identity }).catch(() => undefined);
+    }
     // Failed entries keep the fields of a successful one, so a script reads every entry alike.
     const results = entries.map((e): CopyResult => (e.ok ? e : { ...e, app, files: [], warnings }));
     return { results, warnings };
@@ -92,13 +101,17 @@ export const copyCommand = defineCommand<CopyData>({
   toJson: (d) => d.results,
 });
 
-function describe(file: SourceFile, sent: boolean): CopiedFile {
+function describe(file: CopiedSource, sent: boolean): CopiedFile {
   return { path: file.source, dest: file.kind === 'exe' ? file.name : `lib/${file.name}`, kind: file.kind, bytes: file.size, sha256: file.sha256, sent };
 }
 
-/** Size and sha256 of a file where the user is, as the SourceFile it becomes on the worker. */
+/**
+ * Size (and the sha256 if it is cached) of a file where the user is, as the SourceFile it
+ * becomes on the worker. It is not read here: it is hashed as it is sent, or first only where a
+ * worker has a same-sized copy that might be the same.
+ */
 async function describeFile(ctx: CommandContext, source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
-  const facts = await ctx.files.describe(source);
+  const facts = await ctx.files.peek(source);
   return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, identity: facts.identity, mode: kind === 'exe' ? 0o755 : 0o644 };
 }
 

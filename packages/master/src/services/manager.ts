@@ -6,7 +6,7 @@ import type { Files } from '../files.js';
 import type { Fleet } from '../fleet.js';
 import { localFiles } from '../local-files.js';
 import type { Logger } from '../logger.js';
-import { copyToWorker, type SourceFile } from '../upload.js';
+import { CopySources, copyToWorker, type CopiedSource } from '../upload.js';
 import type { WorkerSession } from '../worker-session.js';
 import { ArtifactStore } from './artifacts.js';
 import { place, type Candidate } from './placement.js';
@@ -127,6 +127,8 @@ export class ServiceManager {
   private again = false;
   private closed = false;
   private readonly files = localFiles();
+  /** Instances placed on several workers at once read each artifact once for all of them. */
+  private readonly sources = new CopySources(this.files);
   /** Copies of an app to a worker in flight or just done, so instances placed together copy once. */
   private readonly copies = new Map<string, Promise<void>>();
   /** The operation running on each service (see locked). */
@@ -339,7 +341,7 @@ export class ServiceManager {
     const dir = path.dirname(file);
     const programs: ProgramState[] = [];
     const plan: PlanStep[] = [];
-    const sources = new Map<string, SourceFile[]>();
+    const sources = new Map<string, CopiedSource[]>();
     for (const given of spec.programs) {
       // The master's defaults fill what the file leaves out; stopAfter >= lostAfter is refused here.
       const p: ProgramSpec = { ...given, disconnect: resolveDisconnect(given, this.disconnectDefaults) };
@@ -757,7 +759,7 @@ export class ServiceManager {
   private async startSlot(ref: SlotRef, signal: AbortSignal): Promise<void> {
     const session = this.fleet.get(ref.slot.worker!);
     const app = appName(ref.service.name, ref.program);
-    const files: SourceFile[] = ref.program.files.map((f) => ({ ...f, source: this.artifacts.pathOf(f.sha256), mode: f.kind === 'exe' ? 0o755 : 0o644 }));
+    const files: CopiedSource[] = ref.program.files.map((f) => ({ ...f, source: this.artifacts.pathOf(f.sha256), mode: f.kind === 'exe' ? 0o755 : 0o644 }));
     await this.ensureApp(session, app, files, signal);
     const spec = ref.program.spec;
     const d = disconnectOf(spec, this.disconnectDefaults);
@@ -782,11 +784,11 @@ export class ServiceManager {
    * (two copies of one app racing on a worker would each commit the other's half). A copy that
    * succeeded is trusted for a minute; one that failed is tried again by the next caller.
    */
-  private ensureApp(session: WorkerSession, app: string, files: SourceFile[], signal: AbortSignal): Promise<void> {
+  private ensureApp(session: WorkerSession, app: string, files: CopiedSource[], signal: AbortSignal): Promise<void> {
     const key = `${session.name}\n${app}`;
     let copy = this.copies.get(key);
     if (!copy) {
-      copy = copyToWorker(session, app, files, { from: this.files, signal, onProgress: () => undefined }).then((outcome) =>
+      copy = copyToWorker(session, app, files, { from: this.files, sources: this.sources, signal, onProgress: () => undefined }).then((outcome) =>
         this.onCopied(outcome.files.filter((f) => f.sent).reduce((n, f) => n + f.file.size, 0)),
       );
       this.copies.set(key, copy);
@@ -1115,7 +1117,7 @@ function instanceId(service: string, p: ProgramState, key: string): string {
 }
 
 /** What makes a run: the files, and everything but how many and where. A change is a new version. */
-function versionOf(p: ProgramSpec, files: SourceFile[]): string {
+function versionOf(p: ProgramSpec, files: CopiedSource[]): string {
   const { replicas: _r, on: _on, resources: _res, priority: _pr, path: _path, libs: _libs, ...run } = p;
   return createHash('sha256')
     .update(JSON.stringify({ run, files: files.map((f) => [f.kind, f.name, f.sha256]) }))
@@ -1124,19 +1126,19 @@ function versionOf(p: ProgramSpec, files: SourceFile[]): string {
 }
 
 /** The executable and its non-system libraries (found by ldd where the user is), and each lib the file lists. */
-async function collectProgramFiles(p: ProgramSpec, dir: string, from: Files): Promise<SourceFile[]> {
+async function collectProgramFiles(p: ProgramSpec, dir: string, from: Files): Promise<CopiedSource[]> {
   const exePath = path.resolve(dir, p.path);
   const exeName = path.basename(exePath);
   const bad = checkFileName(exeName);
   if (bad) throw new DroverError(ErrorCode.BAD_NAME, `program ${p.name}: ${bad}`);
-  const describe = async (file: string, kind: AppFile['kind'], name: string): Promise<SourceFile> => {
+  const describe = async (file: string, kind: AppFile['kind'], name: string): Promise<CopiedSource> => {
     const facts = await from.describe(file).catch((err: unknown) => {
       const e = toDroverError(err);
       throw new DroverError(e.code, `program ${p.name}: ${e.message}`);
     });
     return { kind, name, size: facts.size, sha256: facts.sha256, source: facts.path, identity: facts.identity, mode: kind === 'exe' ? 0o755 : 0o644 };
   };
-  const list: SourceFile[] = [await describe(exePath, 'exe', exeName)];
+  const list: CopiedSource[] = [await describe(exePath, 'exe', exeName)];
   const byName = new Map<string, string>();
   const explicit = p.libs.map((l) => path.resolve(dir, l));
   for (const lib of explicit) byName.set(path.basename(lib), lib);
