@@ -1,7 +1,7 @@
 // npm run bench: drover's figures beside baselines measured in the same run, as ratios.
 // Figures drift from run to run (~20%); the ratios are what to compare.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -486,6 +486,107 @@ if (sshd) {
 console.log(
   `  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s on this machine (the master reads the file drover named, checked to be the same inode), ${mibps(median(remoteCopies)).toFixed(0)} MiB/s streamed through drover, ${mibps(median(masterCopies)).toFixed(0)} MiB/s typed at the master (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`,
 );
+
+// The ws floor: the same bytes from a file in one process to a file in another over a bare ws
+// connection (server → client, 1 MiB frames, written as they come, fsynced at the end).
+const floorFile = path.join(dir, 'floor-dest');
+const wsFloor = async (file) => {
+  rmSync(floorFile, { force: true });
+  const sender = start(process.execPath, [
+    '-e',
+    `const fs=require('fs');const {WebSocketServer}=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});
+const s=new WebSocketServer({host:'127.0.0.1',port:0,perMessageDeflate:false},()=>console.log('port',s.address().port));
+s.on('connection',async(w)=>{const fd=fs.openSync(${JSON.stringify(file)},'r');const b=Buffer.allocUnsafe(1<<20);
+for(;;){const n=fs.readSync(fd,b,0,b.length,null);if(!n)break;await new Promise((r)=>w.send(b.subarray(0,n),{binary:true},r));}
+w.close();});`,
+  ]);
+  const floorPort = Number((await until(() => /port (\d+)/.exec(sender.out()), 'the floor sender'))[1]);
+  const receiver = start(process.execPath, [
+    '-e',
+    `const fs=require('fs');const W=require(${JSON.stringify(path.join(ROOT, 'node_modules/ws'))});
+const fd=fs.openSync(${JSON.stringify(floorFile)},'w');const w=new W('ws://127.0.0.1:${floorPort}',{perMessageDeflate:false});let t;
+w.on('open',()=>{t=performance.now();});w.on('message',(d)=>fs.writeSync(fd,d));
+w.on('close',()=>{fs.fsyncSync(fd);fs.closeSync(fd);console.log('ms',performance.now()-t);process.exit(0);});`,
+  ]);
+  const ms = Number((await until(() => /ms ([\d.]+)/.exec(receiver.out()), 'the floor transfer', 120_000))[1]);
+  sender.child.kill();
+  return ms;
+};
+const floors = [];
+const runFloor = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const ms = await wsFloor(source);
+  if (keep) floors.push(ms);
+};
+const floorCopies = [];
+const runFloorCopy = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const t = now();
+  await ctl.run(`copy w1 ${source} --as big`);
+  if (keep) floorCopies.push(now() - t);
+};
+await alternate(runFloorCopy, runFloor);
+// The issue's target: at least half the floor's throughput (so at most twice its time).
+report('copy w1 vs the ws floor, file → file (ms)', median(floorCopies), median(floors), 'ms', 2, floorCopies);
+
+// copy all to 3 workers against copy to 1: one read for all, each worker paced by its own acks.
+const fanWorkers = ['c2', 'c3'].map((name) => startWorker(name, port));
+await until(async () => (await ctl.run('workers')).filter((w) => w.status === 'available').length >= 3, 'three workers');
+const toAll = [];
+const toOne = [];
+const allCpu = [];
+const oneCpu = [];
+const masterCpu = () => {
+  const f = readFileSync(`/proc/${mainMaster.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+};
+const runAll = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const [t, c] = [now(), masterCpu()];
+  const r = await ctl.run(`copy all ${source} --as fan`);
+  if (r.length !== 3 || !r.every((e) => e.ok)) throw new Error(`copy all: ${JSON.stringify(r).slice(0, 300)}`);
+  if (keep) (toAll.push(now() - t), allCpu.push(masterCpu() - c));
+};
+const runOne = async (keep) => {
+  writeFileSync(source, 'x', { flag: 'a' });
+  const [t, c] = [now(), masterCpu()];
+  await ctl.run(`copy w1 ${source} --as fan`);
+  if (keep) (toOne.push(now() - t), oneCpu.push(masterCpu() - c));
+};
+await alternate(runAll, runOne);
+report('copy all to 3 workers vs copy to 1 (ms)', median(toAll), median(toOne), 'ms', 1.3, toAll);
+report("copy all to 3: the master's CPU vs copy to 1 (ms)", median(allCpu), median(oneCpu), 'ms', 1.3, allCpu);
+console.log("  (the 3 workers share this machine's 2 cores and one disk with the master: each hashes and writes its own copy)");
+for (const w of fanWorkers) w.child.kill('SIGINT');
+
+// logs --out: a 256 MiB log from the worker through the master into a file where the client is.
+const logApp = path.join(tmp, 'logger');
+execFileSync('cp', ['/usr/bin/head', logApp]);
+await ctl.run(`copy w1 ${logApp}`);
+const logged = await ctl.run(`launch w1 logger -- -c ${SIZE_MIB * 1024 * 1024} ${source}`);
+const logPid = logged[0].pid;
+await until(async () => (await ctl.run('ps w1')).every((p) => p.pid !== logPid || p.exit), 'the logger to finish', 60_000);
+const logOut = path.join(dir, 'log-out');
+const logsOut = [];
+const logFloors = [];
+const logsCopy = path.join(dir, 'log-copy');
+const runLogs = async (keep) => {
+  const t = now();
+  await ctl.run(`logs w1 ${logPid} --out ${logOut} --force`);
+  if (keep) logsOut.push(now() - t);
+};
+const runLogFloor = async (keep) => {
+  // The same bytes as the log (the log's own file would be read while drover reads it).
+  execFileSync('cp', ['--reflink=never', source, logsCopy]);
+  const ms = await wsFloor(logsCopy);
+  if (keep) logFloors.push(ms);
+};
+await alternate(runLogs, runLogFloor);
+const outSize = statSync(logOut).size;
+if (outSize < SIZE_MIB * 1024 * 1024) throw new Error(`logs --out wrote ${outSize} bytes`);
+// The issue's target: at least 0.6 of the floor's throughput (at most 1/0.6 of its time).
+report(`logs --out of ${SIZE_MIB} MiB vs the ws floor (ms)`, median(logsOut), median(logFloors), 'ms', 1 / 0.6, logsOut);
+console.log(`  logs --out at ${mibps(median(logsOut)).toFixed(0)} MiB/s; the ws floor at ${mibps(median(logFloors)).toFixed(0)} MiB/s`);
 
 // ---------------------------------------------------------------- 5. worker agent memory vs a bare ws client
 console.log('\n5. worker agent resident memory against a bare Node process holding one ws client');

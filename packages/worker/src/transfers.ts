@@ -155,8 +155,8 @@ export class Transfers {
   private written(up: Upload, bytes: number): void {
     const before = up.written;
     up.written = bytes;
-    // Every 64 MiB: the chunks written so far are garbage that only a full GC returns.
-    if (up.hash && Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
+    // Every 64 MiB: what ws read them from (and, hashed here, the chunks) is garbage that only a full GC returns.
+    if (Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
     if (up.error) return;
     if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
       up.acked = up.written;
@@ -200,7 +200,7 @@ export class Transfers {
     const up = this.uploads.get(ref);
     if (!up) throw new DroverError(ErrorCode.BAD_REQUEST, `no open transfer ${ref}`);
     this.uploads.delete(ref);
-    if (up.hash) releaseMemorySoon();
+    releaseMemorySoon();
     try {
       await up.draining;
       const digest = up.hash ? up.hash.digest('hex') : await this.writer.end(ref);
