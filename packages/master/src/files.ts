@@ -26,7 +26,11 @@ export interface ReadOptions {
 export interface FileWriter {
   /** Where the file will be, on the user's machine. */
   readonly path: string;
-  /** Resolves once the writer has room for more (a slow disk slows the sender). */
+  /**
+   * Resolves once the writer has room for more (a slow disk slows the sender). `data` is a
+   * chunk as it arrived in a chunk frame: a writer that sends it on may frame it in place,
+   * over the CHUNK_HEADER_BYTES before it in its memory (that frame's old header).
+   */
   write(data: Buffer, signal: AbortSignal): Promise<void>;
   /** keep: fsync and rename into place; otherwise the partial file is removed. */
   finish(keep: boolean): Promise<{ path: string; bytes: number }>;

@@ -16,6 +16,9 @@ export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' 
  * names are the client's, asked for over the same connection (RemoteFiles). Every command is
  * logged with the caller's token name: an audit line, never the secret.
  */
+/** Characters of output per message: 6 bytes each at worst in JSON, well within a frame. */
+const OUT_PIECE_CHARS = 128 * 1024;
+
 export function operatorSession(opts: {
   base: BaseContext;
   caller: Caller;
@@ -51,7 +54,7 @@ export function operatorSession(opts: {
         color: req.color === true,
         signal: running.signal,
         interactive: false,
-        out: { write: (text) => opts.send({ v: CONTROL_VERSION, type: 'out', text }), progress: () => undefined },
+        out: { write: (text) => sendOut(text), progress: () => undefined },
       },
       { json: req.json },
     );
@@ -63,6 +66,19 @@ export function operatorSession(opts: {
       results: results.map(({ exit: _exit, ...outcome }) => outcome),
     });
     if (results.some((r) => r.exit)) opts.onExit();
+  };
+
+  /**
+   * Output in messages that fit a frame: a log chunk is up to 1 MiB of text, and JSON may make
+   * each character up to 6 bytes. Never cut between the halves of a surrogate pair.
+   */
+  const sendOut = async (text: string): Promise<void> => {
+    for (let at = 0; at < text.length;) {
+      let end = Math.min(text.length, at + OUT_PIECE_CHARS);
+      if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1]!)) end--;
+      await opts.send({ v: CONTROL_VERSION, type: 'out', text: text.slice(at, end) });
+      at = end;
+    }
   };
 
   return {

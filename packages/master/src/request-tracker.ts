@@ -1,5 +1,5 @@
 import {
-  CHUNK_BYTES,
+  MAX_FRAME_BYTES,
   DroverError,
   ErrorCode,
   ReceiveWindow,
@@ -37,7 +37,7 @@ const DEFAULT_TIMEOUT_MS = 60_000;
  * The worker grants itself TRANSFER_WINDOW_BYTES unacknowledged and may be one chunk into it
  * when it checks; anything past that ignores flow control.
  */
-const GRANTED_WINDOW_BYTES = TRANSFER_WINDOW_BYTES + CHUNK_BYTES;
+const GRANTED_WINDOW_BYTES = TRANSFER_WINDOW_BYTES + MAX_FRAME_BYTES;
 
 /** What a chunk for a request did to the window: fine, dropped (no such request), or overran it. */
 export type ChunkOutcome = 'ok' | 'dropped' | 'overrun';

@@ -103,11 +103,11 @@ export class Link {
     return true;
   }
 
-  /** Sends one binary chunk frame; `done` runs once it is handed to the kernel. */
-  sendChunk(header: Buffer, payload: Buffer, done?: (err?: Error) => void): boolean {
+  /** Sends one whole binary chunk frame; `done` runs once it is handed to the kernel. */
+  sendFrame(frame: Buffer, done?: (err?: Error) => void): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(Buffer.concat([header, payload], header.length + payload.length), { binary: true }, done);
+    ws.send(frame, { binary: true }, done);
     return true;
   }
 

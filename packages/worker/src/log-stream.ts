@@ -1,5 +1,5 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { CHUNK_BYTES, DroverError, ErrorCode } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, DroverError, ErrorCode } from '@drover/protocol';
 import { logChain, type RotationClock } from './log-pump.js';
 import type { OutgoingTransfer } from './transfers.js';
 
@@ -134,12 +134,12 @@ export async function streamLog(
       // A newer file known before this read: a read that finds nothing means `cur` is complete
       // (the writer renames a file only after its last write to it).
       const complete = held.length > 0;
-      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      const { bytesRead } = await cur.fh.read(buf, 0, buf.length, pos);
+      const buf = out.buffer();
+      const { bytesRead } = await cur.fh.read(buf, CHUNK_HEADER_BYTES, buf.length - CHUNK_HEADER_BYTES, pos);
       if (bytesRead > 0) {
         pos += bytesRead;
         sent += bytesRead;
-        await out.write(buf.subarray(0, bytesRead), opts.signal);
+        await out.write(buf, bytesRead, opts.signal);
         continue;
       }
       if (complete) {

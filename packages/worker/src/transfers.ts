@@ -2,11 +2,13 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import {
+  CHUNK_HEADER_BYTES,
   DroverError,
   ErrorCode,
+  FILE_CHUNK_BYTES,
   SendWindow,
   TRANSFER_WINDOW_BYTES,
-  encodeChunkHeader,
+  frameInPlace,
   toDroverError,
   type UploadFile,
   type WorkerToMaster,
@@ -48,19 +50,30 @@ const THREAD_MIN_BYTES = 4 * 1024 * 1024;
 
 export interface ChunkSender {
   readonly connected: boolean;
-  sendChunk(header: Buffer, payload: Buffer, done?: (err?: Error) => void): boolean;
+  /** Sends a whole chunk frame; `done` runs once the socket is through with its memory. */
+  sendFrame(frame: Buffer, done?: (err?: Error) => void): boolean;
 }
 
-/** An outgoing stream of chunks, paced by the receiver's acks so memory stays flat. */
+/** Read buffers for outgoing chunks: a chunk and the room for its header in front. */
+export const OUT_BUFFER_BYTES = CHUNK_HEADER_BYTES + FILE_CHUNK_BYTES;
+
+/**
+ * An outgoing stream of chunks, paced by the receiver's acks so memory stays flat. Chunks are
+ * read into buffers of its pool with room for the header in front: framed in place, and the
+ * buffer reused once the socket has written it (no allocation, copy or GC per chunk).
+ */
 export class OutgoingTransfer {
   private readonly window = new SendWindow(() => TRANSFER_WINDOW_BYTES);
-  private readonly header: Buffer;
+  private readonly spare: Buffer[] = [];
 
   constructor(
     readonly ref: number,
     private readonly link: ChunkSender,
-  ) {
-    this.header = encodeChunkHeader(ref);
+  ) {}
+
+  /** A buffer to read the next chunk into, at offset CHUNK_HEADER_BYTES (OUT_BUFFER_BYTES long). */
+  buffer(): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafe(OUT_BUFFER_BYTES);
   }
 
   get bytesSent(): number {
@@ -71,11 +84,16 @@ export class OutgoingTransfer {
     return this.window.closed;
   }
 
-  /** Sends one chunk, first waiting while the window of unacknowledged bytes is full. */
-  async write(payload: Buffer, signal: AbortSignal): Promise<void> {
+  /**
+   * Sends `bytes` bytes of `buffer` (from `buffer()`, read at CHUNK_HEADER_BYTES), first waiting
+   * while the window of unacknowledged bytes is full. The buffer is the transfer's again after.
+   */
+  async write(buffer: Buffer, bytes: number, signal: AbortSignal): Promise<void> {
     await this.window.waitForRoom({ signal });
-    if (!this.link.sendChunk(this.header, payload)) throw new DroverError(ErrorCode.CANCELLED, 'the master went away');
-    this.window.sentBytes(payload.length);
+    const frame = frameInPlace(this.ref, buffer.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + bytes));
+    const back = (): void => void (this.spare.length < 16 && this.spare.push(buffer));
+    if (!this.link.sendFrame(frame, back)) throw new DroverError(ErrorCode.CANCELLED, 'the master went away');
+    this.window.sentBytes(bytes);
   }
 
   ack(bytes: number): void {

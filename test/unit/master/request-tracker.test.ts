@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { CHUNK_BYTES, TRANSFER_WINDOW_BYTES, type MasterToWorker } from '@drover/protocol';
+import { CHUNK_BYTES, MAX_FRAME_BYTES, TRANSFER_WINDOW_BYTES, type MasterToWorker } from '@drover/protocol';
 import { RequestTracker } from '../../../packages/master/src/request-tracker.js';
 
 function tracker(): { t: RequestTracker; sent: MasterToWorker[] } {
@@ -60,7 +60,8 @@ describe('RequestTracker: correlation by id', () => {
     const stuck = t.request('logs', { pid: 1, app: null, tail: null, follow: false }, { onChunk: () => new Promise(() => undefined) });
     const big = Buffer.alloc(CHUNK_BYTES);
     let outcome = 'ok';
-    for (let sentBytes = 0; outcome === 'ok' && sentBytes <= TRANSFER_WINDOW_BYTES + 2 * CHUNK_BYTES; sentBytes += big.length) outcome = t.receiveChunk(2, big);
+    for (let sentBytes = 0; outcome === 'ok' && sentBytes <= TRANSFER_WINDOW_BYTES + MAX_FRAME_BYTES + 2 * CHUNK_BYTES; sentBytes += big.length)
+      outcome = t.receiveChunk(2, big);
     expect(outcome).toBe('overrun');
     await expect(stuck).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringContaining('past the') });
   });

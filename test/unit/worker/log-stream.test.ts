@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { LINE_SLACK, LogPump, logChain, pipeOf, type LogProblem } from '../../../packages/worker/src/log-pump.js';
 import { streamLog, tailStart } from '../../../packages/worker/src/log-stream.js';
-import type { OutgoingTransfer } from '../../../packages/worker/src/transfers.js';
+import { OUT_BUFFER_BYTES, type OutgoingTransfer } from '../../../packages/worker/src/transfers.js';
+import { CHUNK_HEADER_BYTES } from '@drover/protocol';
 import { tempDir } from '../../helpers/cluster.js';
 
 const file = (dir: string, name: string, text: string): string => {
@@ -16,7 +17,11 @@ const file = (dir: string, name: string, text: string): string => {
 /** What streamLog sends, collected. */
 function collector(): { out: OutgoingTransfer; text: () => string } {
   const chunks: Buffer[] = [];
-  const out = { write: async (b: Buffer) => void chunks.push(Buffer.from(b)) } as unknown as OutgoingTransfer;
+  // As the real one: buffers with room for the header, the bytes read after it.
+  const out = {
+    buffer: () => Buffer.alloc(OUT_BUFFER_BYTES),
+    write: async (b: Buffer, n: number) => void chunks.push(Buffer.from(b.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + n))),
+  } as unknown as OutgoingTransfer;
   return { out, text: () => Buffer.concat(chunks).toString() };
 }
 
