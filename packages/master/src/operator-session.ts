@@ -9,6 +9,9 @@ import { runLine } from './run-line.js';
 /** What every operator session shares: the fleet, the command table, the tokens. */
 export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd' | 'caller' | 'remote' | 'files'>;
 
+/** Characters of output per message: 6 bytes each at worst in JSON, well within a frame. */
+const OUT_PIECE_CHARS = 128 * 1024;
+
 /**
  * One operator session (a WebSocket on the control socket or the master's port): requests come
  * in as raw JSON text, one at a time; replies go out through `send`, which resolves once the
@@ -16,9 +19,6 @@ export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' 
  * names are the client's, asked for over the same connection (RemoteFiles). Every command is
  * logged with the caller's token name: an audit line, never the secret.
  */
-/** Characters of output per message: 6 bytes each at worst in JSON, well within a frame. */
-const OUT_PIECE_CHARS = 128 * 1024;
-
 export function operatorSession(opts: {
   base: BaseContext;
   caller: Caller;

@@ -62,16 +62,25 @@ export async function fanOut<T extends object>(
 ): Promise<PerWorker<T>[]> {
   const { sessions, unavailable } = selectWorkers(ctx.fleet, target);
   const one = async (s: WorkerSession): Promise<PerWorker<T>> => {
-    const deadline = opts.deadlineMs ? AbortSignal.timeout(opts.deadlineMs) : null;
-    const signal = deadline ? AbortSignal.any([ctx.signal, deadline]) : ctx.signal;
+    // A controller, a timer and a listener: AbortSignal.timeout and .any cost ~15 µs and weak
+    // references for the GC on every command (measured on `ps`).
+    let timedOut = false;
+    const own = opts.deadlineMs ? new AbortController() : null;
+    const onAbort = (): void => own?.abort();
+    const timer = own ? setTimeout(() => ((timedOut = true), own.abort()), opts.deadlineMs!) : null;
+    if (own) ctx.signal.addEventListener('abort', onAbort, { once: true });
+    if (ctx.signal.aborted) onAbort();
     try {
-      return { worker: s.name, ok: true, error: null, ...(await fn(s, signal)) };
+      return { worker: s.name, ok: true, error: null, ...(await fn(s, own?.signal ?? ctx.signal)) };
     } catch (err) {
       const e =
-        deadline?.aborted && !ctx.signal.aborted
+        timedOut && !ctx.signal.aborted
           ? new DroverError(ErrorCode.TIMEOUT, `worker ${s.name} did not answer within ${opts.deadlineMs! / 1000} s (use --timeout to wait longer)`)
           : toDroverError(err);
       return { worker: s.name, ok: false, error: e.toJSON() };
+    } finally {
+      if (timer) clearTimeout(timer);
+      if (own) ctx.signal.removeEventListener('abort', onAbort);
     }
   };
   const done = await mapLimited(sessions, opts.concurrency ?? sessions.length, one);
