@@ -69,7 +69,11 @@ export class ProcessTable {
   }
 
   live(): ProcessRecord[] {
-    return this.all().filter((r) => r.exit === null);
+    // Filtered before sorting: the live few, not up to a thousand dead, are sorted (the sampler
+    // asks after every launch).
+    const live: ProcessRecord[] = [];
+    for (const r of this.records.values()) if (r.exit === null) live.push(r);
+    return live.sort((a, b) => a.startedAtMs - b.startedAtMs);
   }
 
   /** The newest launch of `app`. */
