@@ -650,7 +650,8 @@ function simulatedFleet(address, count, { path: upgrade = '/worker', mode = 'ans
 
 async function fleetLoad(serverPid, address, path) {
   const rss0 = rssOf(serverPid);
-  const sim = simulatedFleet(address, FLEET, { path, mode: null });
+  // Answering what the master asks (instances, usage), as real agents do; the bare server asks nothing.
+  const sim = simulatedFleet(address, FLEET, { path, mode: path === '/worker' ? 'answer' : null });
   const ready = await sim.ready();
   await new Promise((r) => setTimeout(r, 2000));
   const c0 = cpuMs(serverPid);

@@ -31,6 +31,21 @@ function hello(i) {
   });
 }
 
+/**
+ * Heartbeats from the moment it is welcomed (as the agent does: a worker that waited for the
+ * whole fleet to join would be marked unavailable meanwhile), at a random phase of the second.
+ */
+function beat(ws) {
+  setTimeout(() => {
+    const timer = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return clearInterval(timer);
+      ws.send(
+        `{"v":1,"type":"heartbeat","seq":${seq++},"load":{"cpuPercent":3.5,"memoryUsedBytes":1073741824,"memoryTotalBytes":8589934592,"loadAverage":0.12,"processes":2}}`,
+      );
+    }, 1000);
+  }, Math.random() * 1000);
+}
+
 /** One worker; refused (a full admission queue answers 503), it retries after a jittered pause, as the agent does. */
 function open(i, attempt = 0) {
   return new Promise((resolve) => {
@@ -48,6 +63,7 @@ function open(i, attempt = 0) {
       if (path !== '/worker') {
         settled = true;
         sockets.push(ws);
+        beat(ws);
         resolve();
       }
     });
@@ -55,6 +71,7 @@ function open(i, attempt = 0) {
       if (settled) return;
       settled = true;
       sockets.push(ws);
+      beat(ws);
       resolve();
     });
     if (answering) answer(ws);
@@ -134,18 +151,3 @@ for (let i = 0; i < count; i += 250) {
 }
 ready = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;
 console.log(`ready ${ready}`);
-// Spread the heartbeats over the second, as independent agents would be.
-sockets.forEach((ws, i) => {
-  setTimeout(
-    () => {
-      setInterval(() => {
-        if (ws.readyState === WebSocket.OPEN) {
-          ws.send(
-            `{"v":1,"type":"heartbeat","seq":${seq++},"load":{"cpuPercent":3.5,"memoryUsedBytes":1073741824,"memoryTotalBytes":8589934592,"loadAverage":0.12,"processes":2}}`,
-          );
-        }
-      }, 1000);
-    },
-    (i * 1000) / sockets.length,
-  );
-});
