@@ -342,7 +342,7 @@ const droverOnce = async () => {
   return now() - t;
 };
 // Alternating within the pass, so both see the same machine; the first 200 of each warm up.
-for (let i = 0; i < 2200; i++) {
+for (let i = 0; i < (QUICK ? 1200 : 2200); i++) {
   const bareFirst = i % 2 === 0;
   const early = bareFirst ? await bareOnce(i) : NaN;
   const d = await droverOnce();
@@ -656,7 +656,7 @@ async function fleetLoad(serverPid, address, path) {
   await new Promise((r) => setTimeout(r, 2000));
   const c0 = cpuMs(serverPid);
   const t0 = now();
-  await new Promise((r) => setTimeout(r, 10_000));
+  await new Promise((r) => setTimeout(r, QUICK ? 5000 : 10_000));
   const share = ((cpuMs(serverPid) - c0) / (now() - t0)) * 100;
   const perConn = (rssOf(serverPid) - rss0) / Math.max(1, ready) / 1024;
   // The fleet stays connected until the caller has looked at it.
