@@ -422,12 +422,14 @@ const masterCopies = [];
 const remoteCopies = [];
 const remoteCtl = await control(mstate, { port });
 const cpDest = path.join(dir, 'cp-dest');
-const runCopy = async (keep) => {
+/** A copy to w1 from the control socket, timed into `into`. */
+const copyTimedInto = (into) => async (keep) => {
   writeFileSync(source, 'x', { flag: 'a' }); // a new sha256 each run, so it is really sent
   const t = now();
   await ctl.run(`copy w1 ${source} --as big`);
-  if (keep) copies.push(now() - t);
+  if (keep) into.push(now() - t);
 };
+const runCopy = copyTimedInto(copies);
 const runCp = (keep) => {
   // Like drover's copy, replace the previous copy: both sides recycle the page cache they free.
   rmSync(cpDest, { force: true });
@@ -537,13 +539,7 @@ const runFloor = async (keep) => {
   if (keep) floors.push(ms);
 };
 const floorCopies = [];
-const runFloorCopy = async (keep) => {
-  writeFileSync(source, 'x', { flag: 'a' });
-  const t = now();
-  await ctl.run(`copy w1 ${source} --as big`);
-  if (keep) floorCopies.push(now() - t);
-};
-await alternate(runFloorCopy, runFloor);
+await alternate(copyTimedInto(floorCopies), runFloor);
 // The issue's target: at least half the floor's throughput (so at most twice its time).
 report('copy w1 vs the ws floor, file → file (ms)', median(floorCopies), median(floors), 'ms', 2, floorCopies);
 

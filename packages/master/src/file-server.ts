@@ -118,7 +118,7 @@ export class FileServer {
         });
       case 'remember':
         return answer(async () => {
-          await this.files.remember({ path: this.check(ask.path), size: 0, sha256: ask.sha256, identity: ask.identity });
+          await this.files.remember({ path: this.check(ask.path), sha256: ask.sha256, identity: ask.identity });
           return { op: 'remember' };
         });
       case 'cancel':

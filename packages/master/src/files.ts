@@ -50,7 +50,7 @@ export interface Files {
    * The sha256 of a file learnt without reading it here (the workers hashed what they got): kept
    * in the hash cache while the file is still the one `file.identity` names. Best effort.
    */
-  remember(file: PeekedFile & { sha256: string }): Promise<void>;
+  remember(file: { path: string; sha256: string; identity: string }): Promise<void>;
   /** The non-system shared libraries `file` needs, by that machine's ldd and environment. */
   libraries(file: string): Promise<LibraryScan>;
   /**

@@ -241,7 +241,7 @@ export function localFiles(opts: { hashCache?: string } = {}): Files & { flush()
     peek: (file) => describe(file, false),
     async remember(file) {
       const info = await stat(file.path, { bigint: true }).catch(() => null);
-      if (info?.isFile() && file.identity && identityOf(info) === file.identity) cache.set(file.path, `${file.identity}:${info.ctimeNs}`, file.sha256);
+      if (info?.isFile() && identityOf(info) === file.identity) cache.set(file.path, `${file.identity}:${info.ctimeNs}`, file.sha256);
     },
     libraries: (file) => scanLibraries(file),
     read: (file, signal, o = {}) => readChunks(file, signal, o),

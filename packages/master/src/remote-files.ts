@@ -116,8 +116,7 @@ export class RemoteFiles implements Files {
     return { path: a.path, size: a.size, ...(a.sha256 ? { sha256: a.sha256 } : {}), ...(a.identity ? { identity: a.identity } : {}) };
   }
 
-  async remember(file: PeekedFile & { sha256: string }): Promise<void> {
-    if (!file.identity) return;
+  async remember(file: { path: string; sha256: string; identity: string }): Promise<void> {
     await this.ask({ op: 'remember', path: file.path, sha256: file.sha256, identity: file.identity });
   }
 

@@ -54,9 +54,9 @@ interface Slot {
 
 /**
  * One read of a file for every worker it is copied to: each chunk is read once and sent as the
- * same frame, under one upload ref, to every worker's socket. Workers take chunks at their own pace through a Cursor; the read runs ahead
- * of the slowest by at most SHARED_READ_RING_BYTES, and a cursor that would hold it back
- * further is detached: it reads on alone from its offset.
+ * same frame, under one upload ref, to every worker's socket. Workers take chunks at their own
+ * pace through a Cursor; the read runs ahead of the slowest by at most SHARED_READ_RING_BYTES,
+ * and a cursor that would hold it back further is detached: it reads on alone from its offset.
  */
 export class SharedRead {
   readonly ref = allocateSharedRef();
@@ -70,10 +70,9 @@ export class SharedRead {
   private reading: Promise<void> | null = null;
   private ended = false;
   private error: DroverError | null = null;
+  /** The attached cursors (those reading alone have left this set). */
   private readonly cursors = new Set<Cursor>();
-  /** Cursors still reading: attached or on their own. The read stops when none is left. */
-  private users = 0;
-  /** The workers with a cursor here (attached or alone). */
+  /** The workers with a cursor still reading, attached or alone: one cursor each. The read stops when none is left. */
   private readonly members = new Set<string>();
 
   constructor(
@@ -95,7 +94,6 @@ export class SharedRead {
     const cursor = new Cursor(this, who);
     this.members.add(who);
     this.cursors.add(cursor);
-    this.users++;
     return cursor;
   }
 
@@ -132,10 +130,9 @@ export class SharedRead {
     cursor.left = true;
     this.cursors.delete(cursor);
     this.members.delete(cursor.who);
-    this.users--;
     if (this.cursors.size === 0) this.evict();
-    if (this.users === 0) {
-      // Nobody reads any more and nothing waits for the hash: let the source go.
+    if (this.members.size === 0) {
+      // Nobody reads any more: let the source go.
       if (!this.ended) this.stop();
       this.onIdle?.();
     }

@@ -4,7 +4,6 @@ import {
   DroverError,
   ErrorCode,
   SendWindow,
-  frameInPlace,
   type ErrorBody,
   type Hello,
   type Load,
@@ -88,15 +87,6 @@ export class WorkerSession {
 
   allocateId(): number {
     return this.requests.allocateId();
-  }
-
-  /**
-   * Sends one chunk of upload `ref`, waiting while the worker has a full window unacknowledged.
-   * The payload must have CHUNK_HEADER_BYTES free before it (as every `Files.read` chunk has):
-   * the frame is made in place, not copied.
-   */
-  async sendChunk(ref: number, payload: Buffer, signal?: AbortSignal): Promise<void> {
-    await this.sendFrame(ref, { frame: frameInPlace(ref, payload), bytes: payload.length, release: () => undefined }, signal);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { CHUNK_HEADER_BYTES, DroverError, ErrorCode } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, unreachable } from '@drover/protocol';
 
 /** Messages to the thread: one file (by upload ref) opened, fed, ended or dropped. */
 type ToThread =
@@ -176,8 +176,4 @@ export class HashThread {
     }, IDLE_MS);
     this.idle.unref();
   }
-}
-
-function unreachable(x: never): never {
-  throw new DroverError(ErrorCode.INTERNAL, `unexpected message from the hashing thread: ${JSON.stringify(x)}`);
 }

@@ -221,7 +221,7 @@ export class Transfers {
     releaseMemorySoon();
     try {
       await up.draining;
-      const digest = up.hash ? up.hash.digest('hex') : await this.writer.end(ref);
+      const sha256 = up.hash ? up.hash.digest('hex') : await this.writer.end(ref);
       if (up.error) throw up.error;
       if (up.written !== up.file.size) {
         throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received ${up.written} of ${up.file.size} bytes`);
@@ -229,8 +229,7 @@ export class Transfers {
       if (up.file.sha256 && expected && expected !== up.file.sha256) {
         throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: upload-end names another sha256 than upload-begin`);
       }
-      if (digest === null) throw new DroverError(ErrorCode.IO_ERROR, `${up.file.name} could not be written whole`);
-      const sha256 = digest;
+      if (sha256 === null) throw new DroverError(ErrorCode.IO_ERROR, `${up.file.name} could not be written whole`);
       // Without a sha256 from the master (it did not hash the file before sending it), the one
       // of what arrived is the file's: the master checks that every worker got the same.
       const wanted = expected ?? up.file.sha256 ?? sha256;

@@ -59,7 +59,7 @@ export const copyCommand = defineCommand<CopyData>({
       sessions.map((s) => s.name),
       total,
     );
-    // One read (and hash) of each file for every worker, however many.
+    // One read of each file for every worker, however many.
     const sources = new CopySources(ctx.files);
     const entries = await fanOut(
       ctx,
@@ -79,8 +79,7 @@ export const copyCommand = defineCommand<CopyData>({
     // Sent without hashing them first: the user's machine caches what the workers found, so
     // copying the same file again reads nothing there to tell it is unchanged.
     for (const f of files.list) {
-      if (f.sha256 && !known.has(f) && f.identity)
-        await ctx.files.remember({ path: f.source, size: f.size, sha256: f.sha256, identity: f.identity }).catch(() => undefined);
+      if (f.sha256 && !known.has(f) && f.identity) await ctx.files.remember({ path: f.source, sha256: f.sha256, identity: f.identity }).catch(() => undefined);
     }
     // Failed entries keep the fields of a successful one, so a script reads every entry alike.
     const results = entries.map((e): CopyResult => (e.ok ? e : { ...e, app, files: [], warnings }));
@@ -107,8 +106,8 @@ function describe(file: CopiedSource, sent: boolean): CopiedFile {
 
 /**
  * Size (and the sha256 if it is cached) of a file where the user is, as the SourceFile it
- * becomes on the worker. It is not read here: it is hashed as it is sent, or first only where a
- * worker has a same-sized copy that might be the same.
+ * becomes on the worker. It is not read here: the workers hash what they receive, and it is
+ * hashed first only where a worker has a same-sized copy that might be the same.
  */
 async function describeFile(ctx: CommandContext, source: string, kind: AppFile['kind'], name: string): Promise<SourceFile> {
   const facts = await ctx.files.peek(source);
