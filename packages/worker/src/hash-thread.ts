@@ -22,16 +22,17 @@ function threadMain(): void {
   const { parentPort } = process.getBuiltinModule('node:worker_threads');
   const { createHash } = process.getBuiltinModule('node:crypto');
   const { writeSync } = process.getBuiltinModule('node:fs');
-  // The chunks it was handed are garbage once written, in this thread's heap: collected every
-  // 32 MiB, not whenever V8 gets to it (until then they hold the agent's memory up).
-  let collect: (() => void) | null = null;
+  // The chunks it was handed are garbage once written, young objects in this thread's heap
+  // holding malloc'd memory: scavenged every 4 MiB, so the same few MiB of the agent's heap hold
+  // them (left to V8, tens of MiB of them piled up, and glibc keeps its heap's freed pages).
+  let collect: ((options: { type: 'minor' }) => void) | null = null;
   try {
     process.getBuiltinModule('node:v8').setFlagsFromString('--expose_gc');
-    collect = process.getBuiltinModule('node:vm').runInNewContext('gc') as () => void;
+    collect = process.getBuiltinModule('node:vm').runInNewContext('gc') as (options: { type: 'minor' }) => void;
   } catch {
     collect = null;
   }
-  const COLLECT_EVERY = 32 * 1024 * 1024;
+  const COLLECT_EVERY = 4 * 1024 * 1024;
   let sinceCollect = 0;
   type Open = { fd: number; hash: ReturnType<typeof createHash>; done: number; failed: boolean };
   const port = parentPort!;
@@ -51,7 +52,7 @@ function threadMain(): void {
         sinceCollect += bytes.length;
         if (sinceCollect >= COLLECT_EVERY) {
           sinceCollect = 0;
-          collect?.();
+          collect?.({ type: 'minor' });
         }
       } catch (err) {
         f.failed = true;

@@ -15,7 +15,7 @@ import {
 } from '@drover/protocol';
 import { HashThread } from './hash-thread.js';
 import type { Logger } from './logger.js';
-import { releaseMemorySoon } from './memory.js';
+import { collectYoung, releaseMemorySoon } from './memory.js';
 import { fileKey } from './store.js';
 
 const ACK_EVERY_BYTES = 1024 * 1024;
@@ -41,6 +41,9 @@ interface Upload {
 
 /** Received bytes between full GCs during an upload (a few ms each), so the peak stays low. */
 const GC_EVERY_BYTES = 64 * 1024 * 1024;
+
+/** Received bytes between scavenges (see collectYoung): the socket's reads and ws's frames come back this often. */
+const YOUNG_EVERY_BYTES = 2 * 1024 * 1024;
 
 /** Chunks written with one writev at most: fewer thread-pool round trips per MiB. */
 const MAX_BATCH = 32;
@@ -158,7 +161,9 @@ export class Transfers {
       return;
     }
     if (up.error) return;
+    const before = up.received;
     up.received += payload.length;
+    if (Math.floor(up.received / YOUNG_EVERY_BYTES) > Math.floor(before / YOUNG_EVERY_BYTES)) collectYoung();
     if (up.received > up.file.size) {
       this.fail(up, new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`));
       return;
