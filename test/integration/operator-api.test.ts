@@ -316,4 +316,37 @@ describe('a copy streamed through drover', () => {
     expect(statSync(installed).size).toBe(320 * 1024 * 1024);
     expect((await master.exec('workers')).code).toBe(0);
   });
+
+  test('a log of many frames reaches drover --out whole, through a master that frees each frame once it is sent on', async () => {
+    const master = await startMaster({ args: ['--insecure-operator-api'] });
+    startWorker(master, { name: 'w1' });
+    await waitForAvailable(master, 1);
+    const env = { DROVER_ADMIN_TOKEN: readFileSync(path.join(master.stateDir, 'admin-token'), 'utf8').trim(), XDG_CACHE_HOME: tempDir() };
+    const url = `ws://127.0.0.1:${master.port}`;
+    const dir = tempDir();
+    // The log is a 40 MiB file written out by `head`: ~40 frames of 1 MiB, and a ragged end.
+    const source = path.join(dir, 'source.bin');
+    writeBigFile(source, 41);
+    const bytes = 40 * 1024 * 1024 + 12_345;
+    const logger = path.join(dir, 'logger');
+    execFileSync('cp', ['/usr/bin/head', logger]);
+    expect((await master.exec(`copy w1 ${logger}`)).code).toBe(0);
+    const { pid } = await master.execFirst<{ pid: number }>(`launch w1 logger -- -c ${bytes} ${source}`);
+    const ended = async (): Promise<boolean> =>
+      (JSON.parse((await master.exec('ps w1 --json')).stdout) as { pid: number; exit: unknown }[]).some((p) => p.pid === pid && p.exit);
+    await waitFor(ended, 'head to finish');
+    const expected = createHash('sha256').update(readFileSync(source).subarray(0, bytes)).digest('hex');
+    // Twice: the second reuses what the first freed.
+    for (const name of ['one.log', 'two.log']) {
+      const saved = path.join(dir, name);
+      const r = await drover(['--master', url, 'logs', 'w1', String(pid), '--out', saved], env);
+      expect(r.status, r.stderr).toBe(0);
+      expect(statSync(saved).size).toBe(bytes);
+      expect(sha(saved)).toBe(expected);
+    }
+    // And at the master's own socket, as master exec does.
+    const local = path.join(dir, 'local.log');
+    expect((await master.exec(`logs w1 ${pid} --out ${local}`)).code).toBe(0);
+    expect(sha(local)).toBe(expected);
+  });
 });

@@ -13,6 +13,7 @@ import {
   type ControlReply,
   type ControlRun,
   type ErrorCode as Code,
+  noteReceived,
 } from '@drover/protocol';
 import { socketPath } from './control.js';
 import { FileServer } from './file-server.js';
@@ -83,7 +84,10 @@ function overWebSocket(ws: WebSocket): Transport {
     { hashCache: hashCacheFile() },
   );
   ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (isBinary) return files.chunk(data);
+    if (isBinary) {
+      noteReceived(data.length);
+      return files.chunk(data);
+    }
     const parsed = parseControlReply(data.toString('utf8'));
     if (parsed.ok && parsed.message.type === 'file') return files.ask(parsed.message);
     if (parsed.ok && parsed.message.type === 'file-ack') return files.ack(parsed.message);

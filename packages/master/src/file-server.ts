@@ -16,6 +16,7 @@ import {
   type ControlFileAsk,
   type ControlFileReply,
   type FileAnswer,
+  releaseChunk,
 } from '@drover/protocol';
 import type { FileWriter, ReadSpec } from './files.js';
 
@@ -146,15 +147,19 @@ export class FileServer {
       });
     }
     const payload = decoded.payload;
+    const length = payload.length;
     w.chain = w.chain.then(async () => {
       if (w.failed) return;
       try {
         await w.writer.write(payload, new AbortController().signal);
-        const bytes = w.window.consume(payload.length);
+        const bytes = w.window.consume(length);
         this.send({ v: CONTROL_VERSION, type: 'file-ack', ref: decoded.ref, bytes });
       } catch (err) {
         w.failed = true;
         this.send({ v: CONTROL_VERSION, type: 'file-ack', ref: decoded.ref, bytes: w.window.consumed, error: toDroverError(err).toJSON() });
+      } finally {
+        // Written: its memory goes back now, not at the next GC.
+        releaseChunk(payload);
       }
     });
   }

@@ -29,7 +29,9 @@ export interface FileWriter {
   /**
    * Resolves once the writer has room for more (a slow disk slows the sender). `data` is a
    * chunk as it arrived in a chunk frame: a writer that sends it on may frame it in place,
-   * over the CHUNK_HEADER_BYTES before it in its memory (that frame's old header).
+   * over the CHUNK_HEADER_BYTES before it in its memory (that frame's old header). Resolves
+   * only once nothing refers to `data` any more (written to the file, or out of the socket):
+   * the caller may free it then.
    */
   write(data: Buffer, signal: AbortSignal): Promise<void>;
   /** keep: fsync and rename into place; otherwise the partial file is removed. */

@@ -19,6 +19,7 @@ import {
   type LogProblem,
   type ProcessExit,
   type WorkerToMaster,
+  noteReceived,
 } from '@drover/protocol';
 import { monotonic, type Clock } from './clock.js';
 import type { Logger } from './logger.js';
@@ -289,6 +290,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
   private onFrame(session: WorkerSession, data: Buffer, isBinary: boolean): void {
     if (this.sessions.get(session.name) !== session) return;
     if (isBinary) {
+      noteReceived(data.length);
       const chunk = decodeChunk(data);
       if (!chunk.ok) return this.protocolError(session, chunk.error, null);
       if (session.requests.receiveChunk(chunk.ref, chunk.payload) === 'overrun') {

@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { CloseCode, MAX_FRAME_BYTES, type ControlReply } from '@drover/protocol';
+import { CloseCode, MAX_FRAME_BYTES, noteReceived, type ControlReply } from '@drover/protocol';
 import { subprotocolToken } from './dashboard.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { Logger } from './logger.js';
@@ -48,10 +48,13 @@ export function operatorEndpoint(opts: {
           // Resolves once written out: a slow client slows its command, not the master's memory.
           ws.send(JSON.stringify(reply), () => resolve());
         });
-      // File data is paced by its own window: sent at once, never awaited per frame.
-      const sendBinary = async (frame: Buffer): Promise<void> => {
-        if (ws.readyState === ws.OPEN) ws.send(frame, { binary: true });
-      };
+      // Resolves once the socket is done with the frame's memory (its sender may free it then).
+      // File data is paced by its own window, so this waits for the kernel, not for the client.
+      const sendBinary = (frame: Buffer): Promise<void> =>
+        new Promise((resolve) => {
+          if (ws.readyState !== ws.OPEN) return resolve();
+          ws.send(frame, { binary: true }, () => resolve());
+        });
       const session = operatorSession({
         base: opts.base,
         caller: who,
@@ -67,6 +70,7 @@ export function operatorEndpoint(opts: {
       if (remote) opts.logger.info({ token: who.name, role: who.role, peer }, 'operator connected');
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) return session.receive(data.toString('utf8'));
+        noteReceived(data.length);
         const violation = session.receiveBinary(data);
         if (violation) {
           opts.logger.warn({ token: who.name, peer, violation }, 'operator client broke the protocol; disconnecting it');

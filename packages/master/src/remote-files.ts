@@ -150,9 +150,11 @@ export class RemoteFiles implements Files {
       for (;;) {
         const chunk = await incoming.next(signal, file.path);
         if (chunk === null) break;
+        // Its length first: once taken, the consumer frees it when its sockets are done with it.
+        const length = chunk.length;
         yield chunk;
         // The consumer has taken it: room for more. Acknowledged in steps, not per chunk.
-        consumed = incoming.window.consume(chunk.length);
+        consumed = incoming.window.consume(length);
         if (consumed - acked >= FILE_WINDOW_BYTES / 4) {
           acked = consumed;
           void this.send({ v: CONTROL_VERSION, type: 'file-ack', ref: id, bytes: consumed });
@@ -191,8 +193,9 @@ export class RemoteFiles implements Files {
         });
         // A chunk as it came from a worker goes on as it is: its old header is overwritten.
         if (data.length <= MAX_FRAME_BYTES - CHUNK_HEADER_BYTES && data.byteOffset >= CHUNK_HEADER_BYTES) {
+          const bytes = data.length;
           await this.sendBinary(frameInPlace(id, data));
-          window.sentBytes(data.length);
+          window.sentBytes(bytes);
           return;
         }
         for (let at = 0; at < data.length; at += MAX_FRAME_BYTES / 2) {

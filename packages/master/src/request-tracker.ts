@@ -10,12 +10,16 @@ import {
   type RequestType,
   type Result,
   type ResultDataOf,
+  releaseChunk,
 } from '@drover/protocol';
 
 export interface RequestOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
-  /** Receives the binary chunks the worker streams for this request (log fetches), in order. */
+  /**
+   * Receives the binary chunks the worker streams for this request (log fetches), in order. The
+   * payload is the handler's until it returns (or its promise settles): then its memory is freed.
+   */
   onChunk?: (payload: Buffer) => void | Promise<void>;
   /** Use this id (from allocateId) instead of a new one: uploads name their chunks by it. */
   id?: number;
@@ -127,6 +131,7 @@ export class RequestTracker {
       this.cancel(ref, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent past the ${GRANTED_WINDOW_BYTES}-byte window it was granted`));
       return 'overrun';
     }
+    const bytes = payload.length;
     h.chain = h.chain.then(async () => {
       if (!this.pending.has(ref)) return;
       try {
@@ -135,8 +140,11 @@ export class RequestTracker {
         this.onChunkError(err, ref);
         this.cancel(ref, err instanceof DroverError ? err : new DroverError(ErrorCode.IO_ERROR, err instanceof Error ? err.message : String(err)));
         return;
+      } finally {
+        // Handled (written, or sent on and out of the socket): its memory goes back now, not at the next GC.
+        releaseChunk(payload);
       }
-      this.send({ v: 1, type: 'ack', ref, bytes: h.window.consume(payload.length) });
+      this.send({ v: 1, type: 'ack', ref, bytes: h.window.consume(bytes) });
     });
     return 'ok';
   }

@@ -1,4 +1,4 @@
-import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, frameInPlace, toDroverError } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, frameInPlace, releaseChunk, toDroverError } from '@drover/protocol';
 import type { Files, ReadSpec } from './files.js';
 import { READ_BUFFER_BYTES } from './local-files.js';
 
@@ -36,10 +36,17 @@ class BufferPool {
 
   take = (): Buffer => this.spare.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
-  /** Gives back the buffer a chunk was read into (only buffers of the pool's size, ours to reuse). */
+  /**
+   * Gives back the buffer a chunk was read into, once every socket wrote it: one of the pool's
+   * size is kept to reuse; any other (a frame the client sent, for a file read through it) is
+   * freed now (releaseChunk) instead of at the next GC.
+   */
   give(chunk: Buffer): void {
-    if (chunk.byteOffset !== CHUNK_HEADER_BYTES || chunk.buffer.byteLength !== READ_BUFFER_BYTES || this.spare.length >= this.max) return;
-    this.spare.push(Buffer.from(chunk.buffer, 0, READ_BUFFER_BYTES));
+    if (chunk.byteOffset !== CHUNK_HEADER_BYTES || chunk.buffer.byteLength !== READ_BUFFER_BYTES) {
+      releaseChunk(chunk);
+      return;
+    }
+    if (this.spare.length < this.max) this.spare.push(Buffer.from(chunk.buffer, 0, READ_BUFFER_BYTES));
   }
 }
 

@@ -11,3 +11,4 @@ export * from './ldd.js';
 export * from './control.js';
 export * from './log-sink.js';
 export * from './pin.js';
+export * from './memory.js';

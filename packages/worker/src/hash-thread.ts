@@ -19,21 +19,14 @@ type FromThread =
  * cores), then report the bytes done.
  */
 function threadMain(): void {
-  const { parentPort } = process.getBuiltinModule('node:worker_threads');
+  const { MessageChannel, parentPort } = process.getBuiltinModule('node:worker_threads');
   const { createHash } = process.getBuiltinModule('node:crypto');
   const { writeSync } = process.getBuiltinModule('node:fs');
-  // The chunks it was handed are garbage once written, young objects in this thread's heap
-  // holding malloc'd memory: scavenged every 4 MiB, so the same few MiB of the agent's heap hold
-  // them (left to V8, tens of MiB of them piled up, and glibc keeps its heap's freed pages).
-  let collect: ((options: { type: 'minor' }) => void) | null = null;
-  try {
-    process.getBuiltinModule('node:v8').setFlagsFromString('--expose_gc');
-    collect = process.getBuiltinModule('node:vm').runInNewContext('gc') as (options: { type: 'minor' }) => void;
-  } catch {
-    collect = null;
-  }
-  const COLLECT_EVERY = 4 * 1024 * 1024;
-  let sinceCollect = 0;
+  // Each chunk's memory is freed as soon as it is written (as releaseChunk does: a closed port
+  // detaches what it is given and drops it), not when V8 gets to it: left to V8, tens of MiB of
+  // them piled up in the agent's heap, and glibc keeps its heap's freed pages.
+  const drop = new MessageChannel().port1;
+  drop.close();
   type Open = { fd: number; hash: ReturnType<typeof createHash>; done: number; failed: boolean };
   const port = parentPort!;
   const files = new Map<number, Open>();
@@ -42,22 +35,19 @@ function threadMain(): void {
       files.set(m.ref, { fd: m.fd, hash: createHash('sha256'), done: 0, failed: false });
     } else if (m.op === 'data') {
       const f = files.get(m.ref);
-      if (!f || f.failed) return;
+      if (!f || f.failed) return drop.postMessage(null, [m.buffer]);
       const bytes = new Uint8Array(m.buffer, m.offset, m.length);
       f.hash.update(bytes);
       try {
         for (let at = 0; at < bytes.length;) at += writeSync(f.fd, bytes, at, bytes.length - at);
         f.done += bytes.length;
         port.postMessage({ op: 'progress', ref: m.ref, bytes: f.done });
-        sinceCollect += bytes.length;
-        if (sinceCollect >= COLLECT_EVERY) {
-          sinceCollect = 0;
-          collect?.({ type: 'minor' });
-        }
       } catch (err) {
         f.failed = true;
         const e = err as NodeJS.ErrnoException;
         port.postMessage({ op: 'error', ref: m.ref, code: e.code ?? 'EIO', message: e.message });
+      } finally {
+        drop.postMessage(null, [m.buffer]);
       }
     } else {
       const f = files.get(m.ref);

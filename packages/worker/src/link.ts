@@ -7,6 +7,7 @@ import {
   CHUNK_HEADER_BYTES,
   CHUNK_BYTES,
   decodeChunk,
+  noteReceived,
   parseMasterMessage,
   publicKeyPin,
   type Hello,
@@ -246,6 +247,7 @@ export class Link {
   }
 
   private receiveChunk(frame: Buffer): void {
+    noteReceived(frame.length);
     const chunk = decodeChunk(frame);
     if (!chunk.ok) {
       this.opts.logger.warn({ error: chunk.error }, 'bad chunk from the master');

@@ -12,10 +12,11 @@ import {
   toDroverError,
   type UploadFile,
   type WorkerToMaster,
+  releaseChunk,
+  releaseMemorySoon,
 } from '@drover/protocol';
 import { HashThread } from './hash-thread.js';
 import type { Logger } from './logger.js';
-import { collectYoung, releaseMemorySoon } from './memory.js';
 import { fileKey } from './store.js';
 
 const ACK_EVERY_BYTES = 1024 * 1024;
@@ -38,12 +39,6 @@ interface Upload {
   draining: Promise<void> | null;
   error: DroverError | null;
 }
-
-/** Received bytes between full GCs during an upload (a few ms each), so the peak stays low. */
-const GC_EVERY_BYTES = 64 * 1024 * 1024;
-
-/** Received bytes between scavenges (see collectYoung): the socket's reads and ws's frames come back this often. */
-const YOUNG_EVERY_BYTES = 2 * 1024 * 1024;
 
 /** Chunks written with one writev at most: fewer thread-pool round trips per MiB. */
 const MAX_BATCH = 32;
@@ -161,9 +156,7 @@ export class Transfers {
       return;
     }
     if (up.error) return;
-    const before = up.received;
     up.received += payload.length;
-    if (Math.floor(up.received / YOUNG_EVERY_BYTES) > Math.floor(before / YOUNG_EVERY_BYTES)) collectYoung();
     if (up.received > up.file.size) {
       this.fail(up, new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received more than the announced ${up.file.size} bytes`));
       return;
@@ -176,10 +169,7 @@ export class Transfers {
 
   /** `bytes` of the upload are written: acknowledged in steps of ACK_EVERY_BYTES and at the end. */
   private written(up: Upload, bytes: number): void {
-    const before = up.written;
     up.written = bytes;
-    // Every 64 MiB: what ws read them from (and, hashed here, the chunks) is garbage that only a full GC returns.
-    if (Math.floor(up.written / GC_EVERY_BYTES) > Math.floor(before / GC_EVERY_BYTES)) releaseMemorySoon();
     if (up.error) return;
     if (up.written - up.acked >= ACK_EVERY_BYTES || up.written === up.file.size) {
       up.acked = up.written;
@@ -205,13 +195,16 @@ export class Transfers {
   private async drain(up: Upload): Promise<void> {
     while (up.queue.length > 0 && !up.error) {
       const batch = up.queue.splice(0, MAX_BATCH);
+      const bytes = batch.reduce((n, b) => n + b.length, 0);
       try {
         await up.fh.writev(batch);
       } catch (err) {
         this.fail(up, this.writeError(up, toDroverError(err)));
         break;
+      } finally {
+        for (const chunk of batch) releaseChunk(chunk);
       }
-      this.written(up, up.written + batch.reduce((n, b) => n + b.length, 0));
+      this.written(up, up.written + bytes);
     }
     up.queue.length = 0;
     up.draining = null;

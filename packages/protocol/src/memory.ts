@@ -1,0 +1,78 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { CHUNK_HEADER_BYTES } from './chunk.js';
+
+// Files move through drover as binary frames, and every process they pass through (agent,
+// master, client) allocates for each: a 64 KiB buffer per socket read, and a fresh buffer per
+// frame that ws assembles from those reads. V8 frees that memory only when it collects the small
+// objects that hold it, and it counts the dead bytes against a heap of ~15 MiB: a 256 MiB log
+// through the master was ~20 mark-compacts (a third of its CPU), and glibc kept the heap pages
+// the buffers had been in (the agent stayed at ~130 MiB after a copy). So: a frame's memory is
+// freed as soon as it is used (releaseChunk), and the reads, which ws drops, by a scavenge every
+// few MiB received (noteReceived), while they are still young.
+
+type Collect = (options?: { type: 'minor' | 'major' }) => void;
+
+let collect: Collect | null | undefined;
+
+/** V8's `gc`, exposed at run time (drover starts as a plain `node`); null where it cannot be. */
+function collector(): Collect | null {
+  if (collect === undefined) {
+    try {
+      v8.setFlagsFromString('--expose_gc');
+      collect = vm.runInNewContext('gc') as Collect;
+    } catch {
+      collect = null;
+    }
+  }
+  return collect;
+}
+
+let drop: MessagePort | null = null;
+
+/**
+ * Frees the memory under a received chunk now. Only a payload that is the whole of its memory
+ * after our 8-byte header (what ws assembles for a frame bigger than a socket read) is freed;
+ * anything else might share its memory and is left to the GC. Returns whether it was freed.
+ * Afterwards every view of that memory is empty: call it only as the last holder, once the file
+ * or socket it went to is done with it.
+ *
+ * How: a closed MessagePort still detaches what it is given to transfer, then drops the message
+ * and with it the memory (Node 20 has no ArrayBuffer.prototype.transfer). ~2 µs.
+ */
+export function releaseChunk(payload: Buffer): boolean {
+  const memory = payload.buffer;
+  if (!(memory instanceof ArrayBuffer)) return false;
+  if (payload.byteOffset !== CHUNK_HEADER_BYTES || payload.byteOffset + payload.length !== memory.byteLength) return false;
+  if (!drop) {
+    drop = new MessageChannel().port1;
+    drop.close();
+  }
+  drop.postMessage(null, [memory]);
+  return true;
+}
+
+/** Bytes received in binary frames between scavenges: the reads they came in are ~32 buffers. */
+const SCAVENGE_EVERY_BYTES = 2 * 1024 * 1024;
+let sinceScavenge = 0;
+
+/**
+ * A binary frame of `bytes` arrived: every 2 MiB a scavenge (~0.1 ms: nearly all garbage) frees
+ * the socket reads it was copied from while they are young, before they count toward a full GC.
+ */
+export function noteReceived(bytes: number): void {
+  sinceScavenge += bytes;
+  if (sinceScavenge < SCAVENGE_EVERY_BYTES) return;
+  sinceScavenge = 0;
+  collector()?.({ type: 'minor' });
+}
+
+/**
+ * A full collection, soon: once a bulk transfer is over, whatever is left of its buffers would
+ * otherwise wait for a GC that an idle process may not run for a long time. A few ms.
+ */
+export function releaseMemorySoon(): void {
+  const gc = collector();
+  if (gc) setTimeout(gc, 50).unref();
+}
