@@ -3,7 +3,7 @@ import { closeSync, constants, openSync, renameSync, rmSync, statfsSync } from '
 import path from 'node:path';
 import { DroverError, ErrorCode, formatBytes } from '@drover/protocol';
 import { checkLibraries } from './libraries.js';
-import { DEFAULT_LOG_POLICY, FifoPool, pipeOf, type LogPolicy } from './log-pump.js';
+import { DEFAULT_LOG_POLICY, SparePool, pipeOf, takeFifo, type LogPolicy } from './log-pump.js';
 import { readCoreLimitSync, readStatSync } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
 import { fileIn, type AppStore } from './store.js';
@@ -57,12 +57,15 @@ export class Launcher {
     private readonly store: AppStore,
     private readonly workerName: string,
     /** Logs go through pipes by default (worker --log-max above 0): make spare ones now. */
-    prefill = true,
+    pipes = true,
   ) {
-    this.fifos = new FifoPool(store.logsDir, 32, prefill);
+    this.fifos = new SparePool(store.logsDir, 'pipe', 32, pipes);
+    this.logs = new SparePool(store.logsDir, 'log', 32);
   }
 
-  private readonly fifos: FifoPool;
+  /** Each launch's pipe and log are made ahead of it and renamed into place (see SparePool). */
+  private readonly fifos: SparePool;
+  private readonly logs: SparePool;
 
   async start(app: string, args: string[], userEnv: Record<string, string> = {}, log: LogPolicy = DEFAULT_LOG_POLICY): Promise<Started> {
     const manifest = await this.store.requireManifest(app);
@@ -92,7 +95,8 @@ export class Launcher {
     const piped = log.maxBytes > 0;
     const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.${piped ? 'pipe' : 'log'}`);
     let child: ChildProcess;
-    if (piped) this.fifos.take(startingLog);
+    if (piped) takeFifo(this.fifos, startingLog);
+    else this.logs.takeInto(startingLog);
     // Our read end first: a pipe nobody has open drops what is in it, and a short-lived process
     // may be done before the pump starts.
     const pipeFd = piped ? openSync(startingLog, constants.O_RDONLY | constants.O_NONBLOCK) : undefined;
@@ -115,6 +119,8 @@ export class Launcher {
     // The log is named by pid at once: a crashed agent finds its orphans by these names.
     const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
     renameSync(startingLog, piped ? pipeOf(logPath) : logPath);
+    // The log the pump carries the pipe into (it opens it to append, making it only if this could not).
+    if (piped) this.logs.takeInto(logPath);
     const stat = readStatSync(pid);
     const coreLimit = readCoreLimitSync(pid);
     const now = Date.now();
