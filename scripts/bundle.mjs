@@ -2,9 +2,10 @@
 // - the worker agent, dist/worker.mjs: what `worker` runs, what `master --dev` starts, and what
 //   the master serves to VMs (nothing to npm install there). One file also keeps the agent
 //   small: loading ~300 separate ESM modules costs ~15 MiB of RSS.
-// - the drover client, dist/drover.js (from drover-cli.js), and `master exec`'s, dist/exec.js (from
+// - the drover client, dist/drover.cjs (from drover-cli.js), and `master exec`'s, dist/exec.cjs (from
 //   exec-main.js): a client is started for every command a script runs, and one file starts about
-//   twice as fast as the module graph it comes from.
+//   twice as fast as the module graph it comes from; CommonJS, so that it can start from V8's
+//   code cache (dist/drover.js and cli.js load them through bundle-loader.js).
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
@@ -13,31 +14,44 @@ import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-async function bundle(entry, outfile) {
+async function bundle(entry, outfile, format = 'esm') {
   await build({
     entryPoints: [path.join(root, entry)],
     outfile: path.join(root, outfile),
     bundle: true,
     minify: true,
     platform: 'node',
-    format: 'esm',
+    format,
     target: 'node20',
     legalComments: 'none',
     logLevel: 'warning',
-    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __droverRequire } from 'node:module'; const require = __droverRequire(import.meta.url);" },
+    ...(format === 'esm'
+      ? {
+          banner: {
+            js: "#!/usr/bin/env node\nimport { createRequire as __droverRequire } from 'node:module'; const require = __droverRequire(import.meta.url);",
+          },
+        }
+      : // What the bundled ESM packages (yargs) ask of import.meta.url: the bundle's own file's
+        // URL, which bundle-loader.ts passes in as __droverMetaUrl.
+        { define: { 'import.meta.url': '__droverMetaUrl' } }),
   });
-  // esbuild keeps the entry's own shebang too; one is enough.
-  const code = readFileSync(path.join(root, outfile), 'utf8').replace(/^(#!.*\n)([\s\S]*?)#!\/usr\/bin\/env node\n/, '$1$2');
+  // esbuild keeps the entry's own shebang: one is enough for a program, and none may be in a
+  // CommonJS bundle (bundle-loader.ts wraps it in a function).
+  let code = readFileSync(path.join(root, outfile), 'utf8');
+  // bundle-loader.ts runs CommonJS bundles from V8's code cache, where import() has no loader.
+  if (format === 'cjs' && /\bimport\(/.test(code)) throw new Error(`${outfile} calls import(): use process.getBuiltinModule or a static import`);
+  code = format === 'esm' ? code.replace(/^(#!.*\n)([\s\S]*?)#!\/usr\/bin\/env node\n/, '$1$2') : code.replace(/^#!.*\n/, '');
   writeFileSync(path.join(root, outfile), code);
-  chmodSync(path.join(root, outfile), 0o755);
+  if (format === 'esm') chmodSync(path.join(root, outfile), 0o755);
   return code;
 }
 
 const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs');
 writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${createHash('sha256').update(worker).digest('hex')}  worker.mjs\n`);
-await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.js');
-// master exec: started for every command a script runs; the master's own CLI imports it only for exec.
-await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.js');
+// The clients as CommonJS: dist/drover.js and `master exec` run them from V8's code cache (bundle-loader.ts).
+await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.cjs', 'cjs');
+// master exec: started for every command a script runs; the master's own CLI loads it only for exec.
+await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.cjs', 'cjs');
 
 // The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.
 await build({

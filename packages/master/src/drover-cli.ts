@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -85,8 +84,6 @@ function parseGlobal(args: string[]): GlobalArgs | null {
   return out;
 }
 
-const argv: GlobalArgs = parseGlobal(process.argv.slice(2)) ?? (await helpOrVersion());
-
 /** drover --help / --version: the full yargs program (loaded only for these). */
 async function helpOrVersion(): Promise<never> {
   const { default: yargs } = await import('yargs');
@@ -113,78 +110,87 @@ async function helpOrVersion(): Promise<never> {
   process.exit(0);
 }
 
-const words = argv._.map(String);
-const fingerprintOf = (text: string | undefined): string | undefined => {
-  if (!text) return undefined;
-  return parseFingerprint(text) ?? fail(`--fingerprint must be sha256: and 64 hex digits, got "${text.slice(0, 80)}"`);
-};
-const ca = argv.ca
-  ? (() => {
-      try {
-        return readFileSync(argv.ca);
-      } catch (err) {
-        return fail(`cannot read --ca ${argv.ca} (${(err as NodeJS.ErrnoException).code})`);
-      }
-    })()
-  : undefined;
+/**
+ * Everything past parsing: an async function, not top-level await, so the client can be bundled
+ * as CommonJS and started from V8's code cache (see bundle-loader.ts).
+ */
+async function main(): Promise<void> {
+  const argv: GlobalArgs = parseGlobal(process.argv.slice(2)) ?? (await helpOrVersion());
+  const words = argv._.map(String);
+  const fingerprintOf = (text: string | undefined): string | undefined => {
+    if (!text) return undefined;
+    return parseFingerprint(text) ?? fail(`--fingerprint must be sha256: and 64 hex digits, got "${text.slice(0, 80)}"`);
+  };
+  const ca = argv.ca
+    ? (() => {
+        try {
+          return readFileSync(argv.ca);
+        } catch (err) {
+          return fail(`cannot read --ca ${argv.ca} (${(err as NodeJS.ErrnoException).code})`);
+        }
+      })()
+    : undefined;
 
-if (words[0] === 'login' || words[0] === 'logout') {
-  if (words[0] === 'logout') {
-    rmSync(contextFile(), { force: true });
-    process.stdout.write(`drover: forgot the master and token in ${contextFile()}\n`);
+  if (words[0] === 'login' || words[0] === 'logout') {
+    if (words[0] === 'logout') {
+      rmSync(contextFile(), { force: true });
+      process.stdout.write(`drover: forgot the master and token in ${contextFile()}\n`);
+      process.exit(0);
+    }
+    // What follows `login` is login's own: URL --token T [--fingerprint F].
+    const { default: yargs } = await import('yargs');
+    const login = await yargs(words.slice(1))
+      .option('token', { type: 'string' })
+      .option('fingerprint', { type: 'string' })
+      .strictOptions()
+      .fail((msg) => fail(`login: ${msg}`))
+      .parseAsync();
+    const master = login._[0] === undefined ? fail('usage: drover login wss://HOST:PORT --token T [--fingerprint sha256:…]') : String(login._[0]);
+    const token =
+      login.token ?? argv.token ?? process.env.DROVER_ADMIN_TOKEN ?? fail('drover login needs --token (an operator token: token create on the master)');
+    const fingerprint = fingerprintOf(login.fingerprint ?? argv.fingerprint ?? process.env.DROVER_FINGERPRINT);
+    // Only a token the master accepts is remembered.
+    const probe = await connectRemote({ url: master, token, fingerprint, ca });
+    if ('exitCode' in probe) fail(probe.message, probe.exitCode);
+    await probe.close();
+    mkdirSync(path.dirname(contextFile()), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(contextFile(), `${JSON.stringify({ master, token, ...(fingerprint ? { fingerprint } : {}) }, null, 2)}\n`, 0o600);
+    process.stdout.write(`drover: logged in to ${master}; drover COMMAND now runs there (kept in ${contextFile()}, mode 0600)\n`);
     process.exit(0);
   }
-  // What follows `login` is login's own: URL --token T [--fingerprint F].
-  const { default: yargs } = await import('yargs');
-  const login = await yargs(words.slice(1))
-    .option('token', { type: 'string' })
-    .option('fingerprint', { type: 'string' })
-    .strictOptions()
-    .fail((msg) => fail(`login: ${msg}`))
-    .parseAsync();
-  const master = login._[0] === undefined ? fail('usage: drover login wss://HOST:PORT --token T [--fingerprint sha256:…]') : String(login._[0]);
-  const token =
-    login.token ?? argv.token ?? process.env.DROVER_ADMIN_TOKEN ?? fail('drover login needs --token (an operator token: token create on the master)');
-  const fingerprint = fingerprintOf(login.fingerprint ?? argv.fingerprint ?? process.env.DROVER_FINGERPRINT);
-  // Only a token the master accepts is remembered.
-  const probe = await connectRemote({ url: master, token, fingerprint, ca });
-  if ('exitCode' in probe) fail(probe.message, probe.exitCode);
-  await probe.close();
-  mkdirSync(path.dirname(contextFile()), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(contextFile(), `${JSON.stringify({ master, token, ...(fingerprint ? { fingerprint } : {}) }, null, 2)}\n`, 0o600);
-  process.stdout.write(`drover: logged in to ${master}; drover COMMAND now runs there (kept in ${contextFile()}, mode 0600)\n`);
-  process.exit(0);
+
+  let lines: string[] | null;
+  if (words.length > 0) lines = [words.length === 1 ? words[0]! : words.map(quoteWord).join(' ')];
+  else if (!process.stdin.isTTY)
+    lines = readFileSync(0, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.trim().startsWith('#'));
+  else lines = null; // a terminal and no command: the interactive master> prompt
+
+  const context = readContext();
+  const master = argv.master ?? (process.env.DROVER_MASTER || undefined) ?? context?.master;
+  let connection: Transport | ConnectFailure;
+  if (master) {
+    const token = argv.token ?? (process.env.DROVER_ADMIN_TOKEN || undefined) ?? (master === context?.master ? context.token : undefined);
+    if (!token) fail(`no operator token for ${master}: pass --token, set DROVER_ADMIN_TOKEN, or drover login`);
+    const fingerprint = fingerprintOf(
+      argv.fingerprint ?? (process.env.DROVER_FINGERPRINT || undefined) ?? (master === context?.master ? context.fingerprint : undefined),
+    );
+    connection = await connectRemote({ url: master, token, fingerprint, ca });
+  } else {
+    connection = await connectLocal(path.resolve(argv['state-dir']));
+  }
+  if (lines === null) {
+    if ('exitCode' in connection) fail(connection.message, connection.exitCode);
+    const historyFile = path.join(path.dirname(contextFile()), 'history');
+    mkdirSync(path.dirname(historyFile), { recursive: true, mode: 0o700 });
+    const { startRemoteShell } = await import('./remote-shell.js');
+    await startRemoteShell(connection, { historyFile, onExit: (code) => void flushStdio().then(() => process.exit(code)) });
+  } else {
+    const code = await runOver(connection, lines, argv.json, 'drover');
+    await flushStdio();
+    process.exit(code);
+  }
 }
 
-let lines: string[] | null;
-if (words.length > 0) lines = [words.length === 1 ? words[0]! : words.map(quoteWord).join(' ')];
-else if (!process.stdin.isTTY)
-  lines = readFileSync(0, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() && !l.trim().startsWith('#'));
-else lines = null; // a terminal and no command: the interactive master> prompt
-
-const context = readContext();
-const master = argv.master ?? (process.env.DROVER_MASTER || undefined) ?? context?.master;
-let connection: Transport | ConnectFailure;
-if (master) {
-  const token = argv.token ?? (process.env.DROVER_ADMIN_TOKEN || undefined) ?? (master === context?.master ? context.token : undefined);
-  if (!token) fail(`no operator token for ${master}: pass --token, set DROVER_ADMIN_TOKEN, or drover login`);
-  const fingerprint = fingerprintOf(
-    argv.fingerprint ?? (process.env.DROVER_FINGERPRINT || undefined) ?? (master === context?.master ? context.fingerprint : undefined),
-  );
-  connection = await connectRemote({ url: master, token, fingerprint, ca });
-} else {
-  connection = await connectLocal(path.resolve(argv['state-dir']));
-}
-if (lines === null) {
-  if ('exitCode' in connection) fail(connection.message, connection.exitCode);
-  const historyFile = path.join(path.dirname(contextFile()), 'history');
-  mkdirSync(path.dirname(historyFile), { recursive: true, mode: 0o700 });
-  const { startRemoteShell } = await import('./remote-shell.js');
-  await startRemoteShell(connection, { historyFile, onExit: (code) => void flushStdio().then(() => process.exit(code)) });
-} else {
-  const code = await runOver(connection, lines, argv.json, 'drover');
-  await flushStdio();
-  process.exit(code);
-}
+main().catch((err: unknown) => fail(err instanceof Error ? err.message : String(err), 1));

@@ -38,6 +38,11 @@ else if (!process.stdin.isTTY)
     .split('\n')
     .filter((l) => l.trim() && !l.trim().startsWith('#'));
 else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
-const code = await execCommands(path.resolve(stateDir), lines, json);
-await flushStdio();
-process.exit(code);
+// No top-level await: the client is bundled as CommonJS, to start from V8's code cache (bundle-loader.ts).
+execCommands(path.resolve(stateDir), lines, json).then(
+  async (code) => {
+    await flushStdio();
+    process.exit(code);
+  },
+  (err: unknown) => fail(err instanceof Error ? err.message : String(err), 1),
+);

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { parseLdd } from '@drover/protocol';
 
@@ -33,6 +32,8 @@ export function librariesToCopy(lddOutput: string): LibraryScan {
  * A static binary or a script needs none.
  */
 export function scanLibraries(file: string): Promise<LibraryScan> {
+  // Loaded when first needed: a client (`drover`, `master exec`) that copies nothing never does.
+  const { execFile } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve) => {
     execFile('ldd', [file], { timeout: 20_000, maxBuffer: 4 * 1024 * 1024 }, (_err, stdout) => {
       resolve(librariesToCopy(String(stdout ?? '')));

@@ -1,7 +1,8 @@
-import v8 from 'node:v8';
-import vm from 'node:vm';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { CHUNK_HEADER_BYTES } from './chunk.js';
+
+// node:v8, node:vm and node:worker_threads are loaded when first needed (getBuiltinModule): a
+// client that moves no file should not pay for loading them at its start.
 
 // Files move through drover as binary frames, and every process they pass through (agent,
 // master, client) allocates for each: a 64 KiB buffer per socket read, and a fresh buffer per
@@ -20,8 +21,8 @@ let collect: Collect | null | undefined;
 function collector(): Collect | null {
   if (collect === undefined) {
     try {
-      v8.setFlagsFromString('--expose_gc');
-      collect = vm.runInNewContext('gc') as Collect;
+      process.getBuiltinModule('node:v8').setFlagsFromString('--expose_gc');
+      collect = process.getBuiltinModule('node:vm').runInNewContext('gc') as Collect;
     } catch {
       collect = null;
     }
@@ -46,7 +47,7 @@ export function releaseChunk(payload: Buffer): boolean {
   if (!(memory instanceof ArrayBuffer)) return false;
   if (payload.byteOffset !== CHUNK_HEADER_BYTES || payload.byteOffset + payload.length !== memory.byteLength) return false;
   if (!drop) {
-    drop = new MessageChannel().port1;
+    drop = new (process.getBuiltinModule('node:worker_threads').MessageChannel)().port1;
     drop.close();
   }
   drop.postMessage(null, [memory]);

@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { ROOT, tempDir } from '../helpers/cluster.js';
+
+const LOADER = path.join(ROOT, 'packages/master/dist/bundle-loader.js');
+
+/** Runs `file` through bundle-loader, as drover and master exec start, with its cache in `cache`. */
+function runBundle(file: string, cache: string): { status: number | null; stdout: string; stderr: string } {
+  const code = `import(${JSON.stringify(LOADER)}).then((m) => m.runBundle(${JSON.stringify(file)}))`;
+  return spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: cache } });
+}
+
+describe("the clients' start from V8's code cache", () => {
+  test('a cache is written once, keyed by the bundle: a changed bundle of the same length never runs stale code', () => {
+    const dir = tempDir();
+    const cache = tempDir();
+    const bundle = path.join(dir, 'client.cjs');
+    // V8 checks a cache only against its source's length: these two must not share one.
+    const a = `"use strict";function say(){return "A1"}console.log(say(), require("node:path").basename(__filename), typeof __droverMetaUrl);`;
+    const b = a.replace('"A1"', '"B2"');
+    expect(b.length).toBe(a.length);
+    writeFileSync(bundle, a);
+    expect(runBundle(bundle, cache).stdout).toBe('A1 client.cjs string\n');
+    const codeDir = path.join(cache, 'drover', 'code');
+    const [made] = readdirSync(codeDir);
+    expect(made).toMatch(/^client\.cjs-[0-9a-f]{32}\.bin$/);
+    expect(statSync(path.join(codeDir, made!)).mode & 0o777).toBe(0o600);
+    // From the cache: the same output, and no second file.
+    expect(runBundle(bundle, cache).stdout).toBe('A1 client.cjs string\n');
+    expect(readdirSync(codeDir)).toEqual([made]);
+    writeFileSync(bundle, b);
+    expect(runBundle(bundle, cache).stdout).toBe('B2 client.cjs string\n');
+    expect(readdirSync(codeDir)).toHaveLength(2);
+  });
+
+  test('a cache that is corrupt, or that others could have written, is not used; the bundle still runs', () => {
+    const dir = tempDir();
+    const cache = tempDir();
+    const bundle = path.join(dir, 'client.cjs');
+    writeFileSync(bundle, 'console.log("ran", 6 * 7);');
+    expect(runBundle(bundle, cache).stdout).toBe('ran 42\n');
+    const codeDir = path.join(cache, 'drover', 'code');
+    const file = path.join(codeDir, readdirSync(codeDir)[0]!);
+    writeFileSync(file, Buffer.alloc(4096, 0xab));
+    const corrupt = runBundle(bundle, cache);
+    expect(corrupt.stdout).toBe('ran 42\n');
+    expect(corrupt.stderr).toBe('');
+    // Rejected, so written afresh.
+    expect(statSync(file).size).not.toBe(4096);
+    chmodSync(file, 0o666);
+    expect(runBundle(bundle, cache).stdout).toBe('ran 42\n');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test('an unwritable cache folder costs only the compile', () => {
+    const dir = tempDir();
+    const bundle = path.join(dir, 'client.cjs');
+    writeFileSync(bundle, 'console.log("still ran");');
+    const r = runBundle(bundle, '/proc/no-such-cache');
+    expect(r.stdout).toBe('still ran\n');
+    expect(r.status).toBe(0);
+  });
+});
