@@ -31,19 +31,29 @@ function hello(i) {
   });
 }
 
+const HEARTBEAT_MS = 1000;
+
 /**
  * Heartbeats from the moment it is welcomed (as the agent does: a worker that waited for the
  * whole fleet to join would be marked unavailable meanwhile), at a random phase of the second.
+ * Like the agent (link.ts), a heartbeat carries a ping when the server has said nothing (no
+ * message, ping or pong) for two intervals.
  */
 function beat(ws) {
+  let heard = Date.now();
+  const hear = () => (heard = Date.now());
+  ws.on('message', hear);
+  ws.on('ping', hear);
+  ws.on('pong', hear);
   setTimeout(() => {
     const timer = setInterval(() => {
       if (ws.readyState !== WebSocket.OPEN) return clearInterval(timer);
       ws.send(
         `{"v":1,"type":"heartbeat","seq":${seq++},"load":{"cpuPercent":3.5,"memoryUsedBytes":1073741824,"memoryTotalBytes":8589934592,"loadAverage":0.12,"processes":2}}`,
       );
-    }, 1000);
-  }, Math.random() * 1000);
+      if (Date.now() - heard >= 2 * HEARTBEAT_MS - 50) ws.ping();
+    }, HEARTBEAT_MS);
+  }, Math.random() * HEARTBEAT_MS);
 }
 
 /** One worker; refused (a full admission queue answers 503), it retries after a jittered pause, as the agent does. */

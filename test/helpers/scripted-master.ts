@@ -10,6 +10,12 @@ import { onCleanup, waitFor } from './cluster.js';
 export interface ScriptedMaster {
   address: string;
   received: WorkerToMaster[];
+  /** Connections the worker opened so far. */
+  connections(): number;
+  /** When (Date.now()) each ping from the worker arrived. */
+  pings: number[];
+  /** Pings the worker (it answers with a pong). */
+  ping(): void;
   send(message: MasterToWorker | string): void;
   sendChunk(ref: number, payload: Buffer): void;
   close(code: number, reason: string): void;
@@ -18,20 +24,24 @@ export interface ScriptedMaster {
   result(id: number): Promise<Extract<WorkerToMaster, { type: 'result' }>>;
 }
 
-export async function startScriptedMaster(opts: { welcome?: boolean } = {}): Promise<ScriptedMaster> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+export async function startScriptedMaster(opts: { welcome?: boolean; heartbeatMs?: number; autoPong?: boolean } = {}): Promise<ScriptedMaster> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: opts.autoPong ?? true });
   await new Promise((resolve) => wss.once('listening', resolve));
   onCleanup(() => new Promise<void>((resolve) => wss.close(() => resolve())));
   const received: WorkerToMaster[] = [];
+  const pings: number[] = [];
   let socket: WebSocket | null = null;
+  let connections = 0;
   wss.on('connection', (ws) => {
     socket = ws;
+    connections++;
+    ws.on('ping', () => pings.push(Date.now()));
     ws.on('message', (data: Buffer, isBinary) => {
       if (isBinary) return void decodeChunk(data);
       const m = JSON.parse(data.toString()) as WorkerToMaster;
       received.push(m);
       if (m.type === 'hello' && opts.welcome !== false)
-        ws.send(JSON.stringify({ v: 1, type: 'welcome', name: m.name, heartbeatMs: 1000, masterVersion: 'test' }));
+        ws.send(JSON.stringify({ v: 1, type: 'welcome', name: m.name, heartbeatMs: opts.heartbeatMs ?? 1000, masterVersion: 'test' }));
     });
   });
   const live = (): WebSocket => {
@@ -42,6 +52,9 @@ export async function startScriptedMaster(opts: { welcome?: boolean } = {}): Pro
   return {
     address: `127.0.0.1:${(wss.address() as AddressInfo).port}`,
     received,
+    connections: () => connections,
+    pings,
+    ping: () => live().ping(),
     send: (m) => live().send(typeof m === 'string' ? m : JSON.stringify(m)),
     sendChunk: (ref, payload) => live().send(encodeChunk(ref, payload), { binary: true }),
     close: (code, reason) => live().close(code, reason),

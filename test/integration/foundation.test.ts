@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
+import { startScriptedMaster } from '../helpers/scripted-master.js';
 import { TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const H = 200;
@@ -192,6 +193,44 @@ describe('foundation', () => {
       await worker.kill();
       wss.close();
     }
+  });
+
+  test('a worker pings a quiet master every other heartbeat and not while the master talks', async () => {
+    const m = await startScriptedMaster({ heartbeatMs: H });
+    const worker = startWorker({ address: m.address }, { name: 'pinger' });
+    const beats = (from: number): number => m.received.filter((x) => x.type === 'heartbeat').length - from;
+    await waitFor(() => beats(0) >= 2, 'heartbeats');
+    // An idle master says nothing but pongs: a ping on every other heartbeat, not on each.
+    let b0 = beats(0);
+    let p0 = m.pings.length;
+    await new Promise((r) => setTimeout(r, 12 * H));
+    const idleBeats = beats(b0);
+    const idlePings = m.pings.length - p0;
+    expect(idleBeats).toBeGreaterThanOrEqual(8);
+    expect(idlePings).toBeGreaterThanOrEqual(Math.floor(idleBeats / 2) - 1);
+    expect(idlePings).toBeLessThanOrEqual(Math.ceil(idleBeats / 2) + 1);
+    // A master that pings (as it does to measure round trips) is heard: no pings back.
+    const talking = setInterval(() => m.ping(), H / 2);
+    await new Promise((r) => setTimeout(r, 3 * H));
+    p0 = m.pings.length;
+    b0 = beats(0);
+    await new Promise((r) => setTimeout(r, 8 * H));
+    clearInterval(talking);
+    expect(beats(b0)).toBeGreaterThanOrEqual(5);
+    expect(m.pings.length - p0).toBe(0);
+    expect(worker.child.exitCode).toBeNull();
+    await worker.kill();
+  });
+
+  test('a worker whose master stops answering its pings redials it', async () => {
+    const m = await startScriptedMaster({ heartbeatMs: H, autoPong: false });
+    const worker = startWorker({ address: m.address }, { name: 'redialer' });
+    await waitFor(() => m.received.some((x) => x.type === 'heartbeat'), 'a heartbeat');
+    // Nothing comes back: after 5 s of silence (at least 4 heartbeats) it gives up on the connection and dials again.
+    await waitFor(() => m.connections() >= 2, 'a second connection', 12_000, 100);
+    expect(m.pings.length).toBeGreaterThanOrEqual(2);
+    expect(worker.stdout()).toContain('the master stopped answering; reconnecting');
+    await worker.kill();
   });
 
   test('a different worker claiming a live name is refused; the same worker reconnecting replaces its session', async () => {

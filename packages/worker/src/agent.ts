@@ -73,6 +73,7 @@ export class Agent {
       load: () => sampler.sample(this.services.supervisor.liveCount()),
       onMessage: (m) => this.dispatch(m),
       onChunk: (ref, payload) => this.services.transfers.receive(ref, payload),
+      fenceAfterMs: () => this.services.keeper.fenceAfterMs(),
       onDown: () => this.abortAll(),
       onRefused: (code, reason, errorCode) => opts.onFatal(`the master refused this worker (${code}): ${reason}`, errorCode),
     });

@@ -207,6 +207,16 @@ export class Keeper {
     this.fenceTimer.unref();
   }
 
+  /** The shortest stopAfter among the instances that fence themselves, or null when none does. */
+  fenceAfterMs(): number | null {
+    let least: number | null = null;
+    for (const r of this.records.values()) {
+      const after = r.spec.fence?.stopAfterMs;
+      if (after !== undefined && (least === null || after < least)) least = after;
+    }
+    return least;
+  }
+
   fenced(): { id: string; at: string }[] {
     return [...this.fencedLog];
   }
