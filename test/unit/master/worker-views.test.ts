@@ -46,16 +46,42 @@ describe('LoadHistory', () => {
   });
 });
 
-describe('LoadHistory slots', () => {
-  test("many workers share one array that grows; a forgotten worker's slot is reused, clean", () => {
+describe('LoadHistory steps', () => {
+  test('points stay exact across 2^16 steps (7.6 days of them), the step counter wrapping inside a ring', () => {
+    const h = new LoadHistory();
+    const first = 65_530; // steps are kept modulo 2^16: this ring wraps after 6 points
+    for (let i = 0; i < 12; i++) h.record('w1', (first + i) * HISTORY_STEP_MS, load(i + 0.25));
+    const s = h.series('w1', (first + 11) * HISTORY_STEP_MS);
+    expect(s.t).toEqual(Array.from({ length: 12 }, (_, i) => (first + i) * HISTORY_STEP_MS));
+    expect(s.cpuPercent).toEqual(Array.from({ length: 12 }, (_, i) => Math.round((i + 0.25) * 10) / 10));
+    // 2^16 steps later (the same step modulo 2^16): a new ring, never the old points.
+    const later = (first + 11 + 65_536) * HISTORY_STEP_MS;
+    h.record('w1', later, load(50));
+    expect(h.series('w1', later)).toMatchObject({ t: [later], cpuPercent: [50] });
+  });
+
+  test('a gap of 15 minutes or a clock set back starts the ring afresh', () => {
     const h = new LoadHistory();
     const t0 = 1_000_000 * HISTORY_STEP_MS;
-    for (let w = 0; w < 40; w++) for (let i = 0; i < 3; i++) h.record(`w${w}`, t0 + i * HISTORY_STEP_MS, load(w + i, (w + 1) * 2 ** 30));
-    expect(h.series('w39', t0 + 2 * HISTORY_STEP_MS)).toEqual({
+    h.record('w1', t0, load(1));
+    h.record('w1', t0 + HISTORY_STEP_MS, load(2));
+    h.record('w1', t0 + (HISTORY_POINTS + 1) * HISTORY_STEP_MS, load(3));
+    expect(h.series('w1', t0 + (HISTORY_POINTS + 1) * HISTORY_STEP_MS).cpuPercent).toEqual([3]);
+    h.record('w1', t0 - 5 * HISTORY_STEP_MS, load(4));
+    expect(h.series('w1', t0 - 5 * HISTORY_STEP_MS)).toMatchObject({ t: [t0 - 5 * HISTORY_STEP_MS], cpuPercent: [4] });
+  });
+});
+
+describe('LoadHistory slots', () => {
+  test("300 workers share two chunks of arrays; a forgotten worker's slot is reused, clean", () => {
+    const h = new LoadHistory();
+    const t0 = 1_000_000 * HISTORY_STEP_MS;
+    for (let w = 0; w < 300; w++) for (let i = 0; i < 3; i++) h.record(`w${w}`, t0 + i * HISTORY_STEP_MS, load(w + i, (w + 1) * 2 ** 30));
+    expect(h.series('w299', t0 + 2 * HISTORY_STEP_MS)).toEqual({
       stepMs: HISTORY_STEP_MS,
       t: [t0, t0 + HISTORY_STEP_MS, t0 + 2 * HISTORY_STEP_MS],
-      cpuPercent: [39, 40, 41],
-      memoryUsedBytes: [40 * 2 ** 30, 40 * 2 ** 30, 40 * 2 ** 30],
+      cpuPercent: [299, 300, 301],
+      memoryUsedBytes: [300 * 2 ** 30, 300 * 2 ** 30, 300 * 2 ** 30],
     });
     h.forget('w0');
     h.record('new', t0 + 2 * HISTORY_STEP_MS, load(7));
