@@ -1,7 +1,7 @@
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import tls, { type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import {
   CONTROL_VERSION,
@@ -173,7 +173,10 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
     const u = new URL(url);
     if (u.protocol !== 'wss:') return { code: ErrorCode.BAD_ARGUMENTS, message: '--fingerprint is for a master with TLS (wss://)', exitCode: 2 };
     const host = u.hostname.replace(/^\[|\]$/g, '');
-    const socket = tls.connect({ host, port: Number(u.port || 443), rejectUnauthorized: false, ...(net.isIP(host) ? {} : { servername: host }) });
+    // node:tls loads here, for a wss:// master only: a client on the control socket never needs it.
+    const socket = process
+      .getBuiltinModule('node:tls')
+      .connect({ host, port: Number(u.port || 443), rejectUnauthorized: false, ...(net.isIP(host) ? {} : { servername: host }) });
     const ready = await new Promise<ConnectFailure | null>((done) => {
       socket.once('secureConnect', () => {
         const cert = socket.getPeerX509Certificate();

@@ -5,6 +5,7 @@ import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
 import { flushStdio, runOver } from './exec-client.js';
+import { startRemoteShell } from './remote-shell.js';
 import { quoteWord } from './tokenize.js';
 
 /**
@@ -184,7 +185,6 @@ async function main(): Promise<void> {
     if ('exitCode' in connection) fail(connection.message, connection.exitCode);
     const historyFile = path.join(path.dirname(contextFile()), 'history');
     mkdirSync(path.dirname(historyFile), { recursive: true, mode: 0o700 });
-    const { startRemoteShell } = await import('./remote-shell.js');
     await startRemoteShell(connection, { historyFile, onExit: (code) => void flushStdio().then(() => process.exit(code)) });
   } else {
     const code = await runOver(connection, lines, argv.json, 'drover');

@@ -1,7 +1,6 @@
 import { readdirSync, type Dirent } from 'node:fs';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { Command, CommandContext, Completion, Output } from './commands/types.js';
 import type { Fleet } from './fleet.js';
 import { runLine, type LineResult } from './run-line.js';
@@ -37,6 +36,8 @@ export interface ShellOptions {
 
 /** The master> prompt: a thin readline loop around runLine. */
 export async function startShell(opts: ShellOptions): Promise<{ notice: (text: string) => void; close: () => void }> {
+  // Loaded here, not at the top: the drover client bundles this file but opens a shell rarely.
+  const readline = process.getBuiltinModule('node:readline');
   const terminal = Boolean((opts.input as { isTTY?: boolean }).isTTY && opts.output.isTTY);
   const history = terminal ? await loadHistory(opts.historyFile) : [];
   const rl = readline.createInterface({
