@@ -81,6 +81,9 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
   const head = dash >= 0 ? argv.slice(0, dash) : argv;
   const rest = dash >= 0 ? argv.slice(dash + 1) : [];
   if (rest.length && !command.takesRest) throw badArgs(command, 'takes no arguments after --');
+  // No word that looks like an option (`ps w1`, most lines a script sends): all positionals,
+  // as parseArgs would find, without building its option table for each command.
+  if (!head.some((w) => w.length > 1 && w.startsWith('-'))) return checkCount(command, { positionals: head, values: {}, rest });
   const options: NonNullable<ParseArgsConfig['options']> = { json: { type: 'boolean' } };
   for (const [key, spec] of Object.entries(command.options ?? {})) {
     options[key] = {
@@ -110,12 +113,17 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
     };
     values[key] = Array.isArray(raw) ? (raw as string[]).map(one) : one(raw as string);
   }
-  const positionals = parsed.positionals;
+  return checkCount(command, { positionals: parsed.positionals, values, rest });
+}
+
+/** The parsed words, once their positionals are as many as the command takes. */
+function checkCount(command: Command, args: ParsedArgs): ParsedArgs {
+  const { positionals } = args;
   if (positionals.length < (command.minArgs ?? 0)) throw badArgs(command, 'missing arguments');
   if (command.maxArgs !== undefined && positionals.length > command.maxArgs) {
     throw badArgs(command, `unexpected argument "${positionals[command.maxArgs]}"`);
   }
-  return { positionals, values, rest };
+  return args;
 }
 
 export function badArgs(command: Pick<Command, 'name' | 'usage'>, why: string): DroverError {

@@ -116,6 +116,17 @@ describe('parseCommandArgs and the option parsers', () => {
     expect(() => parseCommandArgs(stop, ['w1', '1', '--timeout', '0'])).toThrow(/--timeout must be seconds > 0/);
   });
 
+  test('words without options (no parseArgs) come out as parseArgs would give them', () => {
+    const ps = commands.find((c) => c.name === 'ps')!;
+    expect(parseCommandArgs(ps, ['w1'])).toEqual({ positionals: ['w1'], values: {}, rest: [] });
+    expect(parseCommandArgs(ps, [])).toEqual({ positionals: [], values: {}, rest: [] });
+    // `-` alone is a word, as parseArgs has it; `-5` is an option to parseArgs, and unknown.
+    expect(parseCommandArgs(stop, ['w1', '-'])).toEqual({ positionals: ['w1', '-'], values: {}, rest: [] });
+    expect(() => parseCommandArgs(stop, ['w1', '-5'])).toThrow(/unknown option '-5'/);
+    expect(() => parseCommandArgs(ps, ['w1', 'w2'])).toThrow(/ps: unexpected argument "w2" \(usage: ps /);
+    expect(() => parseCommandArgs(stop, ['w1'])).toThrow(/stop: missing arguments/);
+  });
+
   test('seconds, sizes and whole numbers say what they expected', () => {
     expect(seconds()('2.5')).toBe(2500);
     expect(() => seconds()('0')).toThrow('seconds > 0');
