@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { ProcessInfo } from '@drover/protocol';
@@ -82,8 +82,10 @@ describe.skipIf(!gcc)('commands on many workers (needs gcc for the fixture progr
     await waitFor(async () => (await master.exec(`logs w1 ${pid}`)).stdout.includes('ready'), 'ready');
     // The client goes away once the worker has sent SIGINT (a stop with a 1.5 s timeout): the master cancels the request.
     const client = spawn(process.execPath, [MASTER_CLI, 'exec', `stop w1 ${pid} --timeout 1.5`, '--state-dir', master.stateDir], { stdio: 'ignore' });
-    const table = path.join(workers[0]!.stateDir, 'processes.json');
-    await waitFor(() => readFileSync(table, 'utf8').includes('"signalled":{"by":"stop","signal":"SIGINT"'), 'the worker to send SIGINT', 10_000, 5);
+    // The worker journals the record it changed (processes.journal) before the table is written whole.
+    const journal = path.join(workers[0]!.stateDir, 'processes.journal');
+    const recorded = (): string => (existsSync(journal) ? readFileSync(journal, 'utf8') : '');
+    await waitFor(() => recorded().includes('"signalled":{"by":"stop","signal":"SIGINT"'), 'the worker to send SIGINT', 10_000, 5);
     client.kill('SIGKILL');
     expect(pidAlive(pid)).toBe(true);
     await waitFor(() => !pidAlive(pid), 'SIGKILL after the stop timeout', 8000);

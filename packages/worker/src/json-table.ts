@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from './logger.js';
 
 /**
- * Reads a table the agent keeps as a JSON array (processes.json, instances.json): the entries
+ * Reads a table the agent keeps as a JSON array (processes.json, the snapshot under processes.journal; instances.json): the entries
  * `keep` accepts, none when there is no file. An unreadable file is moved aside for a human to
  * look at, and the agent starts afresh rather than refuse to run.
  */

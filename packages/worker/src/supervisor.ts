@@ -127,12 +127,12 @@ export class Supervisor {
     if (r.exit || !h || !(await this.isOurs(r))) return this.signalLeftovers(r, mode, timeoutMs, abort);
     const first = mode === 'stop' ? stopSignal : 'SIGKILL';
     r.signalled = { by: mode, signal: first, forced: false };
-    this.table.save();
+    this.table.save(r);
     h.send(first);
     if (mode === 'stop' && timeoutMs !== null) {
       h.escalateAfter(timeoutMs, () => {
         r.signalled = { by: 'stop', signal: 'SIGKILL', forced: true };
-        this.table.save();
+        this.table.save(r);
         this.logger.info({ pid, timeoutMs }, 'stop timed out; sending SIGKILL');
         h.send('SIGKILL');
       });
@@ -323,7 +323,7 @@ export class Supervisor {
       endedAt: new Date().toISOString(),
     };
     r.usage.cpuPercent = 0;
-    this.table.save();
+    this.table.save(r);
     this.logger.info({ pid: r.pid, app: r.app, exit: r.exit }, 'process ended');
     this.emit({ v: 1, type: 'process-exit', pid: r.pid, app: r.app, exit: r.exit });
     this.onEnded(r);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { expect, test } from 'vitest';
@@ -25,9 +25,18 @@ function record(pid: number, dead: boolean): ProcessRecord {
   };
 }
 
-test('the process table forgets the oldest dead launches beyond its limit, never a live one, and persists atomically', async () => {
+const silent = pino({ level: 'silent' });
+const journalOf = (dir: string): string[] => {
+  try {
+    return readFileSync(path.join(dir, 'processes.journal'), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+test('the process table forgets the oldest dead launches beyond its limit, never a live one, and reads back the same', async () => {
   const dir = tempDir();
-  const table = new ProcessTable(dir, pino({ level: 'silent' }));
+  const table = new ProcessTable(dir, silent);
   table.add(record(1, false));
   const dropped: ProcessRecord[] = [];
   for (let pid = 2; pid <= MAX_DEAD_RECORDS + 5; pid++) dropped.push(...table.add(record(pid, true)));
@@ -35,11 +44,77 @@ test('the process table forgets the oldest dead launches beyond its limit, never
   expect(table.get(1)?.exit).toBeNull();
   expect(table.all()).toHaveLength(MAX_DEAD_RECORDS + 1);
   await table.flush();
-  const saved = JSON.parse(readFileSync(path.join(dir, 'processes.json'), 'utf8')) as ProcessRecord[];
-  expect(saved.map((r) => r.pid)).toEqual(table.all().map((r) => r.pid));
 
   // A table read back after a restart is the same table.
-  const again = new ProcessTable(dir, pino({ level: 'silent' }));
+  const again = new ProcessTable(dir, silent);
   await again.load();
   expect(again.all()).toEqual(table.all());
+});
+
+test('a change appends one journal line (not the whole table); a long journal is folded into processes.json', async () => {
+  const dir = tempDir();
+  const table = new ProcessTable(dir, silent);
+  const live = record(1, false);
+  table.add(live);
+  await table.flush();
+  expect(existsSync(path.join(dir, 'processes.json'))).toBe(false);
+  expect(journalOf(dir).map((l) => (JSON.parse(l) as ProcessRecord).pid)).toEqual([1]);
+  live.signalled = { by: 'stop', signal: 'SIGINT', forced: false };
+  table.save(live);
+  table.add(record(2, true));
+  await table.flush();
+  expect(journalOf(dir)).toHaveLength(3);
+  expect(JSON.parse(journalOf(dir)[1]!)).toMatchObject({ pid: 1, signalled: { by: 'stop' } });
+
+  // Twice as many lines as records (1,001 kept): the table is written whole and the journal starts afresh.
+  for (let pid = 3; pid <= 2100; pid++) {
+    table.add(record(pid, true));
+    if (pid % 100 === 0) await table.flush();
+  }
+  await table.flush();
+  const saved = JSON.parse(readFileSync(path.join(dir, 'processes.json'), 'utf8')) as ProcessRecord[];
+  expect(saved.length).toBe(MAX_DEAD_RECORDS + 1);
+  expect(journalOf(dir).length).toBeLessThan(2 * (MAX_DEAD_RECORDS + 1));
+  const again = new ProcessTable(dir, silent);
+  await again.load();
+  expect(again.all()).toEqual(table.all());
+});
+
+test('a torn last journal line (a crash mid-append) is skipped and cut off; the next line stands on its own', async () => {
+  const dir = tempDir();
+  const table = new ProcessTable(dir, silent);
+  table.add(record(1, false));
+  table.add(record(2, true));
+  await table.flush();
+  appendFileSync(path.join(dir, 'processes.journal'), '{"pid":3,"app":"a","exe');
+  const again = new ProcessTable(dir, silent);
+  await again.load();
+  expect(again.all().map((r) => r.pid)).toEqual([1, 2]);
+  again.add(record(4, false));
+  await again.flush();
+  const third = new ProcessTable(dir, silent);
+  await third.load();
+  expect(third.all().map((r) => r.pid)).toEqual([1, 2, 4]);
+});
+
+test('forgotten records stay forgotten, and a crash between writing processes.json and emptying the journal reads back the same', async () => {
+  const dir = tempDir();
+  const table = new ProcessTable(dir, silent);
+  for (let pid = 1; pid <= MAX_DEAD_RECORDS + 3; pid++) table.add(record(pid, true));
+  await table.flush();
+  const expected = table.all();
+  expect(expected[0]!.pid).toBe(4);
+  const reread = async (): Promise<number[]> => {
+    const t = new ProcessTable(dir, silent);
+    await t.load();
+    return t.all().map((r) => r.pid);
+  };
+  expect(await reread()).toEqual(expected.map((r) => r.pid));
+  // The journal's lines were appended before the snapshot was written: both at once read back the same.
+  const journal = readFileSync(path.join(dir, 'processes.journal'), 'utf8');
+  table.save();
+  await table.flush();
+  expect(journalOf(dir)).toEqual([]);
+  writeFileSync(path.join(dir, 'processes.journal'), journal);
+  expect(await reread()).toEqual(expected.map((r) => r.pid));
 });
