@@ -153,13 +153,19 @@ export class ServiceManager {
     await this.store.load();
     this.timer = setInterval(() => this.poke(), RECONCILE_MS);
     this.timer.unref();
-    for (const event of ['joined', 'available', 'process-exit'] as const) this.fleet.on(event, () => this.poke());
+    for (const event of ['joined', 'available'] as const) this.fleet.on(event, () => this.poke());
+    // An exit matters here when it is a service's (its worker is asked again what it keeps) or
+    // frees room a direct launch held (queued instances may fit now). Any other launch's end
+    // costs no pass and no question to its worker.
     this.fleet.on('process-exit', (s, m) => {
-      this.dirty.add(s.name);
-      this.direct.delete(`${s.name}/${m.pid}`);
+      const released = this.direct.delete(`${s.name}/${m.pid}`);
       const [service, program] = m.app.split('.');
-      if (service && program && this.store.get(service)?.programs.some((p) => p.spec.name === program && appName(service, p) === m.app))
+      const ours = Boolean(service && program && this.store.get(service)?.programs.some((p) => p.spec.name === program && appName(service, p) === m.app));
+      if (ours) {
+        this.dirty.add(s.name);
         this.events.record('exited', { worker: s.name, service, program }, `${service}/${program} pid ${m.pid} on ${s.name} ${m.exit.reason}`);
+      }
+      if (ours || released) this.poke();
     });
     this.fleet.on('log-problem', (s, m) => {
       const [service, program] = m.app.split('.');
