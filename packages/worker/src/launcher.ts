@@ -121,8 +121,6 @@ export class Launcher {
     renameSync(startingLog, piped ? pipeOf(logPath) : logPath);
     // The log the pump carries the pipe into (it opens it to append, making it only if this could not).
     if (piped) this.logs.takeInto(logPath);
-    const stat = readStatSync(pid);
-    const coreLimit = readCoreLimitSync(pid);
     const now = Date.now();
     const record: ProcessRecord = {
       pid,
@@ -131,16 +129,31 @@ export class Launcher {
       args,
       startedAt: new Date(now).toISOString(),
       startedAtMs: now,
-      startTicks: stat?.startTicks ?? null,
+      // Read from /proc by identify(), once the launch has answered.
+      startTicks: null,
       logPath,
       exit: null,
       adopted: false,
-      coreLimit: coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit,
+      coreLimit: null,
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
       ...(piped ? { log } : {}),
     };
     return { child, record, ...(pipeFd !== undefined ? { pipeFd } : {}) };
+  }
+
+  /**
+   * Fills in what /proc tells of a launch just made: its start time (which tells it from a later
+   * process with its pid) and its core-dump limit. Not on the way to the pid: the supervisor
+   * calls it once the launch has answered, before the table is written. The process is not
+   * reaped before then (that takes a turn of the event loop), so its /proc entry is there (a
+   * zombie's too).
+   */
+  identify(record: ProcessRecord): void {
+    const stat = readStatSync(record.pid);
+    const coreLimit = readCoreLimitSync(record.pid);
+    record.startTicks = stat?.startTicks ?? null;
+    record.coreLimit = coreLimit === Number.POSITIVE_INFINITY ? -1 : coreLimit;
   }
 }
 

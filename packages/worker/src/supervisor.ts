@@ -94,6 +94,9 @@ export class Supervisor {
 
   async launch(app: string, args: string[], env: Record<string, string> = {}, instance?: string, log: LogPolicy = this.logPolicy): Promise<ProcessRecord> {
     const { child, record, pipeFd } = await this.launcher.start(app, args, env, log);
+    // After this turn's promise callbacks (the reply goes out in them), before any I/O: so before
+    // the child can be reaped (its /proc entry is there) and before the table is written.
+    process.nextTick(() => this.launcher.identify(record));
     if (instance) record.instance = instance;
     const pid = record.pid;
     child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
