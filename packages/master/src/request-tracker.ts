@@ -12,6 +12,7 @@ import {
   type ResultDataOf,
   releaseChunk,
 } from '@drover/protocol';
+import { onAbort as onAbortOf } from './on-abort.js';
 
 export interface RequestOptions {
   timeoutMs?: number;
@@ -79,6 +80,8 @@ export class RequestTracker {
   request<T extends RequestType>(type: T, params: RequestParams<T>, opts: RequestOptions = {}): Promise<ResultDataOf<T>> {
     const id = opts.id ?? this.allocateId();
     return new Promise<ResultDataOf<T>>((resolve, reject) => {
+      // Cancelled before it was sent: nothing to tell the worker.
+      if (opts.signal?.aborted) return reject(new DroverError(ErrorCode.CANCELLED, 'cancelled'));
       const onAbort = (): void => this.cancel(id, new DroverError(ErrorCode.CANCELLED, 'cancelled'));
       const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       const timer =
@@ -93,11 +96,9 @@ export class RequestTracker {
         resolve: resolve,
         reject,
         timer,
-        cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
+        cleanup: opts.signal ? onAbortOf(opts.signal, onAbort) : () => undefined,
         chunks: opts.onChunk ? { handle: opts.onChunk, window: new ReceiveWindow(GRANTED_WINDOW_BYTES), chain: Promise.resolve() } : null,
       });
-      if (opts.signal?.aborted) return onAbort();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.send({ v: 1, type, id, ...params } as MasterToWorker);
     });
   }

@@ -1,5 +1,6 @@
 import { DroverError, ErrorCode, toDroverError, type ErrorBody } from '@drover/protocol';
 import type { Fleet } from '../fleet.js';
+import { onAbort } from '../on-abort.js';
 import type { WorkerSession } from '../worker-session.js';
 import type { CommandContext } from './types.js';
 
@@ -61,29 +62,47 @@ export async function fanOut<T extends object>(
   opts: FanOutOptions = {},
 ): Promise<PerWorker<T>[]> {
   const { sessions, unavailable } = selectWorkers(ctx.fleet, target);
-  const one = async (s: WorkerSession): Promise<PerWorker<T>> => {
-    // A controller, a timer and a listener: AbortSignal.timeout and .any cost ~15 µs and weak
-    // references for the GC on every command (measured on `ps`).
+  const limit = opts.concurrency ?? sessions.length;
+  // A controller, a timer and a listener: AbortSignal.timeout and .any cost ~15 µs and weak
+  // references for the GC on every command (measured on `ps`). Workers asked all at once share
+  // one set, their deadline being the same moment: a fleet-wide read makes three objects, not
+  // three per worker (and not thousands of listeners on the command's signal).
+  const deadline = (): { signal: AbortSignal; timedOut(): boolean; done(): void } => {
     let timedOut = false;
-    const own = opts.deadlineMs ? new AbortController() : null;
-    const onAbort = (): void => own?.abort();
-    const timer = own ? setTimeout(() => ((timedOut = true), own.abort()), opts.deadlineMs!) : null;
-    if (own) ctx.signal.addEventListener('abort', onAbort, { once: true });
-    if (ctx.signal.aborted) onAbort();
+    const own = new AbortController();
+    const timer = setTimeout(() => ((timedOut = true), own.abort()), opts.deadlineMs!);
+    const off = onAbort(ctx.signal, () => own.abort());
+    return {
+      signal: own.signal,
+      timedOut: () => timedOut,
+      done: () => {
+        clearTimeout(timer);
+        off();
+      },
+    };
+  };
+  const shared = opts.deadlineMs && limit >= sessions.length && sessions.length > 0 ? deadline() : null;
+  const one = async (s: WorkerSession): Promise<PerWorker<T>> => {
+    const mine = shared ? null : opts.deadlineMs ? deadline() : null;
+    const d = shared ?? mine;
     try {
-      return { worker: s.name, ok: true, error: null, ...(await fn(s, own?.signal ?? ctx.signal)) };
+      return { worker: s.name, ok: true, error: null, ...(await fn(s, d?.signal ?? ctx.signal)) };
     } catch (err) {
       const e =
-        timedOut && !ctx.signal.aborted
+        d?.timedOut() && !ctx.signal.aborted
           ? new DroverError(ErrorCode.TIMEOUT, `worker ${s.name} did not answer within ${opts.deadlineMs! / 1000} s (use --timeout to wait longer)`)
           : toDroverError(err);
       return { worker: s.name, ok: false, error: e.toJSON() };
     } finally {
-      if (timer) clearTimeout(timer);
-      if (own) ctx.signal.removeEventListener('abort', onAbort);
+      mine?.done();
     }
   };
-  const done = await mapLimited(sessions, opts.concurrency ?? sessions.length, one);
+  let done: PerWorker<T>[];
+  try {
+    done = limit >= sessions.length ? await Promise.all(sessions.map(one)) : await mapLimited(sessions, limit, one);
+  } finally {
+    shared?.done();
+  }
   const byName = (a: { worker: string }, b: { worker: string }): number => a.worker.localeCompare(b.worker, undefined, { numeric: true });
   return [...done, ...unavailable].sort(byName);
 }
