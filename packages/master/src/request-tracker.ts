@@ -11,8 +11,8 @@ import {
   type Result,
   type ResultDataOf,
   releaseChunk,
+  onAbort as onAbortOf,
 } from '@drover/protocol';
-import { onAbort as onAbortOf } from './on-abort.js';
 
 export interface RequestOptions {
   timeoutMs?: number;

@@ -1,3 +1,4 @@
+import { onAbort } from './on-abort.js';
 import { DroverError, ErrorCode } from './errors.js';
 
 /**
@@ -35,14 +36,14 @@ export class SendWindow {
       const timedOut = await new Promise<boolean>((resolve) => {
         const done = (value: boolean): void => {
           if (timer) clearTimeout(timer);
-          opts.signal?.removeEventListener('abort', onAbort);
+          off();
           this.wake = null;
           resolve(value);
         };
-        const onAbort = (): void => done(false);
         const timer = opts.idleMs ? setTimeout(() => done(true), opts.idleMs) : null;
         this.wake = () => done(false);
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        // One listener per signal however many windows wait on it (a copy to many workers).
+        const off = opts.signal ? onAbort(opts.signal, () => done(false)) : () => undefined;
       });
       if (timedOut && this.acked === before && !this.error && !this.closed) {
         throw opts.stalled?.() ?? new DroverError(ErrorCode.TIMEOUT, `the receiver acknowledged nothing for ${Math.round((opts.idleMs ?? 0) / 1000)} s`);

@@ -12,3 +12,4 @@ export * from './control.js';
 export * from './log-sink.js';
 export * from './pin.js';
 export * from './memory.js';
+export { onAbort } from './on-abort.js';

@@ -1,6 +1,5 @@
-import { DroverError, ErrorCode, toDroverError, type ErrorBody } from '@drover/protocol';
+import { DroverError, ErrorCode, onAbort, toDroverError, type ErrorBody } from '@drover/protocol';
 import type { Fleet } from '../fleet.js';
-import { onAbort } from '../on-abort.js';
 import type { WorkerSession } from '../worker-session.js';
 import type { CommandContext } from './types.js';
 

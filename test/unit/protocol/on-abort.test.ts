@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { onAbort } from '../../../packages/master/src/on-abort.js';
+import { onAbort } from '../../../packages/protocol/src/on-abort.js';
 
 test('every callback on a signal runs once when it aborts; one taken back does not; one on an aborted signal runs at once', () => {
   const c = new AbortController();
