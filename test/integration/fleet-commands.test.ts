@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { ProcessInfo } from '@drover/protocol';
-import { MASTER_CLI, TOKEN, pidAlive, startCluster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
+import { MASTER_CLI, TOKEN, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 import { joinRawWorker } from '../helpers/raw-worker.js';
 import { buildFixtures, haveGcc, type Fixtures } from '../helpers/fixtures.js';
 
@@ -113,6 +113,22 @@ describe('fleet-wide reads', () => {
       const human = await master.exec('usage --timeout 0.5');
       expect(human.stderr).toContain('error on mute: worker mute did not answer within 0.5 s');
     }
+  });
+});
+
+describe('fleet-wide reads at scale', () => {
+  test('ps over a dozen workers that never answer: one TIMEOUT entry each at the one deadline, and no listener warning on the master', async () => {
+    const master = await startMaster();
+    const names = Array.from({ length: 12 }, (_, i) => `mute${i + 1}`);
+    for (const name of names) await joinRawWorker(master.address, { name });
+    await waitForAvailable(master, names.length);
+    const r = await master.exec('ps all --timeout 0.5 --json');
+    expect(r.code).toBe(1);
+    const entries = JSON.parse(r.stdout) as Entry[];
+    expect(entries.map((e) => [e.worker, e.ok, e.error?.code])).toEqual(names.map((n) => [n, false, 'TIMEOUT']));
+    // Twelve requests on one command's signal once hung twelve listeners on it (Node warns past 10).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(master.stderr()).not.toContain('MaxListenersExceededWarning');
   });
 });
 
