@@ -34,6 +34,7 @@ export class SendWindow {
       if (!this.full) return;
       const before = this.acked;
       const timedOut = await new Promise<boolean>((resolve) => {
+        let off = (): void => undefined;
         const done = (value: boolean): void => {
           if (timer) clearTimeout(timer);
           off();
@@ -43,7 +44,7 @@ export class SendWindow {
         const timer = opts.idleMs ? setTimeout(() => done(true), opts.idleMs) : null;
         this.wake = () => done(false);
         // One listener per signal however many windows wait on it (a copy to many workers).
-        const off = opts.signal ? onAbort(opts.signal, () => done(false)) : () => undefined;
+        if (opts.signal) off = onAbort(opts.signal, () => done(false));
       });
       if (timedOut && this.acked === before && !this.error && !this.closed) {
         throw opts.stalled?.() ?? new DroverError(ErrorCode.TIMEOUT, `the receiver acknowledged nothing for ${Math.round((opts.idleMs ?? 0) / 1000)} s`);

@@ -3,8 +3,8 @@ import path from 'node:path';
 import type { Logger } from './logger.js';
 
 /**
- * Reads a table the agent keeps as a JSON array (processes.json, the snapshot under processes.journal; instances.json): the entries
- * `keep` accepts, none when there is no file. An unreadable file is moved aside for a human to
+ * Reads a table the agent keeps as a JSON array (instances.json; processes.json, the snapshot
+ * its journal is read on top of): the entries `keep` accepts, none when there is no file. An unreadable file is moved aside for a human to
  * look at, and the agent starts afresh rather than refuse to run.
  */
 export async function loadJsonTable<T>(file: string, logger: Logger, keep: (entry: T) => boolean): Promise<T[]> {

@@ -26,6 +26,13 @@ function record(pid: number, dead: boolean): ProcessRecord {
 }
 
 const silent = pino({ level: 'silent' });
+/** The table a restarted agent would read back from `dir`. */
+async function reread(dir: string): Promise<ProcessRecord[]> {
+  const table = new ProcessTable(dir, silent);
+  await table.load();
+  return table.all();
+}
+
 const journalOf = (dir: string): string[] => {
   try {
     return readFileSync(path.join(dir, 'processes.journal'), 'utf8').split('\n').filter(Boolean);
@@ -46,9 +53,7 @@ test('the process table forgets the oldest dead launches beyond its limit, never
   await table.flush();
 
   // A table read back after a restart is the same table.
-  const again = new ProcessTable(dir, silent);
-  await again.load();
-  expect(again.all()).toEqual(table.all());
+  expect(await reread(dir)).toEqual(table.all());
 });
 
 test('a change appends one journal line (not the whole table); a long journal is folded into processes.json', async () => {
@@ -75,9 +80,7 @@ test('a change appends one journal line (not the whole table); a long journal is
   const saved = JSON.parse(readFileSync(path.join(dir, 'processes.json'), 'utf8')) as ProcessRecord[];
   expect(saved.length).toBe(MAX_DEAD_RECORDS + 1);
   expect(journalOf(dir).length).toBeLessThan(2 * (MAX_DEAD_RECORDS + 1));
-  const again = new ProcessTable(dir, silent);
-  await again.load();
-  expect(again.all()).toEqual(table.all());
+  expect(await reread(dir)).toEqual(table.all());
 });
 
 test('a torn last journal line (a crash mid-append) is skipped and cut off; the next line stands on its own', async () => {
@@ -92,9 +95,7 @@ test('a torn last journal line (a crash mid-append) is skipped and cut off; the 
   expect(again.all().map((r) => r.pid)).toEqual([1, 2]);
   again.add(record(4, false));
   await again.flush();
-  const third = new ProcessTable(dir, silent);
-  await third.load();
-  expect(third.all().map((r) => r.pid)).toEqual([1, 2, 4]);
+  expect((await reread(dir)).map((r) => r.pid)).toEqual([1, 2, 4]);
 });
 
 test('forgotten records stay forgotten, and a crash between writing processes.json and emptying the journal reads back the same', async () => {
@@ -104,17 +105,12 @@ test('forgotten records stay forgotten, and a crash between writing processes.js
   await table.flush();
   const expected = table.all();
   expect(expected[0]!.pid).toBe(4);
-  const reread = async (): Promise<number[]> => {
-    const t = new ProcessTable(dir, silent);
-    await t.load();
-    return t.all().map((r) => r.pid);
-  };
-  expect(await reread()).toEqual(expected.map((r) => r.pid));
+  expect((await reread(dir)).map((r) => r.pid)).toEqual(expected.map((r) => r.pid));
   // The journal's lines were appended before the snapshot was written: both at once read back the same.
   const journal = readFileSync(path.join(dir, 'processes.journal'), 'utf8');
   table.save();
   await table.flush();
   expect(journalOf(dir)).toEqual([]);
   writeFileSync(path.join(dir, 'processes.journal'), journal);
-  expect(await reread()).toEqual(expected.map((r) => r.pid));
+  expect((await reread(dir)).map((r) => r.pid)).toEqual(expected.map((r) => r.pid));
 });
