@@ -181,10 +181,15 @@ export class Fleet extends EventEmitter<FleetEvents> {
 
   /**
    * Takes a new WebSocket: the first frame must be a valid hello with the right token, within
-   * HELLO_DEADLINE_MS. `done` gives back its slot in the admission gate.
+   * HELLO_DEADLINE_MS. `done` gives back its slot in the admission gate. Only the peer's address
+   * is kept: the listeners below live as long as the connection, and a closure over `req` would
+   * keep the upgrade request (its headers, streams and parser state, ~1 KiB) for every worker.
    */
   accept(ws: WebSocket, req: IncomingMessage, done: () => void = () => undefined): void {
-    const peer = req.socket.remoteAddress ?? 'unknown';
+    this.acceptFrom(ws, req.socket.remoteAddress ?? 'unknown', done);
+  }
+
+  private acceptFrom(ws: WebSocket, peer: string, done: () => void): void {
     const timer = setTimeout(() => {
       this.peerLog.log('warn', peer, { peer }, 'no hello in time; connection dropped');
       ws.terminate();
@@ -199,7 +204,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
         this.peerLog.log('warn', peer, { peer, why }, 'refused a connection');
         return closeSoon(ws, CloseCode.HELLO_EXPECTED, truncate(`expected hello: ${why}`));
       }
-      this.admit(ws, req, parsed.message);
+      this.admit(ws, peer, parsed.message);
     });
     ws.once('close', () => {
       clearTimeout(timer);
@@ -238,8 +243,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.history.forget(name);
   }
 
-  private admit(ws: WebSocket, req: IncomingMessage, hello: Hello): void {
-    const peer = req.socket.remoteAddress ?? 'unknown';
+  private admit(ws: WebSocket, peer: string, hello: Hello): void {
     const refuse = (code: number, errorCode: ErrorCode, reason: string): void => {
       this.peerLog.log('warn', peer, { peer, worker: hello.name, code: errorCode, reason }, 'refused a worker');
       closeSoon(ws, code, truncate(reason));
@@ -273,7 +277,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
       existing.markDisconnected('replaced by a newer connection', now);
     }
     raiseMaxPayload(ws, MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES);
-    const session = new WorkerSession(ws, req, hello, now, this.uploads, this.logger);
+    const session = new WorkerSession(ws, peer, hello, now, this.uploads, this.logger);
     this.sessions.set(hello.name, session);
     const at = this.position(hello.name);
     this.sorted.splice(at, this.sorted[at]?.name === hello.name ? 1 : 0, session);

@@ -39,8 +39,11 @@ export async function startServer(opts: {
   const httpServer = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ...timeouts }, handler) : http.createServer(timeouts, handler);
   // Until its hello a connection may send frames of a few KiB only; the fleet raises the limit once it is admitted.
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: PRE_HELLO_MAX_PAYLOAD });
+  // What stays on a worker's socket for its whole life (the no-op error listener, the gate's
+  // `leave`) is made outside this handler: a closure made in it would keep its context, and with
+  // it the upgrade request, for as long as the connection lasts.
   httpServer.on('upgrade', (req, socket, head) => {
-    socket.on('error', () => undefined);
+    socket.on('error', ignore);
     const path = (req.url ?? '').split('?')[0];
     if (path === '/operator' && opts.operator) return opts.operator(req, socket, head);
     if (path !== '/worker') {
@@ -54,11 +57,7 @@ export async function startServer(opts: {
       socket.destroy();
       return;
     }
-    let entered = true;
-    const leave = (): void => {
-      if (entered) fleet.gate.leave(source);
-      entered = false;
-    };
+    const leave = leaveOnce(fleet.gate, source);
     socket.once('close', leave);
     wss.handleUpgrade(req, socket, head, (ws) => fleet.accept(ws, req, leave));
   });
@@ -90,5 +89,16 @@ export async function startServer(opts: {
         httpServer.closeAllConnections();
         httpServer.close(() => resolve());
       }),
+  };
+}
+
+const ignore = (): void => undefined;
+
+/** Gives `source`'s admission slot back once, however many times it is called. */
+function leaveOnce(gate: Fleet['gate'], source: string): () => void {
+  let entered = true;
+  return () => {
+    if (entered) gate.leave(source);
+    entered = false;
   };
 }

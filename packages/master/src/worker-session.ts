@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import {
   DroverError,
@@ -47,16 +46,17 @@ export class WorkerSession {
 
   constructor(
     readonly ws: WebSocket,
-    req: IncomingMessage,
+    peer: string,
     hello: Hello,
     now: number,
     private readonly budget: UploadBudget,
     logger: Logger,
   ) {
-    this.hello = hello;
+    // Kept for the worker's facts; its token is not one of them (nothing reads it after admission).
+    this.hello = { ...hello, token: '' };
     this.name = hello.name;
     this.workerId = hello.workerId;
-    this.address = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+    this.address = peer.replace(/^::ffff:/, '');
     this.liveness = new Liveness(now);
     this.requests = new RequestTracker(
       this.name,
