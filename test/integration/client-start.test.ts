@@ -4,11 +4,12 @@ import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ROOT, tempDir } from '../helpers/cluster.js';
 
-const LOADER = path.join(ROOT, 'packages/master/dist/bundle-loader.js');
+// The CommonJS build that dist/cli.js and dist/drover.js require.
+const LOADER = path.join(ROOT, 'packages/master/dist/bundle-loader.cjs');
 
 /** Runs `file` through bundle-loader, as drover and master exec start, with its cache in `cache`. */
 function runBundle(file: string, cache: string): { status: number | null; stdout: string; stderr: string } {
-  const code = `import(${JSON.stringify(LOADER)}).then((m) => m.runBundle(${JSON.stringify(file)}))`;
+  const code = `require(${JSON.stringify(LOADER)}).runBundle(${JSON.stringify(file)})`;
   return spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: cache } });
 }
 
