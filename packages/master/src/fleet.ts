@@ -194,10 +194,17 @@ export class Fleet extends EventEmitter<FleetEvents> {
       this.peerLog.log('warn', peer, { peer }, 'no hello in time; connection dropped');
       ws.terminate();
     }, HELLO_DEADLINE_MS);
-    ws.on('error', (err) => this.peerLog.log('debug', peer, { peer, err: err.message }, 'worker socket error'));
-    ws.once('message', (data: Buffer, isBinary: boolean) => {
+    // Bound, not a closure: it stays for the connection's life, and a closure would keep this
+    // call's context (the timer, `done`) with it.
+    ws.on('error', this.socketError.bind(this, peer));
+    const closedEarly = (): void => {
       clearTimeout(timer);
       done();
+    };
+    ws.once('close', closedEarly);
+    ws.once('message', (data: Buffer, isBinary: boolean) => {
+      ws.off('close', closedEarly);
+      closedEarly();
       const parsed = isBinary ? null : parseWorkerMessage(data.toString('utf8'));
       if (!parsed || !parsed.ok || parsed.message.type !== 'hello') {
         const why = parsed && !parsed.ok ? parsed.error.message : 'the first frame must be a hello';
@@ -206,10 +213,10 @@ export class Fleet extends EventEmitter<FleetEvents> {
       }
       this.admit(ws, peer, parsed.message);
     });
-    ws.once('close', () => {
-      clearTimeout(timer);
-      done();
-    });
+  }
+
+  private socketError(peer: string, err: Error): void {
+    this.peerLog.log('debug', peer, { peer, err: err.message }, 'worker socket error');
   }
 
   close(): void {

@@ -42,7 +42,8 @@ export class WorkerSession {
   /** Heartbeats since the last ping (the fleet pings every Nth at scale). */
   beatsSincePing = Number.MAX_SAFE_INTEGER;
   readonly requests: RequestTracker;
-  private readonly uploads = new Map<number, SendWindow>();
+  /** Made at the first upload: an empty Map is ~180 bytes, and most workers are sent nothing. */
+  private uploads: Map<number, SendWindow> | null = null;
 
   constructor(
     readonly ws: WebSocket,
@@ -95,6 +96,7 @@ export class WorkerSession {
    * (its memory may be reused then), or at once if it is not sent.
    */
   async sendFrame(ref: number, chunk: { frame: Buffer; bytes: number; release(): void }, signal?: AbortSignal): Promise<void> {
+    this.uploads ??= new Map();
     let win = this.uploads.get(ref);
     if (!win) {
       win = new SendWindow(() => this.budget.windowBytes());
@@ -121,24 +123,24 @@ export class WorkerSession {
   }
 
   endUpload(ref: number): void {
-    if (this.uploads.delete(ref)) this.budget.close();
+    if (this.uploads?.delete(ref)) this.budget.close();
   }
 
   /** The worker has written `bytes` of upload `ref`. */
   ackUpload(ref: number, bytes: number): void {
-    this.uploads.get(ref)?.ack(bytes);
+    this.uploads?.get(ref)?.ack(bytes);
   }
 
   /** The worker failed upload `ref` (disk full, bad data): the sender stops at once. */
   failUpload(ref: number, error: ErrorBody): void {
-    this.uploads.get(ref)?.fail(new DroverError(error.code, error.message));
+    this.uploads?.get(ref)?.fail(new DroverError(error.code, error.message));
   }
 
   /** The connection is gone: every request in flight fails with a clear reason. */
   markDisconnected(reason: string, now: number): void {
     if (!this.liveness.disconnect(now)) return;
     this.requests.failAll(new DroverError(ErrorCode.WORKER_UNAVAILABLE, `worker ${this.name} disconnected (${reason})`));
-    for (const win of this.uploads.values()) win.poke();
+    for (const win of this.uploads?.values() ?? []) win.poke();
   }
 
   close(code: number, reason: string): void {
