@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CAN_MOUNT, MASTER_CLI, mountTmpfs, pidAlive, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
@@ -203,5 +203,41 @@ describe('log rotation', () => {
     expect(files).toEqual([`${row!.app}.${row!.pid}.log`, `${row!.app}.${row!.pid}.log.1`, `${row!.app}.${row!.pid}.log.2`]);
     for (const f of files) expect(statSync(path.join(w.stateDir, 'logs', f)).size).toBeLessThanOrEqual(256 * 1024 + 100);
     await master.exec('teardown svc');
+  });
+
+  test('three processes writing at once: each log holds exactly its own lines, in order (the pumps share one read buffer)', async () => {
+    const master = await startMaster();
+    const w = startWorker(master, { name: 'w1' });
+    await waitForAvailable(master, 1);
+    const dir = tempDir();
+    const LINES = 60_000;
+    // Each waits for `go`, so that all three write at the same moment: "X 0000000001 ....", 100 bytes a line.
+    for (const tag of ['a', 'b', 'c']) {
+      writeFileSync(
+        path.join(dir, `talk-${tag}`),
+        `#!/bin/sh\nwhile [ ! -e ${path.join(dir, 'go')} ]; do sleep 0.02; done\nexec seq -f '${tag} %010.0f ${'.'.repeat(86)}' 1 ${LINES}\n`,
+        { mode: 0o755 },
+      );
+      await master.execJson(`copy w1 ${path.join(dir, `talk-${tag}`)}`);
+    }
+    const pids: Record<string, number> = {};
+    for (const tag of ['a', 'b', 'c']) pids[tag] = (await master.execFirst<{ pid: number }>(`launch w1 talk-${tag}`)).pid;
+    writeFileSync(path.join(dir, 'go'), '');
+    await waitFor(async () => {
+      const rows = await master.execJson<{ pid: number; exit?: unknown }[]>('ps w1');
+      return rows.every((r) => r.exit) || null;
+    }, 'all three to finish');
+    for (const tag of ['a', 'b', 'c']) {
+      const pid = pids[tag]!;
+      await waitFor(async () => statSync(path.join(w.stateDir, 'logs', `talk-${tag}.${pid}.log`)).size === LINES * 100 || null, `talk-${tag}'s whole log`);
+      const lines = readFileSync(path.join(w.stateDir, 'logs', `talk-${tag}.${pid}.log`), 'utf8').split('\n');
+      expect(lines.pop()).toBe('');
+      expect(lines).toHaveLength(LINES);
+      let wrong = 0;
+      lines.forEach((l, i) => {
+        if (l[0] !== tag || Number(l.slice(2, 12)) !== i + 1) wrong++;
+      });
+      expect(wrong, `lines of talk-${tag} out of place`).toBe(0);
+    }
   });
 });
