@@ -288,6 +288,18 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.sessions.set(hello.name, session);
     const at = this.position(hello.name);
     this.sorted.splice(at, this.sorted[at]?.name === hello.name ? 1 : 0, session);
+    this.listen(ws, session);
+    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
+    this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
+    this.emit('joined', session);
+  }
+
+  /**
+   * The connection's listeners, made here rather than in admit(): they live as long as the
+   * connection, and closures made there would keep its whole context (the parsed hello with its
+   * token, `refuse`) for as long.
+   */
+  private listen(ws: WebSocket, session: WorkerSession): void {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
     ws.on('close', (code, reason) => this.onClose(session, code, reason.toString()));
     ws.on('pong', () => {
@@ -295,9 +307,6 @@ export class Fleet extends EventEmitter<FleetEvents> {
       session.rttMs = Math.round((this.clock() - session.pingAt) * 100) / 100;
       session.pingAt = null;
     });
-    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
-    this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
-    this.emit('joined', session);
   }
 
   private onFrame(session: WorkerSession, data: Buffer, isBinary: boolean): void {
