@@ -181,15 +181,12 @@ export class Fleet extends EventEmitter<FleetEvents> {
 
   /**
    * Takes a new WebSocket: the first frame must be a valid hello with the right token, within
-   * HELLO_DEADLINE_MS. `done` gives back its slot in the admission gate. Only the peer's address
-   * is kept: the listeners below live as long as the connection, and a closure over `req` would
-   * keep the upgrade request (its headers, streams and parser state, ~1 KiB) for every worker.
+   * HELLO_DEADLINE_MS. `done` gives back its slot in the admission gate. No closure here uses
+   * `req`, only the peer's address: some listeners live as long as the connection, and a closure
+   * over `req` would keep the upgrade request (headers, streams, parser state) for every worker.
    */
   accept(ws: WebSocket, req: IncomingMessage, done: () => void = () => undefined): void {
-    this.acceptFrom(ws, req.socket.remoteAddress ?? 'unknown', done);
-  }
-
-  private acceptFrom(ws: WebSocket, peer: string, done: () => void): void {
+    const peer = req.socket.remoteAddress ?? 'unknown';
     const timer = setTimeout(() => {
       this.peerLog.log('warn', peer, { peer }, 'no hello in time; connection dropped');
       ws.terminate();

@@ -135,6 +135,14 @@ export function takeFifo(spares: SparePool, target: string): void {
 }
 
 /**
+ * What every pump reads its pipe into. Each chunk is written to its log synchronously in the read
+ * callback, so one buffer serves every pump (the loop reads one pipe at a time); a fresh 64 KiB
+ * buffer a read, freed only when V8 next collects, left glibc's main arena fragmented and the
+ * agent ~25 MiB larger after a chatty process.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/**
  * Carries one process's output from its pipe into its log, rotating it past the policy's size
  * with `keep` older files. The process holds the pipe read-write, so it never gets EPIPE: while
  * no agent reads (an agent restart) its output waits in the pipe, and once that is full the
@@ -148,14 +156,6 @@ export function takeFifo(spares: SparePool, target: string): void {
  * end, so readers that follow a log by its inode (log-stream.ts) pass from one file to the next
  * without losing or repeating a line.
  */
-/**
- * What every pump reads its pipe into. Each chunk is written to its log synchronously in the read
- * callback, so one buffer serves every pump (the loop reads one pipe at a time); a fresh 64 KiB
- * buffer a read, freed only when V8 next collects, left glibc's main arena fragmented and the
- * agent ~25 MiB larger after a chatty process.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
 export class LogPump {
   private socket: net.Socket | null = null;
   private fd: number | null = null;
