@@ -125,6 +125,14 @@ export class ServiceManager {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  /**
+   * The next pass looks over the whole fleet (set by the once-a-second timer). Any other pass
+   * looks only at the workers something happened to (joined, back, an exit of ours, an
+   * instance of ours not running and healthy): while thousands of workers join, a pass runs
+   * for every few joins, and each looking over all of them made a join storm quadratic
+   * (10,000 workers joining: 8.8 s of the master's 26 s of CPU in these passes).
+   */
+  private sweep = true;
   private closed = false;
   private readonly files = localFiles();
   /** Instances placed on several workers at once read each artifact once for all of them. */
@@ -151,9 +159,11 @@ export class ServiceManager {
 
   async start(): Promise<void> {
     await this.store.load();
-    this.timer = setInterval(() => this.poke(), RECONCILE_MS);
+    this.timer = setInterval(() => {
+      this.sweep = true;
+      this.poke();
+    }, RECONCILE_MS);
     this.timer.unref();
-    for (const event of ['joined', 'available'] as const) this.fleet.on(event, () => this.poke());
     // An exit matters here when it is a service's (its worker is asked again what it keeps) or
     // frees room a direct launch held (queued instances may fit now). Any other launch's end
     // costs no pass and no question to its worker.
@@ -187,11 +197,13 @@ export class ServiceManager {
         { worker: s.name },
         `${s.name} ${back ? 'is back (it was lost)' : 'joined'} from ${s.address}`,
       );
+      this.poke();
     });
     this.fleet.on('available', (s) => {
       this.dirty.add(s.name);
       const back = this.lost.delete(s.name);
       this.events.record(back ? 'worker-back' : 'worker-available', { worker: s.name }, `${s.name} is ${back ? 'back (it was lost)' : 'available again'}`);
+      this.poke();
     });
     this.fleet.on('unavailable', (s) => {
       this.events.record('worker-unavailable', { worker: s.name }, `${s.name} is unavailable (missed heartbeats)`);
@@ -883,9 +895,11 @@ export class ServiceManager {
       if (!seen || seen.state !== 'running' || !seen.healthy) ask.add(slot.worker);
     }
     const fresh = new Set<string>();
+    const sweep = this.sweep;
+    this.sweep = false;
+    const candidates = sweep ? this.fleet.list() : [...new Set([...ask, ...this.dirty])].flatMap((name) => this.fleet.lookup(name) ?? []);
     await Promise.all(
-      this.fleet
-        .list()
+      candidates
         .filter((w) => w.status === 'available')
         .filter((w) => ask.has(w.name) || this.dirty.has(w.name) || !this.observed.has(w.name) || now - (this.lookedAt.get(w.name) ?? 0) > FULL_LOOK_MS)
         .map(async (w) => {
