@@ -661,8 +661,18 @@ const servers = [
   { pid: bare2.child.pid, address: `127.0.0.1:${barePort}`, path: '/', mode: null, shares: [] },
 ];
 for (const s of servers) s.rss0 = rssOf(s.pid);
+for (const s of servers) s.joinCpu0 = cpuMs(s.pid);
+const joinT0 = now();
 const fleets = servers.map((s) => simulatedFleet(s.address, FLEET, { path: s.path, mode: s.mode }));
-const joined = await Promise.all(fleets.map((f) => f.ready()));
+const joined = await Promise.all(
+  fleets.map((f, i) =>
+    f.ready().then((n) => {
+      servers[i].joinMs = now() - joinT0;
+      servers[i].joinCpu = cpuMs(servers[i].pid) - servers[i].joinCpu0;
+      return n;
+    }),
+  ),
+);
 // Settled: the joins' work (hellos, the first placements, compiling) is over before the first window.
 await new Promise((r) => setTimeout(r, 2000 + FLEET_WINDOW_MS));
 for (let w = 0; w < FLEET_WINDOWS; w++) {
@@ -694,6 +704,46 @@ console.log(
 );
 report(`master CPU at ${FLEET} heartbeats/s (% of a core)`, median(drv.shares), median(base.shares), '%', 1.25, drv.shares);
 report('memory per worker connection (KiB); target 16 KiB', drv.perConn, base.perConn, 'KiB', 16 / base.perConn);
+console.log(
+  `  the joins (both fleets at once): the master ${(drv.joinCpu / 1000).toFixed(1)} s of CPU over ${(drv.joinMs / 1000).toFixed(1)} s (hellos, tokens, what each keeps; 32 handshakes at a time from one address), the bare server ${(base.joinCpu / 1000).toFixed(1)} s over ${(base.joinMs / 1000).toFixed(1)} s`,
+);
+
+/**
+ * The issue's fleet target at scale: 20,000 workers within 60% of a core. Each server and its
+ * fleet alone (two such fleets at once overload two cores), the master first. The master needs
+ * a descriptor per worker: the fleet is what this process's limit allows, 20,000 where it can.
+ */
+const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim()) || 1024;
+const BIG_FLEET = Number(process.env.BENCH_BIG_FLEET ?? Math.min(20_000, fdLimit - 500));
+if (QUICK) console.log(`  (quick mode: no row for a fleet of ${BIG_FLEET}; the full run has it)`);
+else {
+  const bigShares = async (pid, address, upgrade, mode) => {
+    const fleet = simulatedFleet(address, BIG_FLEET, { path: upgrade, mode });
+    const n = await fleet.ready(300_000);
+    await new Promise((r) => setTimeout(r, 5000));
+    const shares = [];
+    for (let w = 0; w < 3; w++) {
+      const c0 = cpuMs(pid);
+      const t0 = now();
+      await new Promise((r) => setTimeout(r, 5000));
+      shares.push(((cpuMs(pid) - c0) / (now() - t0)) * 100);
+    }
+    fleet.child.kill('SIGKILL');
+    return { n, shares };
+  };
+  const bigMaster = await startMaster(path.join(tmp, 'fleet-big'));
+  const mine = await bigShares(bigMaster.proc.child.pid, `127.0.0.1:${bigMaster.port}`, '/worker', 'answer');
+  bigMaster.proc.child.kill('SIGTERM');
+  const bare3 = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
+  const bare3Port = Number((await until(() => /port (\d+)/.exec(bare3.out()), 'the baseline server'))[1]);
+  const theirs = await bigShares(bare3.child.pid, `127.0.0.1:${bare3Port}`, '/', null);
+  bare3.child.kill('SIGKILL');
+  const bigBase = median(theirs.shares);
+  console.log(
+    `  ${mine.n} workers (this process may open ${fdLimit} files), 3 windows of 5 s each: master ${mine.shares.map((x) => x.toFixed(1)).join(', ')}%; then the bare server with as many: ${theirs.shares.map((x) => x.toFixed(1)).join(', ')}%`,
+  );
+  report(`master CPU at ${mine.n} heartbeats/s (% of a core); target 60%`, median(mine.shares), bigBase, '%', 60 / bigBase, mine.shares);
+}
 
 // ---------------------------------------------------------------- 7. services
 console.log('\n7. apply of a 10-program service on 3 workers, against the same copies and launches issued one by one');
