@@ -286,7 +286,7 @@ describe('services', () => {
     await waitFor(async () => (await master.exec('launch any sleep --cpus 3 -- 60')).code === 0, 'the room to be free again once the process ended');
   });
 
-  test('on: all runs one instance on every available worker; re-applying it changes nothing', async () => {
+  test('on: all runs one instance on every available worker; re-applying it changes nothing; a worker that joins later gets one', async () => {
     const master = await startMaster();
     startWorker(master, { name: 'w1' });
     startWorker(master, { name: 'w2' });
@@ -303,6 +303,15 @@ describe('services', () => {
     const again = await master.exec(`apply ${file}`);
     expect(again.stdout).toContain('service agent is unchanged; nothing to do');
     expect(program(await status(master, 'agent'), 'probe').instances.map((i) => i.pid)).toEqual(once.map((i) => i.pid));
+
+    // Joining starts a pass that looks at the new worker (not only the once-a-second sweep).
+    startWorker(master, { name: 'w3' });
+    const three = await waitFor(async () => {
+      const p = program(await status(master, 'agent'), 'probe');
+      return p.instances.length === 3 && p.instances.every((i) => i.state === 'running') ? p.instances : null;
+    }, 'an instance on the worker that joined');
+    expect(three.map((i) => i.worker).sort()).toEqual(['w1', 'w2', 'w3']);
+    expect(three.filter((i) => i.worker !== 'w3').map((i) => i.pid)).toEqual(once.map((i) => i.pid));
   });
 
   test('the master killed with SIGKILL and started again re-adopts every instance (same pids); one killed meanwhile was restarted by its worker', async () => {
