@@ -16,6 +16,12 @@ import { ServiceStore, appName, type ProgramState, type ServiceState, type Slot 
 
 const RECONCILE_MS = 1000;
 /**
+ * Passes that events ask for start at least this far apart: while thousands of workers join at
+ * once, each pass then takes a batch of them, and what a pass does over the whole fleet (a
+ * queue's placement, an on-all program's cover) runs tens of times a second, not hundreds.
+ */
+const PASS_GAP_MS = 100;
+/**
  * A worker whose instances are all running and healthy, and that reported no exit, is asked
  * what it keeps this often (with up to 5 s of jitter), not on every pass: a fleet of 5,000
  * costs a few requests a second, not 5,000.
@@ -125,6 +131,9 @@ export class ServiceManager {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  /** The next pass, waiting out PASS_GAP_MS since the last one started. */
+  private delayed: NodeJS.Timeout | null = null;
+  private passStartedAt = 0;
   /**
    * The next pass looks over the whole fleet (set by the once-a-second timer). Any other pass
    * looks only at the workers something happened to (joined, back, an exit of ours, an
@@ -219,16 +228,35 @@ export class ServiceManager {
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.delayed) clearTimeout(this.delayed);
     void this.events.close();
   }
 
-  /** Runs a reconcile pass soon (one at a time; a poke during a pass runs another after it). */
-  poke(): void {
+  /**
+   * Runs a reconcile pass soon: one at a time, a poke during a pass runs another after it, and
+   * passes start PASS_GAP_MS apart (`now`: at once, for settle()).
+   */
+  poke(now = false): void {
     if (this.closed) return;
     if (this.running) {
       this.again = true;
       return;
     }
+    if (this.delayed) {
+      if (!now) return;
+      clearTimeout(this.delayed);
+      this.delayed = null;
+    }
+    const wait = now ? 0 : this.passStartedAt + PASS_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.delayed = setTimeout(() => {
+        this.delayed = null;
+        this.poke(true);
+      }, wait);
+      this.delayed.unref();
+      return;
+    }
+    this.passStartedAt = Date.now();
     this.running = this.reconcile()
       .catch((err: unknown) => this.logger.error({ err }, 'reconcile failed'))
       .finally(() => {
@@ -243,7 +271,7 @@ export class ServiceManager {
   /** Resolves after a whole reconcile pass that started after this call. */
   async settle(): Promise<void> {
     if (this.running) await this.running;
-    this.poke();
+    this.poke(true);
     if (this.running) await this.running;
   }
 
