@@ -133,7 +133,8 @@ export class ServiceManager {
   private again = false;
   /** The next pass, waiting out PASS_GAP_MS since the last one started. */
   private delayed: NodeJS.Timeout | null = null;
-  private passStartedAt = 0;
+  /** performance.now() when the last pass started. */
+  private passStartedAt = Number.NEGATIVE_INFINITY;
   /**
    * The next pass looks over the whole fleet (set by the once-a-second timer). Any other pass
    * looks only at the workers something happened to (joined, back, an exit of ours, an
@@ -247,7 +248,8 @@ export class ServiceManager {
       clearTimeout(this.delayed);
       this.delayed = null;
     }
-    const wait = now ? 0 : this.passStartedAt + PASS_GAP_MS - Date.now();
+    // Monotonic: a wall clock stepped back must not hold passes for the size of the step.
+    const wait = now ? 0 : this.passStartedAt + PASS_GAP_MS - performance.now();
     if (wait > 0) {
       this.delayed = setTimeout(() => {
         this.delayed = null;
@@ -256,7 +258,7 @@ export class ServiceManager {
       this.delayed.unref();
       return;
     }
-    this.passStartedAt = Date.now();
+    this.passStartedAt = performance.now();
     this.running = this.reconcile()
       .catch((err: unknown) => this.logger.error({ err }, 'reconcile failed'))
       .finally(() => {
