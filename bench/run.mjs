@@ -627,6 +627,28 @@ const cpuMs = (pid) => {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 };
 /**
+ * Each pid's CPU (% of a core) over `count` windows of `ms`, all read over the same windows;
+ * `open` runs at the start of each window (inside it). One array of shares per pid.
+ */
+async function cpuWindows(pids, count, ms, open = async () => undefined) {
+  const shares = pids.map(() => []);
+  for (let w = 0; w < count; w++) {
+    const c0 = pids.map(cpuMs);
+    const t0 = now();
+    await open();
+    await new Promise((r) => setTimeout(r, Math.max(0, ms - (now() - t0))));
+    const dt = now() - t0;
+    pids.forEach((pid, i) => shares[i].push(((cpuMs(pid) - c0[i]) / dt) * 100));
+  }
+  return shares;
+}
+/** The bare ws server the fleet figures are measured against; resolves with it and its port. */
+async function startBareServer() {
+  const bare = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
+  const port = Number((await until(() => /port (\d+)/.exec(bare.out()), 'the baseline server'))[1]);
+  return { bare, port };
+}
+/**
  * `count` simulated workers on the master at `address` (simulate-workers.mjs), answering what
  * service placement asks unless `mode` says otherwise; `ready` resolves once all have joined.
  */
@@ -653,12 +675,11 @@ const FLEET_WINDOWS = QUICK ? 3 : 5;
 const FLEET_WINDOW_MS = QUICK ? 2000 : 3000;
 const bigState = path.join(tmp, 'fleet-master');
 const { proc: big, port: bigPort } = await startMaster(bigState);
-const bare2 = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
-const barePort = Number((await until(() => /port (\d+)/.exec(bare2.out()), 'the baseline server'))[1]);
+const { bare: bare2, port: barePort } = await startBareServer();
 const servers = [
   // Answering what the master asks (instances, usage), as real agents do; the bare server asks nothing.
-  { pid: big.child.pid, address: `127.0.0.1:${bigPort}`, path: '/worker', mode: 'answer', shares: [] },
-  { pid: bare2.child.pid, address: `127.0.0.1:${barePort}`, path: '/', mode: null, shares: [] },
+  { pid: big.child.pid, address: `127.0.0.1:${bigPort}`, path: '/worker', mode: 'answer' },
+  { pid: bare2.child.pid, address: `127.0.0.1:${barePort}`, path: '/', mode: null },
 ];
 for (const s of servers) s.rss0 = rssOf(s.pid);
 for (const s of servers) s.joinCpu0 = cpuMs(s.pid);
@@ -675,13 +696,13 @@ const joined = await Promise.all(
 );
 // Settled: the joins' work (hellos, the first placements, compiling) is over before the first window.
 await new Promise((r) => setTimeout(r, 2000 + FLEET_WINDOW_MS));
-for (let w = 0; w < FLEET_WINDOWS; w++) {
-  const c0 = servers.map((s) => cpuMs(s.pid));
-  const t0 = now();
-  await new Promise((r) => setTimeout(r, FLEET_WINDOW_MS));
-  const dt = now() - t0;
-  servers.forEach((s, i) => s.shares.push(((cpuMs(s.pid) - c0[i]) / dt) * 100));
-}
+(
+  await cpuWindows(
+    servers.map((s) => s.pid),
+    FLEET_WINDOWS,
+    FLEET_WINDOW_MS,
+  )
+).forEach((shares, i) => (servers[i].shares = shares));
 servers.forEach((s, i) => (s.perConn = (rssOf(s.pid) - s.rss0) / Math.max(1, joined[i]) / 1024));
 fleets[1].child.kill('SIGKILL');
 const [drv, base] = servers;
@@ -721,21 +742,14 @@ else {
     const fleet = simulatedFleet(address, BIG_FLEET, { path: upgrade, mode });
     const n = await fleet.ready(300_000);
     await new Promise((r) => setTimeout(r, 5000));
-    const shares = [];
-    for (let w = 0; w < 3; w++) {
-      const c0 = cpuMs(pid);
-      const t0 = now();
-      await new Promise((r) => setTimeout(r, 5000));
-      shares.push(((cpuMs(pid) - c0) / (now() - t0)) * 100);
-    }
+    const [shares] = await cpuWindows([pid], 3, 5000);
     fleet.child.kill('SIGKILL');
     return { n, shares };
   };
   const bigMaster = await startMaster(path.join(tmp, 'fleet-big'));
   const mine = await bigShares(bigMaster.proc.child.pid, `127.0.0.1:${bigMaster.port}`, '/worker', 'answer');
   bigMaster.proc.child.kill('SIGTERM');
-  const bare3 = start(process.execPath, [fileURLToPath(new URL('./baseline-ws-server.mjs', import.meta.url))]);
-  const bare3Port = Number((await until(() => /port (\d+)/.exec(bare3.out()), 'the baseline server'))[1]);
+  const { bare: bare3, port: bare3Port } = await startBareServer();
   const theirs = await bigShares(bare3.child.pid, `127.0.0.1:${bare3Port}`, '/', null);
   bare3.child.kill('SIGKILL');
   const bigBase = median(theirs.shares);
@@ -908,7 +922,7 @@ const metricsMaster = async (name) => {
   const { proc, port: p } = await startMaster(path.join(tmp, name), { args: ['--metrics-token', 'bench-metrics'] });
   const fleet = simulatedFleet(`127.0.0.1:${p}`, SCRAPE_FLEET);
   await fleet.ready(180_000);
-  return { proc, port: p, fleet, shares: [] };
+  return { proc, port: p, fleet };
 };
 const mScraped = await metricsMaster('metrics-master');
 const scrape = async () => {
@@ -929,14 +943,14 @@ for (let i = 0; i < (QUICK ? 3 : 7); i++) {
 const mQuiet = await metricsMaster('metrics-quiet');
 const metricsMasters = [mScraped, mQuiet];
 await new Promise((r) => setTimeout(r, QUICK ? 1000 : 3000));
-for (let w = 0; w < SCRAPE_WINDOWS; w++) {
-  const c0 = metricsMasters.map((m) => cpuMs(m.proc.child.pid));
-  const t0 = now();
-  await scrape();
-  await new Promise((r) => setTimeout(r, Math.max(0, SCRAPE_WINDOW_MS - (now() - t0))));
-  const dt = now() - t0;
-  metricsMasters.forEach((m, i) => m.shares.push(((cpuMs(m.proc.child.pid) - c0[i]) / dt) * 100));
-}
+(
+  await cpuWindows(
+    metricsMasters.map((m) => m.proc.child.pid),
+    SCRAPE_WINDOWS,
+    SCRAPE_WINDOW_MS,
+    scrape,
+  )
+).forEach((shares, i) => (metricsMasters[i].shares = shares));
 const scrapedPct = median(mScraped.shares);
 const quietPct = median(mQuiet.shares);
 report(`scrape of ${last.series} series (median ms)`, median(scrapes), 250, 'ms', 1);
