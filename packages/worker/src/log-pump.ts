@@ -1,7 +1,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open, readdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { DroverError, ErrorCode } from '@drover/protocol';
@@ -44,12 +44,15 @@ export function logChain(logPath: string): string[] {
   } catch {
     return [logPath];
   }
-  const rotated = names
-    .map((n) => (n.startsWith(`${base}.`) ? Number(n.slice(base.length + 1)) : NaN))
-    .filter((n) => Number.isInteger(n) && n > 0)
+  const rotated = rotationsIn(names, base)
     .sort((a, b) => b - a)
     .map((n) => `${logPath}.${n}`);
   return [...rotated, logPath];
+}
+
+/** The N of each BASE.N in `names` (a log's rotated files). */
+function rotationsIn(names: string[], base: string): number[] {
+  return names.map((n) => (n.startsWith(`${base}.`) ? Number(n.slice(base.length + 1)) : NaN)).filter((n) => Number.isInteger(n) && n > 0);
 }
 
 /**
@@ -339,7 +342,13 @@ export class LogPump {
   }
 }
 
-/** Removes a process's log and its rotated files (and a pipe nobody writes). */
+/**
+ * Removes a process's log, its rotated files and a pipe nobody writes. The listing is the thread
+ * pool's (readdir, not readdirSync): this runs on every launch once the table is full, and a
+ * synchronous listing of the thousand logs kept there held the agent's loop ~1 ms a launch.
+ */
 export async function removeLogs(logPath: string): Promise<void> {
-  for (const f of [...logChain(logPath), pipeOf(logPath)]) await rm(f, { force: true }).catch(() => undefined);
+  const names = await readdir(path.dirname(logPath)).catch(() => [] as string[]);
+  const rotated = rotationsIn(names, path.basename(logPath)).map((n) => `${logPath}.${n}`);
+  for (const f of [logPath, ...rotated, pipeOf(logPath)]) await unlink(f).catch(() => undefined);
 }
