@@ -36,7 +36,10 @@ describe('metrics', () => {
     expect((await fetch(`http://127.0.0.1:${guarded.port}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     const ok = await fetch(`http://127.0.0.1:${guarded.port}/metrics`, { headers: { authorization: 'Bearer metrics-secret' } });
     expect(ok.status).toBe(200);
-    expect(await ok.text()).toMatch(/^drover_workers\{status="available"\} 0$/m);
+    const text = await ok.text();
+    expect(text).toMatch(/^drover_workers\{status="available"\} 0$/m);
+    // A per-worker metric with no worker yet: its HELP and TYPE lines, no series.
+    expect(text).toMatch(/^# TYPE drover_worker_up gauge\n(?!drover_worker_up)/m);
     expect(guarded.stdout()).not.toContain('metrics-secret');
     const open = startProcess(process.execPath, [
       path.join(path.dirname(new URL(import.meta.url).pathname), '../../packages/master/dist/cli.js'),
@@ -99,6 +102,10 @@ describe('metrics', () => {
         20_000,
         250,
       );
+      // The per-worker series: one per worker and metric, as that worker is now.
+      expect(await query(promPort, 'sum(drover_worker_up)')).toBe(2);
+      expect(await query(promPort, 'count(drover_worker_heartbeat_age_seconds < 3)')).toBe(2);
+      expect(await query(promPort, 'drover_worker_memory_used_bytes{worker="w2"} > 0')).toBeGreaterThan(0);
       const rss = await waitFor(() => query(promPort, `drover_process_rss_bytes{worker="w1",pid="${pid}"}`), 'the process RSS', 20_000, 250);
       const usage = (await master.execJson<{ pid: number; rssBytes: number }[]>('usage w1')).find((u) => u.pid === pid)!;
       expect(Math.abs(rss - usage.rssBytes) / usage.rssBytes).toBeLessThan(0.2);

@@ -68,13 +68,30 @@ export class Metrics {
       }
       for (const [status, n] of Object.entries(counts)) g.set({ status }, n);
     });
+    // Read from the fleet at each scrape, and handed to prom-client's formatter as values: a
+    // Gauge would hash every label set into a map that the next scrape's reset() empties again
+    // (7 series per worker: 35,000 a scrape at 5,000 workers took ~150 ms; this, ~45). The one
+    // shared `sharedLabels` object is what prom-client caches the formatting of per object: a
+    // value without one gets a fresh {} and a WeakMap entry, each scrape, each series.
+    const noSharedLabels = {};
     const perWorker = (name: string, help: string, value: (s: ReturnType<Fleet['list']>[number]) => number | null | undefined): void => {
-      gauge(name, help, ['worker'], (g) => {
-        for (const s of fleet.list()) {
-          const v = value(s);
-          if (v !== null && v !== undefined) g.set({ worker: s.name }, v);
-        }
-      });
+      const metric = {
+        name,
+        help,
+        type: 'gauge',
+        aggregator: 'sum',
+        get: () => {
+          const values: { labels: { worker: string }; value: number; sharedLabels: object }[] = [];
+          for (const s of fleet.list()) {
+            const v = value(s);
+            if (v !== null && v !== undefined) values.push({ labels: { worker: s.name }, value: v, sharedLabels: noSharedLabels });
+          }
+          return { name, help, type: 'gauge', aggregator: 'sum', values };
+        },
+        reset: () => undefined,
+      };
+      // prom-client types registerMetric for its own classes; its registry asks only for these.
+      r.registerMetric(metric as unknown as Gauge);
     };
     perWorker('drover_worker_up', '1 while the worker is available', (s) => (s.status === 'available' ? 1 : 0));
     perWorker('drover_worker_heartbeat_age_seconds', 'Seconds since its last heartbeat', (s) => s.liveness.silentMs(now()) / 1000);
