@@ -2,6 +2,7 @@
 // Figures drift from run to run (~20%); the ratios are what to compare.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -925,12 +926,22 @@ const metricsMaster = async (name) => {
   return { proc, port: p, fleet };
 };
 const mScraped = await metricsMaster('metrics-master');
-const scrape = async () => {
-  const t = now();
-  const res = await fetch(`http://127.0.0.1:${mScraped.port}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } });
-  const text = await res.text();
-  return { ms: now() - t, bytes: text.length, series: text.split('\n').filter((l) => l && !l.startsWith('#')).length };
-};
+// Timed to the last byte, as curl's time_total: decoding ~9 MB of text into a string is the
+// scraper's work (fetch's text() added ~100 ms here), not the master's.
+const scrape = () =>
+  new Promise((resolve, reject) => {
+    const t = now();
+    const req = http.get(`http://127.0.0.1:${mScraped.port}/metrics`, { headers: { authorization: 'Bearer bench-metrics' } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const ms = now() - t;
+        const text = Buffer.concat(chunks).toString();
+        resolve({ ms, bytes: text.length, series: text.split('\n').filter((l) => l && !l.startsWith('#')).length });
+      });
+    });
+    req.on('error', reject);
+  });
 const firstScrape = await scrape(); // starts the per-process gathering
 await new Promise((r) => setTimeout(r, QUICK ? 2000 : 6000));
 const scrapes = [];
