@@ -51,7 +51,7 @@ export function parseStat(text: string): ProcStat | null {
   return Number.isFinite(stat.startTicks) ? stat : null;
 }
 
-/** Reads /proc/PID/stat at once (procfs never waits on a disk): for the launch path. */
+/** Reads /proc/PID/stat at once (procfs never waits on a disk, so a read takes microseconds). */
 export function readStatSync(pid: number): ProcStat | null {
   try {
     return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -75,22 +75,25 @@ export interface ProcMemory {
   maxRssBytes: number;
 }
 
-/** Reads current and peak RSS from /proc/PID/status; null when gone (or a zombie, which has none). */
-export async function readMemory(pid: number): Promise<ProcMemory | null> {
-  let text: string;
+const VM_RSS = /^VmRSS:\s+(\d+) kB/m;
+const VM_HWM = /^VmHWM:\s+(\d+) kB/m;
+
+/** Current and peak RSS (VmRSS, VmHWM) of a /proc/PID/status text; null for a zombie, which has none. */
+export function parseMemory(text: string): ProcMemory | null {
+  const rss = VM_RSS.exec(text);
+  const hwm = VM_HWM.exec(text);
+  if (!rss || !hwm) return null;
+  return { rssBytes: Number(rss[1]) * 1024, maxRssBytes: Number(hwm[1]) * 1024 };
+}
+
+/** Seconds since boot (/proc/uptime), at once; null where it cannot be read. */
+export function readUptimeSync(): number | null {
   try {
-    text = await readFile(`/proc/${pid}/status`, 'utf8');
+    const s = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    return Number.isFinite(s) ? s : null;
   } catch {
     return null;
   }
-  const kib = (key: string): number | null => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : null;
-  };
-  const rss = kib('VmRSS');
-  const hwm = kib('VmHWM');
-  if (rss === null || hwm === null) return null;
-  return { rssBytes: rss, maxRssBytes: hwm };
 }
 
 /** Reads the soft core-file size limit of a process (procfs, at once): 0 means a crash leaves no core. */

@@ -108,7 +108,7 @@ export class Supervisor {
     // Before the pid is reported: its log exists and is being written once the launch answers.
     if (record.log) await this.pump(record, pipeFd);
     this.sampler.ensure();
-    setTimeout(() => void this.sampler.sample(), 50).unref();
+    setTimeout(() => this.sampler.sampleOne(record), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');
     return record;
   }
@@ -333,7 +333,7 @@ export class Supervisor {
     const h = this.handles.get(r.pid);
     this.handles.delete(r.pid);
     h?.markEnded();
-    this.sampler.forget();
+    this.sampler.forget(r.pid);
     // Children it started in its group live on after it: note them, so ps shows them and stop/kill reach them.
     void membersOf(new Set([r.pid])).then((m) => {
       const left = m.get(r.pid);
