@@ -55,6 +55,12 @@ const report = (what, drover, baseline, unit, target, samples) => {
     `${what.padEnd(44)} drover ${fmt(drover)} ${unit}${spread}  baseline ${fmt(baseline)} ${unit}  ratio ${ratio.toFixed(2)}x  ${met ? 'met' : 'NOT MET'} (target <= ${target.toFixed(2)}x)`,
   );
 };
+/** CPU time (user + system) of a process so far, in ms. */
+const cpuMs = (pid) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+};
 const fmt = (n) => (n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3)).padStart(8);
 
 function start(cmd, args, env = {}, stdin = 'ignore') {
@@ -415,6 +421,32 @@ report(
   (pct(bareSpawn, 0.5) + 1) / pct(bareSpawn, 0.5),
 );
 
+// ---------------------------------------------------------------- 3b. launch with many processes running
+// The agent samples every live process every 250 ms: that work must not grow into the launches
+// (it did: through the thread pool, 200 processes took 75% of a core and launches 2.4-3.4x).
+const LIVE = QUICK ? 50 : 200;
+console.log(`\n3b. launch with ${LIVE} processes running on the worker against none (the same launch as in 3)`);
+await ctl.run('copy w1 /bin/sleep --as s');
+for (let i = 0; i < LIVE; i++) await ctl.run('launch w1 s -- 600');
+await new Promise((r) => setTimeout(r, 1000));
+const launchesBusy = [];
+for (let i = 0; i < (QUICK ? 100 : 200); i++) {
+  const t = now();
+  await ctl.run('launch w1 t');
+  launchesBusy.push(now() - t);
+}
+report(`launch p50 with ${LIVE} processes running vs none (ms)`, pct(launchesBusy, 0.5), pct(launches, 0.5), 'ms', 1.25);
+{
+  const c0 = cpuMs(worker.child.pid);
+  const t0 = now();
+  await new Promise((r) => setTimeout(r, QUICK ? 1000 : 5000));
+  console.log(`  the agent at rest with ${LIVE} processes running: ${(((cpuMs(worker.child.pid) - c0) / (now() - t0)) * 100).toFixed(1)}% of a core`);
+}
+// Ended from here, at once (the agent sees them end as it would any crash): a kill command each
+// would wait for each end in turn.
+for (const p of await ctl.run('ps w1')) if (p.app === 's' && p.state !== 'dead') process.kill(p.pid, 'SIGKILL');
+await until(async () => (await ctl.run('ps w1')).every((p) => p.app !== 's' || p.state === 'dead'), 'the sleeps to end');
+
 // ---------------------------------------------------------------- 4. copy throughput vs cp
 console.log('\n4. copy to a worker over loopback against cp to the same disk; drover → master → worker against master → worker');
 const copies = [];
@@ -622,11 +654,6 @@ if (rssOf(fresh.child.pid) / 2 ** 20 >= 60) rows.push({ ratio: 2, target: 1 });
 // ---------------------------------------------------------------- 6. fleet scale: many workers on one master
 const FLEET = Number(process.env.BENCH_FLEET ?? (QUICK ? 1000 : 5000));
 console.log(`\n6. ${FLEET} simulated workers heartbeating once a second: the master against a bare ws server that parses the same frames`);
-const cpuMs = (pid) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-};
 /**
  * Each pid's CPU (% of a core) over `count` windows of `ms`, all read over the same windows;
  * `open` runs at the start of each window (inside it). One array of shares per pid.
@@ -943,13 +970,13 @@ const scrape = () =>
     req.on('error', reject);
   });
 const firstScrape = await scrape(); // starts the per-process gathering
-await new Promise((r) => setTimeout(r, QUICK ? 2000 : 6000));
+await new Promise((r) => setTimeout(r, QUICK ? 1000 : 6000));
 const scrapes = [];
 let last;
 for (let i = 0; i < (QUICK ? 3 : 7); i++) {
   last = await scrape();
   scrapes.push(last.ms);
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, QUICK ? 500 : 1000));
 }
 const mQuiet = await metricsMaster('metrics-quiet');
 const metricsMasters = [mScraped, mQuiet];
