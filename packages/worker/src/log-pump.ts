@@ -55,6 +55,9 @@ function rotationsIn(names: string[], base: string): number[] {
   return names.map((n) => (n.startsWith(`${base}.`) ? Number(n.slice(base.length + 1)) : NaN)).filter((n) => Number.isInteger(n) && n > 0);
 }
 
+/** How long after taking a spare the pool refills (see refillLater). */
+const REFILL_DELAY_MS = 50;
+
 /**
  * Files made ahead of time in logs/, so that a launch renames one (~20 µs) instead of making it
  * on its way: Node has no mkfifo (running the program forks the agent: milliseconds, more as it
@@ -65,6 +68,7 @@ function rotationsIn(names: string[], base: string): number[] {
 export class SparePool {
   private readonly spares: string[] = [];
   private refilling = false;
+  private refillTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly dir: string,
@@ -97,13 +101,27 @@ export class SparePool {
       return false;
     }
     const spare = this.spares.pop()!;
-    this.refill();
+    this.refillLater();
     try {
       renameSync(spare, target);
       return true;
     } catch {
       return false; // gone meanwhile
     }
+  }
+
+  /**
+   * A refill once the launch that took a spare has answered: making pipes runs mkfifo, and
+   * running anything forks the agent, which holds its loop for milliseconds (every 16th launch
+   * paid them on its way). The pool still holds half its size meanwhile.
+   */
+  private refillLater(): void {
+    if (this.refillTimer || this.refilling || this.spares.length > this.size / 2) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = null;
+      this.refill();
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
   }
 
   refill(): void {
