@@ -4,7 +4,7 @@ import { describeExit } from './exit-reason.js';
 import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
 import { findUnrecorded } from './orphans.js';
-import { membersOf, readStat, readStatSync } from './proc.js';
+import { membersOf, readStat } from './proc.js';
 import { DEFAULT_LOG_POLICY, LogPump, pipeOf, removeLogs, type LogPolicy, type RotationClock } from './log-pump.js';
 import { ProcessHandle } from './process-handle.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
@@ -290,9 +290,9 @@ export class Supervisor {
 
   private async stateOf(r: ProcessRecord): Promise<ProcessInfo['state']> {
     if (r.exit) return 'dead';
-    // Synchronous: /proc is memory, read in microseconds; through the thread pool it took three
-    // round trips (open, read, close) per process on every ps.
-    const stat = readStatSync(r.pid);
+    // Synchronous: /proc is memory, read in microseconds (through the thread pool it took three
+    // round trips per process on every ps), and through the file the sampler keeps open.
+    const stat = this.sampler.stat(r);
     if (!stat || (r.startTicks !== null && stat.startTicks !== r.startTicks)) return 'dead';
     return stat.state;
   }

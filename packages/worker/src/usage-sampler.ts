@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { CLK_TCK, parseMemory, parseStat, readUptimeSync } from './proc.js';
+import { CLK_TCK, parseMemory, parseStat, readUptimeSync, type ProcStat } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
 
 const SAMPLE_MS = 250;
@@ -131,16 +131,24 @@ export class UsageSampler {
     return f;
   }
 
+  /**
+   * A live process's /proc/PID/stat now, through its kept file (null once it is gone): `ps` reads
+   * every process's state, and an open of a /proc file costs more than the read.
+   */
+  stat(r: ProcessRecord): ProcStat | null {
+    const f = this.filesOf(r.pid);
+    const text = f && readKept(f.stat);
+    return text === null ? null : parseStat(text);
+  }
+
   private read(r: ProcessRecord, uptimeSeconds: number | null): void {
     if (r.exit) return;
-    const f = this.filesOf(r.pid);
-    const statText = f && readKept(f.stat);
-    const stat = statText === null ? null : parseStat(statText);
+    const stat = this.stat(r);
     if (!stat || (r.startTicks !== null && stat.startTicks !== r.startTicks)) {
       this.forget(r.pid);
       return this.onGone(r);
     }
-    const statusText = readKept(f!.status);
+    const statusText = readKept(this.files.get(r.pid)!.status);
     const mem = statusText === null ? null : parseMemory(statusText);
     const mark = { ticks: stat.utimeTicks + stat.stimeTicks, atMs: performance.now() };
     const prev = this.marks.get(r.pid);

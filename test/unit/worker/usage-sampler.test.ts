@@ -44,7 +44,7 @@ function started(command: string): ProcessRecord {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-test('the sampler reads live processes from /proc: a busy one near a core, an idle one near none, memory and its peak; a gone one is reported', async () => {
+test('the sampler reads live processes from /proc: a busy one near a core, an idle one near none, memory and its peak, the state ps shows; a gone one is reported', async () => {
   const busy = started('while :; do :; done');
   const idle = started('sleep 30');
   const gone: ProcessRecord[] = [];
@@ -64,6 +64,9 @@ test('the sampler reads live processes from /proc: a busy one near a core, an id
     expect(r.usage.sampledAt).not.toBeNull();
   }
   expect(gone).toEqual([]);
+  // What ps reads, through the same kept file.
+  expect(sampler.stat(idle)?.state).toBe('sleeping');
+  expect(sampler.stat(idle)?.startTicks).toBe(idle.startTicks);
   // Killed and reaped: its next sample finds it gone, and its last figures stay.
   const child = children[0]!;
   const reaped = new Promise((r) => child.once('exit', r));
@@ -73,6 +76,7 @@ test('the sampler reads live processes from /proc: a busy one near a core, an id
   await sampler.sample();
   expect(gone).toEqual([busy]);
   expect(busy.usage).toBe(last);
+  expect(sampler.stat(busy)).toBeNull();
 });
 
 test('concurrent samples share one reading; sampleOne reads just the process it is given', async () => {
