@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { CloseCode, MAX_FRAME_BYTES, type ControlReply } from '@drover/protocol';
+import { CloseCode, MAX_FRAME_BYTES, noteReceived, type ControlReply } from '@drover/protocol';
 import { subprotocolToken } from './dashboard.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { Logger } from './logger.js';
@@ -69,10 +69,10 @@ export function operatorEndpoint(opts: {
       });
       if (remote) opts.logger.info({ token: who.name, role: who.role, peer }, 'operator connected');
       ws.on('message', (data: Buffer, isBinary: boolean) => {
-        // No noteReceived here: what a client sends is a file being copied, whose chunks wait in a
-        // shared read's ring until every worker took them, so a scavenge would only promote them
-        // (measured: streamed copies 5-15% slower); the ring frees each chunk once done with it.
         if (!isBinary) return session.receive(data.toString('utf8'));
+        // A file the client sends: the socket reads it came in die young (the shared read frees
+        // each frame itself once its workers took it, FRESH_JOIN_BYTES).
+        noteReceived(data.length);
         const violation = session.receiveBinary(data);
         if (violation) {
           opts.logger.warn({ token: who.name, peer, violation }, 'operator client broke the protocol; disconnecting it');

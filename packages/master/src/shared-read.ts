@@ -1,4 +1,4 @@
-import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, frameInPlace, releaseChunk, toDroverError } from '@drover/protocol';
+import { DroverError, ErrorCode, frameInPlace, releaseChunk, toDroverError } from '@drover/protocol';
 import type { Files, ReadSpec } from './files.js';
 import { READ_BUFFER_BYTES } from './local-files.js';
 
@@ -28,21 +28,43 @@ export interface SharedChunk {
   release(): void;
 }
 
+/**
+ * Of a read whose chunks it did not allocate itself (a client sends them, for a file read
+ * through it), how much stays once every worker has taken it, for a worker a moment late.
+ * Each such chunk is fresh memory, and V8 counts what is held past a full collection toward the
+ * next one: holding the whole ring of them made a streamed 256 MiB copy cost ~14 mark-compacts
+ * of the master's heap instead of ~2.
+ */
+export const FRESH_JOIN_BYTES = 4 * 1024 * 1024;
+
 /** Read buffers of one shared read, reused once every socket has written them (no GC per chunk). */
 class BufferPool {
   private readonly spare: Buffer[] = [];
+  /** What take() allocated: only those go back to `spare`. */
+  private readonly mine = new WeakSet<ArrayBufferLike>();
 
   constructor(private readonly max: number) {}
 
-  take = (): Buffer => this.spare.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  take = (): Buffer => {
+    const spare = this.spare.pop();
+    if (spare) return spare;
+    const fresh = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    this.mine.add(fresh.buffer);
+    return fresh;
+  };
+
+  /** Whether `chunk` was read into one of this pool's buffers. */
+  owns(chunk: Buffer): boolean {
+    return this.mine.has(chunk.buffer);
+  }
 
   /**
-   * Gives back the buffer a chunk was read into, once every socket wrote it: one of the pool's
-   * size is kept to reuse; any other (a frame the client sent, for a file read through it) is
-   * freed now (releaseChunk) instead of at the next GC.
+   * Gives back the buffer a chunk was read into, once every socket wrote it: the pool's own is
+   * kept to reuse; any other (a frame the client sent, even one of the same size) is freed now
+   * (releaseChunk) instead of at the next GC.
    */
   give(chunk: Buffer): void {
-    if (chunk.byteOffset !== CHUNK_HEADER_BYTES || chunk.buffer.byteLength !== READ_BUFFER_BYTES) {
+    if (!this.owns(chunk)) {
       releaseChunk(chunk);
       return;
     }
@@ -74,6 +96,8 @@ export class SharedRead {
   /** Index (in chunks from the start) of slots[0]. */
   private base = 0;
   private retained = 0;
+  /** Some chunk came in memory the read did not allocate (see FRESH_JOIN_BYTES). */
+  private fresh = false;
   private reading: Promise<void> | null = null;
   private ended = false;
   private error: DroverError | null = null;
@@ -117,14 +141,14 @@ export class SharedRead {
         return { frame: slot.frame, bytes: slot.payload.length, release: () => this.released(slot) };
       }
       if (this.ended) return null;
-      // Chunks stay until the ring is full (a worker a moment late still joins from the start);
-      // then those every cursor has passed go, and whoever still holds the oldest goes on alone.
+      // Chunks every cursor has passed stay while a worker a moment late could still join from
+      // the start: until the ring is full, or FRESH_JOIN_BYTES of chunks the read did not
+      // allocate. Then they go as soon as passed, and once the ring is full whoever still holds
+      // the oldest goes on alone.
+      if (this.base > 0 || this.retained >= (this.fresh ? FRESH_JOIN_BYTES : SHARED_READ_RING_BYTES)) this.evict();
       if (this.retained >= SHARED_READ_RING_BYTES) {
+        for (const c of this.cursors) if (c !== cursor && c.index === this.base) this.detach(c);
         this.evict();
-        if (this.retained >= SHARED_READ_RING_BYTES) {
-          for (const c of this.cursors) if (c !== cursor && c.index === this.base) this.detach(c);
-          this.evict();
-        }
         if (this.retained >= SHARED_READ_RING_BYTES) throw new DroverError(ErrorCode.INTERNAL, 'a shared read could not make room');
       }
       await this.fill();
@@ -169,6 +193,7 @@ export class SharedRead {
         return;
       }
       const payload = r.value;
+      this.fresh ||= !this.pool.owns(payload);
       this.slots.push({ frame: frameInPlace(this.ref, payload), payload, sending: 0, evicted: false });
       this.retained += payload.length;
     } catch (err) {

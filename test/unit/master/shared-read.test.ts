@@ -6,7 +6,7 @@ import { afterEach, expect, test } from 'vitest';
 import { CHUNK_HEADER_BYTES, FILE_CHUNK_BYTES, decodeChunk } from '@drover/protocol';
 import type { Files, ReadOptions, ReadSpec } from '../../../packages/master/src/files.js';
 import { localFiles, readChunks } from '../../../packages/master/src/local-files.js';
-import { SHARED_READ_RING_BYTES, SHARED_REF_FIRST, SharedReads, type Cursor } from '../../../packages/master/src/shared-read.js';
+import { FRESH_JOIN_BYTES, SHARED_READ_RING_BYTES, SHARED_REF_FIRST, SharedReads, type Cursor } from '../../../packages/master/src/shared-read.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -140,4 +140,76 @@ test('a file written to while it is read (not hashed before sending) fails the r
       for (;;) if ((await it.next()).done) break;
     })(),
   ).rejects.toThrow(/changed while it was being copied/);
+});
+
+/**
+ * A file read through a client: each chunk arrives in memory of its own, as ws assembles a frame
+ * (the 8-byte header, then the payload to the end), not in the read's pool.
+ */
+function throughClient(): { files: Files; chunks: Buffer[]; reads: () => number } {
+  const local = localFiles();
+  const chunks: Buffer[] = [];
+  let reads = 0;
+  const files: Files = {
+    ...local,
+    async *read(spec: ReadSpec, signal: AbortSignal, opts?: ReadOptions) {
+      reads++;
+      for await (const chunk of local.read(spec, signal, { ...(opts?.offset ? { offset: opts.offset } : {}) })) {
+        const frame = Buffer.allocUnsafeSlow(CHUNK_HEADER_BYTES + chunk.length);
+        chunk.copy(frame, CHUNK_HEADER_BYTES);
+        const payload = frame.subarray(CHUNK_HEADER_BYTES);
+        chunks.push(payload);
+        yield payload;
+      }
+    },
+  };
+  return { files, chunks, reads: () => reads };
+}
+
+test('chunks a client sent are freed once every worker took them, past a few MiB kept for a worker a moment late', async () => {
+  const { spec, bytes } = await file(24);
+  const { files, chunks, reads } = throughClient();
+  const shared = new SharedReads(files);
+  const first = shared.open(spec, 'w1');
+  const signal = new AbortController().signal;
+  const head: Buffer[] = [];
+  for (let i = 0; i < 2; i++) {
+    const c = (await first.next(signal))!;
+    head.push(Buffer.from(c.frame.subarray(CHUNK_HEADER_BYTES)));
+    c.release();
+  }
+  // A moment late: still joins the same read, from the start.
+  const late = shared.open(spec, 'w2');
+  expect(late.ref).toBe(first.ref);
+  // Each a full frame of the pool's buffer size, yet not kept by the pool: freed (detached) once taken.
+  const signalLate = new AbortController().signal;
+  let held = 0;
+  const rest: Buffer[] = [];
+  const lateParts: Buffer[] = [];
+  // The two take turns, the late one two chunks behind.
+  for (let done = 0; done < 2;) {
+    done = 0;
+    for (const [cursor, sig, into] of [
+      [first, signal, rest],
+      [late, signalLate, lateParts],
+    ] as const) {
+      const c = await cursor.next(sig);
+      if (!c) {
+        done++;
+        continue;
+      }
+      into.push(Buffer.from(c.frame.subarray(CHUNK_HEADER_BYTES)));
+      c.release();
+    }
+    held = Math.max(held, chunks.filter((c) => c.buffer.byteLength > 0).length * FILE_CHUNK_BYTES);
+  }
+  first.close();
+  late.close();
+  expect(Buffer.concat([...head, ...rest]).equals(bytes)).toBe(true);
+  expect(Buffer.concat(lateParts).equals(bytes)).toBe(true);
+  expect(reads()).toBe(1);
+  // Never more held than the few MiB for a late worker and the chunk in hand: not the ring.
+  expect(held).toBeLessThanOrEqual(FRESH_JOIN_BYTES + 2 * FILE_CHUNK_BYTES);
+  expect(chunks.length).toBeGreaterThan(20);
+  expect(chunks.every((c) => c.buffer.byteLength === 0)).toBe(true);
 });
