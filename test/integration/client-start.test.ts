@@ -1,7 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { ROOT, tempDir } from '../helpers/cluster.js';
 
 // The CommonJS build that dist/cli.js and dist/drover.js require.
@@ -62,5 +64,51 @@ describe("the clients' start from V8's code cache", () => {
     const r = runBundle(bundle, '/proc/no-such-cache');
     expect(r.stdout).toBe('still ran\n');
     expect(r.status).toBe(0);
+  });
+});
+
+describe('the small clients read what the master sends with the control schemas', () => {
+  /** A master that answers any command with `reply` on the control socket in a fresh state dir. */
+  async function fakeMaster(reply: object): Promise<{ dir: string; close(): void }> {
+    const dir = tempDir();
+    const server = http.createServer();
+    const wss = new WebSocketServer({ server, path: '/operator' });
+    await new Promise<void>((resolve) => server.listen(path.join(dir, 'master.sock'), resolve));
+    wss.on('connection', (ws) => ws.on('message', () => ws.send(JSON.stringify(reply))));
+    return {
+      dir,
+      close: () => {
+        wss.close();
+        server.close();
+      },
+    };
+  }
+
+  /** Runs a built client (not spawnSync: the fake master answers from this process). */
+  function client(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+  }
+
+  test('a reply that does not match gets one line naming the field, in English, and a failed exit', async () => {
+    const master = await fakeMaster({ v: 1, type: 'done', ok: 'yes', results: [] });
+    try {
+      for (const args of [
+        [path.join(ROOT, 'packages/master/dist/drover.js'), '--state-dir', master.dir, 'ps'],
+        [path.join(ROOT, 'packages/master/dist/cli.js'), 'exec', 'ps', '--state-dir', master.dir],
+      ]) {
+        const r = await client(args);
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain('invalid control reply at ok: Invalid input: expected boolean, received string');
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+        expect(r.stdout).toBe('');
+      }
+    } finally {
+      master.close();
+    }
   });
 });

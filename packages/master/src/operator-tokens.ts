@@ -4,11 +4,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import { DroverError, ErrorCode, checkName } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
-
-export type Role = 'admin' | 'read-only';
-
-/** What a read-only token may run; everything else needs an admin token. */
-export const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['workers', 'ps', 'usage', 'logs', 'status', 'services', 'queue', 'events', 'help']);
+import type { Role } from './roles.js';
 
 const Entry = z.object({
   name: z.string(),

@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DroverError, ErrorCode, toDroverError, type LineOutcome } from '@drover/protocol';
 import type { Command, CommandContext, ParsedArgs } from './commands/types.js';
 import { escapeControl } from './format.js';
-import { READ_ONLY_COMMANDS } from './operator-tokens.js';
+import { READ_ONLY_COMMANDS } from './roles.js';
 import { splitCommands } from './tokenize.js';
 
 export interface LineResult extends LineOutcome {

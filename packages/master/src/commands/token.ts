@@ -1,7 +1,7 @@
 import { DroverError, ErrorCode, unreachable } from '@drover/protocol';
 import { table } from '../format.js';
 import { badArgs } from '../run-line.js';
-import type { Role } from '../operator-tokens.js';
+import type { Role } from '../roles.js';
 import { defineCommand } from './types.js';
 
 type TokenData =
