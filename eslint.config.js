@@ -21,6 +21,12 @@ export default tseslint.config(
     },
   },
   {
+    // The bins' CommonJS entries load the built bundles (dist/*.cjs) with require: that is
+    // their point (no ESM loader on a client's way in).
+    files: ['packages/*/src/bin/*.cts'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     files: ['test/**'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',

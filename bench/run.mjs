@@ -361,7 +361,10 @@ report('round trip p99 (ms)', pct(viaMaster, 0.99), pct(bare, 0.99), 'ms', 3);
 
 // ---------------------------------------------------------------- 2b. the drover client as a whole process
 console.log('\n2b. `drover ps w1` as a whole process (start, connect, answer, exit) against `node -e 0`');
-const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
+// The bins, as a user's `drover` and `master` run them (CommonJS entries; dist/drover.js and
+// dist/cli.js are the same programs behind an ES module entry).
+const DROVER = path.join(ROOT, 'packages/master/dist/bin/drover.cjs');
+const MASTER_BIN = path.join(ROOT, 'packages/master/dist/bin/master.cjs');
 const adminToken = readFileSync(path.join(mstate, 'admin-token'), 'utf8').trim();
 const wholeLocal = [];
 const wholeRemote = [];
@@ -377,7 +380,7 @@ for (let i = 0; i < (QUICK ? 7 : 12); i++) {
   const a = timeNode(['-e', '0']);
   const b = timeNode([DROVER, '--state-dir', mstate, 'ps', 'w1']);
   const c = timeNode([DROVER, '--master', `ws://127.0.0.1:${port}`, 'ps', 'w1'], { DROVER_ADMIN_TOKEN: adminToken });
-  const d = timeNode([MASTER, 'exec', 'ps w1', '--state-dir', mstate]);
+  const d = timeNode([MASTER_BIN, 'exec', 'ps w1', '--state-dir', mstate]);
   if (!keep) continue;
   nodeBare.push(a);
   wholeLocal.push(b);
@@ -506,7 +509,7 @@ if (sshd) {
   const runExecCopy = async (keep) => {
     writeFileSync(source, 'x', { flag: 'a' });
     const t = now();
-    timeCmd(process.execPath, [MASTER, 'exec', `copy w1 ${source} --as big`, '--state-dir', mstate]);
+    timeCmd(process.execPath, [MASTER_BIN, 'exec', `copy w1 ${source} --as big`, '--state-dir', mstate]);
     if (keep) execCopies.push(now() - t);
   };
   const runScp = async (keep) => {

@@ -98,6 +98,9 @@ describe('the small clients read what the master sends with the control schemas'
     const master = await fakeMaster({ v: 1, type: 'done', ok: 'yes', results: [] });
     try {
       for (const args of [
+        // The bins (CommonJS entries) and the ES module entries that scripts and units name.
+        [path.join(ROOT, 'packages/master/dist/bin/drover.cjs'), '--state-dir', master.dir, 'ps'],
+        [path.join(ROOT, 'packages/master/dist/bin/master.cjs'), 'exec', 'ps', '--state-dir', master.dir],
         [path.join(ROOT, 'packages/master/dist/drover.js'), '--state-dir', master.dir, 'ps'],
         [path.join(ROOT, 'packages/master/dist/cli.js'), 'exec', 'ps', '--state-dir', master.dir],
       ]) {
