@@ -16,32 +16,6 @@ import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/**
- * For the clients: ws requires https, tls and zlib at its top, but a client on the control socket
- * or a ws:// master never uses them (the operator socket has no compression), and loading them
- * costs ~5 ms of a ~100 ms command. Each becomes an object that loads the module on first use.
- * Only for CommonJS callers (ws): an ESM import would copy every property at once.
- */
-const lazyBuiltins = {
-  name: 'lazy-builtins',
-  setup(b) {
-    b.onResolve({ filter: /^(node:)?(https|tls|zlib)$/ }, (args) =>
-      args.kind === 'require-call' ? { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
-      loader: 'js',
-      contents: `let m;
-const load = () => (m ??= process.getBuiltinModule('node:${args.path}'));
-module.exports = new Proxy({}, {
-  get: (_, k) => load()[k],
-  has: (_, k) => k in load(),
-  ownKeys: () => Reflect.ownKeys(load()),
-  getOwnPropertyDescriptor: (_, k) => ({ ...Object.getOwnPropertyDescriptor(load(), k), configurable: true }),
-});`,
-    }));
-  },
-};
-
 async function bundle(entry, outfile, format = 'esm') {
   await build({
     entryPoints: [path.join(root, entry)],
@@ -61,7 +35,7 @@ async function bundle(entry, outfile, format = 'esm') {
         }
       : // What the bundled ESM packages (yargs) ask of import.meta.url: the bundle's own file's
         // URL, which bundle-loader.ts passes in as __droverMetaUrl.
-        { define: { 'import.meta.url': '__droverMetaUrl' }, plugins: [lazyBuiltins] }),
+        { define: { 'import.meta.url': '__droverMetaUrl' } }),
   });
   // esbuild keeps the entry's own shebang: one is enough for a program, and none may be in a
   // CommonJS bundle (bundle-loader.ts wraps it in a function).

@@ -2,7 +2,6 @@ import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import WebSocket from 'ws';
 import {
   CONTROL_VERSION,
   ErrorCode,
@@ -17,6 +16,7 @@ import {
 } from '@drover/protocol';
 import { socketPath } from './control.js';
 import { FileServer } from './file-server.js';
+import { upgrade, type Upgrade, type WsClient } from './ws-client.js';
 
 /** What the master says about a command (its file asks are served inside the transport). */
 export type CommandReply = Exclude<ControlReply, { type: 'file' | 'file-ack' }>;
@@ -53,16 +53,10 @@ function hashCacheFile(): string {
 }
 
 /**
- * Client frames must be masked, but a zero mask lets ws skip the XOR: the client sends the bulk
- * of a copy, and masking in JavaScript costs several times the throughput (as on the worker link).
- */
-const zeroMask = (mask: Buffer): void => void mask.fill(0);
-
-/**
  * The session over an open WebSocket: replies queued for the reader (paused while it lags, so
  * back-pressure reaches the master), the master's file asks served here, by a FileServer.
  */
-function overWebSocket(ws: WebSocket): Transport {
+function overWebSocket(ws: WsClient): Transport {
   const items: ControlParsed<CommandReply>[] = [];
   let ended = false;
   let wake: (() => void) | null = null;
@@ -71,19 +65,19 @@ function overWebSocket(ws: WebSocket): Transport {
     else if (ws.isPaused) ws.resume();
   };
   const sendText = (message: unknown): void => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+    if (ws.isOpen) ws.send(JSON.stringify(message));
   };
   const files = new FileServer(
     sendText,
     (frame) =>
       new Promise((resolve, reject) => {
-        if (ws.readyState !== WebSocket.OPEN) return reject(new Error('the master closed the connection'));
+        if (!ws.isOpen) return reject(new Error('the master closed the connection'));
         // The callback runs once the frame is written out (or the socket failed): its memory is free again.
-        ws.send(frame, { binary: true }, () => resolve());
+        ws.send(frame, () => resolve());
       }),
     { hashCache: hashCacheFile() },
   );
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
+  const onMessage = (data: Buffer, isBinary: boolean): void => {
     if (isBinary) {
       noteReceived(data.length);
       return files.chunk(data);
@@ -94,11 +88,14 @@ function overWebSocket(ws: WebSocket): Transport {
     items.push(parsed as ControlParsed<CommandReply>);
     backlog();
     wake?.();
-  });
-  ws.on('close', () => {
-    ended = true;
-    void files.close();
-    wake?.();
+  };
+  ws.start({
+    onMessage,
+    onClose: () => {
+      ended = true;
+      void files.close();
+      wake?.();
+    },
   });
   const cancelMessage = JSON.stringify({ v: CONTROL_VERSION, type: 'cancel' });
   return {
@@ -121,41 +118,63 @@ function overWebSocket(ws: WebSocket): Transport {
     resume: () => ws.resume(),
     cancel: async () => {
       await files.close();
-      if (ws.readyState !== WebSocket.OPEN) return;
+      if (!ws.isOpen) return;
       await new Promise<void>((done) => {
         ws.send(cancelMessage, () => done());
         setTimeout(done, 1000);
       });
     },
     interrupt: () => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(cancelMessage);
+      if (ws.isOpen) ws.send(cancelMessage);
     },
     close: async () => {
       await files.close();
-      ws.close(1000);
+      ws.close();
     },
   };
 }
 
+/** Resolves once the socket is connected (for TLS: its certificate checked), or with the error that stopped it. */
+function connected(socket: net.Socket, event: 'connect' | 'secureConnect', timeoutMs: number): Promise<NodeJS.ErrnoException | null> {
+  return new Promise((done) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      done(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    socket.once(event, () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      done(null);
+    });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      done(err);
+    };
+    socket.once('error', onError);
+  });
+}
+
+/** How long a master elsewhere has to accept the connection and answer the upgrade. */
+const HANDSHAKE_MS = 10_000;
+
 /** The master on this machine: its control socket in the state dir (no token: the socket is 0600). */
 export async function connectLocal(stateDir: string): Promise<Transport | ConnectFailure> {
   const file = socketPath(stateDir);
-  return new Promise((resolve) => {
-    const ws = new WebSocket(`ws+unix://${file}:/operator`, { perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES, generateMask: zeroMask });
-    ws.on('error', (err: NodeJS.ErrnoException) => {
-      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is it running?' : `(${err.code ?? err.message})`;
-      resolve({
-        code: ErrorCode.MASTER_UNREACHABLE,
-        message: `cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}`,
-        exitCode: 2,
-      });
-    });
-    ws.on('unexpected-response', (_req, res) => {
-      ws.terminate();
-      resolve({ code: ErrorCode.MASTER_UNREACHABLE, message: `the master at ${file} answered ${res.statusCode}`, exitCode: 2 });
-    });
-    ws.once('open', () => resolve(overWebSocket(ws)));
-  });
+  const unreachable = (code: string): ConnectFailure => {
+    const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'is it running?' : `(${code})`;
+    return {
+      code: ErrorCode.MASTER_UNREACHABLE,
+      message: `cannot reach the master at ${file}: ${why} Start it with: master --state-dir ${stateDir}`,
+      exitCode: 2,
+    };
+  };
+  const socket = net.connect(file);
+  const err = await connected(socket, 'connect', HANDSHAKE_MS);
+  if (err) return unreachable(err.code ?? err.message);
+  const up = await upgrade({ socket, host: 'localhost', path: '/operator', maxPayload: MAX_FRAME_BYTES, timeoutMs: HANDSHAKE_MS });
+  if (up.ok) return overWebSocket(up.ws);
+  if (up.kind === 'error') return unreachable(up.code);
+  return { code: ErrorCode.MASTER_UNREACHABLE, message: `the master at ${file} answered ${up.status}`, exitCode: 2 };
 }
 
 /**
@@ -166,81 +185,57 @@ export async function connectLocal(stateDir: string): Promise<Transport | Connec
 export async function connectRemote(opts: { url: string; token: string; fingerprint?: string; ca?: Buffer }): Promise<Transport | ConnectFailure> {
   const base = /^wss?:\/\//.test(opts.url) ? opts.url : `wss://${opts.url}`;
   const url = `${base.replace(/\/+$/, '')}/operator`;
-  // With a pin, the TLS connection is made and its key checked before the request (and the
-  // token in it) exists; ws then runs over that connection.
-  let pinned: TLSSocket | null = null;
-  if (opts.fingerprint) {
-    const u = new URL(url);
-    if (u.protocol !== 'wss:') return { code: ErrorCode.BAD_ARGUMENTS, message: '--fingerprint is for a master with TLS (wss://)', exitCode: 2 };
-    const host = u.hostname.replace(/^\[|\]$/g, '');
-    // node:tls loads here, for a wss:// master only: a client on the control socket never needs it.
-    const socket = process
-      .getBuiltinModule('node:tls')
-      .connect({ host, port: Number(u.port || 443), rejectUnauthorized: false, ...(net.isIP(host) ? {} : { servername: host }) });
-    const ready = await new Promise<ConnectFailure | null>((done) => {
-      socket.once('secureConnect', () => {
-        const cert = socket.getPeerX509Certificate();
-        const got = cert ? publicKeyPin(cert).fingerprint : 'none';
-        done(
-          got === opts.fingerprint
-            ? null
-            : {
-                code: ErrorCode.UNAUTHORIZED,
-                message: `the master at ${opts.url} presents ${got}, not the fingerprint given; the token was not sent`,
-                exitCode: 3,
-              },
-        );
-      });
-      socket.once('error', (err: NodeJS.ErrnoException) =>
-        done({ code: ErrorCode.MASTER_UNREACHABLE, message: `cannot reach the master at ${url}: ${err.code ?? err.message}`, exitCode: 2 }),
-      );
-    });
-    if (ready) {
-      socket.destroy();
-      return ready;
-    }
-    pinned = socket;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { code: ErrorCode.BAD_ARGUMENTS, message: `not a master address: ${opts.url}`, exitCode: 2 };
   }
-  return new Promise((resolve) => {
-    let settled = false;
-    const fail = (f: ConnectFailure): void => {
-      if (settled) return;
-      settled = true;
-      ws.terminate();
-      resolve(f);
-    };
-    const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      maxPayload: MAX_FRAME_BYTES,
-      handshakeTimeout: 10_000,
-      // The token goes in the upgrade request: pinned (or CA-checked) TLS comes first.
-      headers: { authorization: `Bearer ${opts.token}` },
-      generateMask: zeroMask,
-      ...(pinned ? { createConnection: () => pinned } : {}),
-      ...(opts.ca ? { ca: opts.ca } : {}),
-    });
-    ws.on('unexpected-response', (_req, res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c.slice(0, 512)));
-      res.on('end', () => {
-        const text = body.trim();
-        if (res.statusCode === 401)
-          fail({ code: ErrorCode.UNAUTHORIZED, message: `the master refused this token (${text.replace(/^refused: /, '')})`, exitCode: 3 });
-        else fail({ code: ErrorCode.MASTER_UNREACHABLE, message: `the master answered ${res.statusCode}: ${text}`, exitCode: 2 });
-      });
-    });
-    ws.on('error', (err: NodeJS.ErrnoException) =>
-      fail({
-        code: ErrorCode.MASTER_UNREACHABLE,
-        message: `cannot reach the master at ${url}: ${err.code ?? err.message}${/CERT|SELF_SIGNED/.test(err.code ?? '') ? ' (pass --fingerprint from its join line, or --ca)' : ''}`,
-        exitCode: 2,
-      }),
-    );
-    ws.once('open', () => {
-      if (settled) return;
-      settled = true;
-      resolve(overWebSocket(ws));
-    });
+  const secure = u.protocol === 'wss:';
+  if (opts.fingerprint && !secure) return { code: ErrorCode.BAD_ARGUMENTS, message: '--fingerprint is for a master with TLS (wss://)', exitCode: 2 };
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(u.port || (secure ? 443 : 80));
+  const unreachable = (code: string): ConnectFailure => ({
+    code: ErrorCode.MASTER_UNREACHABLE,
+    message: `cannot reach the master at ${url}: ${code}${/CERT|SELF_SIGNED/.test(code) ? ' (pass --fingerprint from its join line, or --ca)' : ''}`,
+    exitCode: 2,
   });
+  // The token goes in the upgrade request, on a connection whose TLS is checked first: its key
+  // pinned (with a fingerprint) or its certificate trusted. node:tls loads here, for a wss://
+  // master only: a client on the control socket never needs it.
+  const socket: net.Socket = secure
+    ? process.getBuiltinModule('node:tls').connect({
+        host,
+        port,
+        ...(net.isIP(host) ? {} : { servername: host }),
+        ...(opts.fingerprint ? { rejectUnauthorized: false } : opts.ca ? { ca: opts.ca } : {}),
+      })
+    : net.connect({ host, port });
+  const err = await connected(socket, secure ? 'secureConnect' : 'connect', HANDSHAKE_MS);
+  if (err) return unreachable(err.code ?? err.message);
+  if (opts.fingerprint) {
+    const cert = (socket as TLSSocket).getPeerX509Certificate();
+    const got = cert ? publicKeyPin(cert).fingerprint : 'none';
+    if (got !== opts.fingerprint) {
+      socket.destroy();
+      return {
+        code: ErrorCode.UNAUTHORIZED,
+        message: `the master at ${opts.url} presents ${got}, not the fingerprint given; the token was not sent`,
+        exitCode: 3,
+      };
+    }
+  }
+  const up: Upgrade = await upgrade({
+    socket,
+    host: u.host,
+    path: '/operator',
+    headers: { Authorization: `Bearer ${opts.token}` },
+    maxPayload: MAX_FRAME_BYTES,
+    timeoutMs: HANDSHAKE_MS,
+  });
+  if (up.ok) return overWebSocket(up.ws);
+  if (up.kind === 'error') return unreachable(up.code);
+  const text = up.body.trim();
+  if (up.status === 401) return { code: ErrorCode.UNAUTHORIZED, message: `the master refused this token (${text.replace(/^refused: /, '')})`, exitCode: 3 };
+  return { code: ErrorCode.MASTER_UNREACHABLE, message: `the master answered ${up.status}: ${text}`, exitCode: 2 };
 }
