@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Writes `data` to `file` as temp file → fsync → rename → fsync of the folder: never half-written. */
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}`);
   try {
     const fh = await open(tmp, 'wx', mode);
     try {

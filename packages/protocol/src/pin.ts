@@ -1,4 +1,4 @@
-import { X509Certificate, createHash } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 
 /** A certificate's public-key pin: sha256 of its SubjectPublicKeyInfo, as `sha256:HEX` (drover) and `sha256//BASE64` (curl). */
 export interface PublicKeyPin {
@@ -11,8 +11,11 @@ export interface PublicKeyPin {
  * certificate, so a master that renews its certificate with the same key keeps its pin.
  */
 export function publicKeyPin(cert: string | Buffer | X509Certificate): PublicKeyPin {
-  const x509 = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
-  const digest = createHash('sha256')
+  // node:crypto on first use: the clients carry this module, and most of their commands never pin.
+  const crypto = process.getBuiltinModule('node:crypto');
+  const x509 = cert instanceof crypto.X509Certificate ? cert : new crypto.X509Certificate(cert);
+  const digest = crypto
+    .createHash('sha256')
     .update(x509.publicKey.export({ type: 'spki', format: 'der' }))
     .digest();
   return { fingerprint: `sha256:${digest.toString('hex')}`, curl: `sha256//${digest.toString('base64')}` };
