@@ -25,34 +25,48 @@ import { MAX_FRAME_BYTES } from './version.js';
  */
 z.config(en());
 export const CONTROL_VERSION = 1;
-const v = z.literal(CONTROL_VERSION);
 
-export const ControlRun = z.object({
-  v,
-  type: z.literal('run'),
-  line: z.string().check(z.maxLength(256 * 1024)),
-  json: z.boolean(),
-  cwd: z.string().check(z.minLength(1), z.maxLength(4096)),
-  /** The client prints to a terminal that takes colour (optional: older clients do not say). */
-  color: z.optional(z.boolean()),
-});
-export type ControlRun = z.infer<typeof ControlRun>;
+/**
+ * Each schema is built on its first use, and only the one for the message's type: a client
+ * parses a reply or two of one type (`done`), and building all ~100 zod objects at its start
+ * was ~3 ms of it.
+ */
+function lazy<T>(build: () => T): () => T {
+  let built: T | undefined;
+  return () => (built ??= build());
+}
+
+const v = lazy(() => z.literal(CONTROL_VERSION));
+
+const controlRun = lazy(() =>
+  z.object({
+    v: v(),
+    type: z.literal('run'),
+    line: z.string().check(z.maxLength(256 * 1024)),
+    json: z.boolean(),
+    cwd: z.string().check(z.minLength(1), z.maxLength(4096)),
+    /** The client prints to a terminal that takes colour (optional: older clients do not say). */
+    color: z.optional(z.boolean()),
+  }),
+);
+export type ControlRun = z.infer<ReturnType<typeof controlRun>>;
 
 /** Stops the command that is running (Ctrl-C in a client). */
-export const ControlCancel = z.object({ v, type: z.literal('cancel') });
-export type ControlCancel = z.infer<typeof ControlCancel>;
+const controlCancel = lazy(() => z.object({ v: v(), type: z.literal('cancel') }));
+export type ControlCancel = z.infer<ReturnType<typeof controlCancel>>;
 
 /** Asks for a notice of every change in the fleet (an interactive client prints them). */
-export const ControlSubscribe = z.object({ v, type: z.literal('subscribe') });
+const controlSubscribe = lazy(() => z.object({ v: v(), type: z.literal('subscribe') }));
 
 /** Unacknowledged file bytes a sender may have in flight, either way. */
 export const FILE_WINDOW_BYTES = 8 * 1024 * 1024;
 
-const filePath = z.string().check(z.minLength(1), z.maxLength(4096));
-const fileId = z.int().check(z.minimum(1), z.maximum(0xffffffff));
-const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const filePath = (): z.ZodMiniString<string> => z.string().check(z.minLength(1), z.maxLength(4096));
+const fileId = (): z.ZodMiniNumber<number> => z.int().check(z.minimum(1), z.maximum(0xffffffff));
+const sha256 = (): z.ZodMiniString<string> => z.string().check(z.regex(/^[0-9a-f]{64}$/));
 const count = (): z.ZodMiniNumber<number> => z.int().check(z.minimum(0));
 const identity = (): z.ZodMiniString<string> => z.string().check(z.maxLength(200));
+const errorBody = lazy(() => z.object({ code: z.enum(ErrorCode), message: z.string().check(z.maxLength(4096)) }));
 
 /**
  * What the master asks of the client's files. `describe`: size and sha256 (the client caches
@@ -63,101 +77,131 @@ const identity = (): z.ZodMiniString<string> => z.string().check(z.maxLength(200
  * otherwise removed). The client serves only paths named on the command line it sent, and the
  * libraries it found for them.
  */
-export const FileOp = z.discriminatedUnion('op', [
-  /** `hash: false`: size and identity only, with the sha256 only when the client has it cached. */
-  z.object({ op: z.literal('describe'), path: filePath, hash: z.optional(z.boolean()) }),
-  z.object({ op: z.literal('libraries'), path: filePath }),
-  /** From byte `offset` (0 by default) to the end. */
-  z.object({
-    op: z.literal('read'),
-    path: filePath,
-    size: count(),
-    sha256: z.optional(sha256),
-    identity: z.optional(identity()),
-    offset: z.optional(count()),
-  }),
-  z.object({ op: z.literal('create'), path: filePath, force: z.boolean() }),
-  z.object({ op: z.literal('finish'), ref: fileId, keep: z.boolean() }),
-  /**
-   * The sha256 the workers found for a file the client did not hash (it was sent unhashed): the
-   * client caches it if the file is still the one `identity` names, so copying it again does not read it.
-   */
-  z.object({ op: z.literal('remember'), path: filePath, sha256, identity: identity() }),
-  /** Stop streaming read `ref` (the command no longer needs it); not answered. */
-  z.object({ op: z.literal('cancel'), ref: fileId }),
-]);
-export type FileOp = z.infer<typeof FileOp>;
+const fileOp = lazy(() =>
+  z.discriminatedUnion('op', [
+    /** `hash: false`: size and identity only, with the sha256 only when the client has it cached. */
+    z.object({ op: z.literal('describe'), path: filePath(), hash: z.optional(z.boolean()) }),
+    z.object({ op: z.literal('libraries'), path: filePath() }),
+    /** From byte `offset` (0 by default) to the end. */
+    z.object({
+      op: z.literal('read'),
+      path: filePath(),
+      size: count(),
+      sha256: z.optional(sha256()),
+      identity: z.optional(identity()),
+      offset: z.optional(count()),
+    }),
+    z.object({ op: z.literal('create'), path: filePath(), force: z.boolean() }),
+    z.object({ op: z.literal('finish'), ref: fileId(), keep: z.boolean() }),
+    /**
+     * The sha256 the workers found for a file the client did not hash (it was sent unhashed): the
+     * client caches it if the file is still the one `identity` names, so copying it again does not read it.
+     */
+    z.object({ op: z.literal('remember'), path: filePath(), sha256: sha256(), identity: identity() }),
+    /** Stop streaming read `ref` (the command no longer needs it); not answered. */
+    z.object({ op: z.literal('cancel'), ref: fileId() }),
+  ]),
+);
+export type FileOp = z.infer<ReturnType<typeof fileOp>>;
 
-export const ControlFileAsk = z.object({ v, type: z.literal('file'), id: fileId, ask: FileOp });
-export type ControlFileAsk = z.infer<typeof ControlFileAsk>;
+const controlFileAsk = lazy(() => z.object({ v: v(), type: z.literal('file'), id: fileId(), ask: fileOp() }));
+export type ControlFileAsk = z.infer<ReturnType<typeof controlFileAsk>>;
 
 /** What the client found, by op. */
-export const FileAnswer = z.discriminatedUnion('op', [
-  z.object({
-    op: z.literal('describe'),
-    path: filePath,
-    size: count(),
-    /** Absent only when asked without hashing and none was cached. */
-    sha256: z.optional(sha256),
-    /** device:inode:size:mtime (ns) as the client sees it: the master on the same machine may read that very file itself. */
-    identity: z.optional(identity()),
-  }),
-  z.object({
-    op: z.literal('libraries'),
-    libraries: z.array(z.object({ name: z.string().check(z.minLength(1), z.maxLength(255)), path: filePath })).check(z.maxLength(4096)),
-    missing: z.array(z.string().check(z.maxLength(255))).check(z.maxLength(4096)),
-  }),
-  /** Every byte was sent (in binary frames before this answer). */
-  z.object({ op: z.literal('read'), bytes: count() }),
-  z.object({ op: z.literal('create'), path: filePath }),
-  z.object({ op: z.literal('finish'), path: filePath, bytes: count() }),
-  z.object({ op: z.literal('remember') }),
-]);
-export type FileAnswer = z.infer<typeof FileAnswer>;
-
-const errorBody = z.object({ code: z.enum(ErrorCode), message: z.string().check(z.maxLength(4096)) });
+const fileAnswer = lazy(() =>
+  z.discriminatedUnion('op', [
+    z.object({
+      op: z.literal('describe'),
+      path: filePath(),
+      size: count(),
+      /** Absent only when asked without hashing and none was cached. */
+      sha256: z.optional(sha256()),
+      /** device:inode:size:mtime (ns) as the client sees it: the master on the same machine may read that very file itself. */
+      identity: z.optional(identity()),
+    }),
+    z.object({
+      op: z.literal('libraries'),
+      libraries: z.array(z.object({ name: z.string().check(z.minLength(1), z.maxLength(255)), path: filePath() })).check(z.maxLength(4096)),
+      missing: z.array(z.string().check(z.maxLength(255))).check(z.maxLength(4096)),
+    }),
+    /** Every byte was sent (in binary frames before this answer). */
+    z.object({ op: z.literal('read'), bytes: count() }),
+    z.object({ op: z.literal('create'), path: filePath() }),
+    z.object({ op: z.literal('finish'), path: filePath(), bytes: count() }),
+    z.object({ op: z.literal('remember') }),
+  ]),
+);
+export type FileAnswer = z.infer<ReturnType<typeof fileAnswer>>;
 
 /** The client's answer to one `file` ask: `answer` when ok, `error` when not. */
-export const ControlFileReply = z
-  .object({ v, type: z.literal('file-reply'), id: fileId, ok: z.boolean(), answer: z.optional(FileAnswer), error: z.optional(errorBody) })
-  .check(z.refine((r) => (r.ok ? r.answer !== undefined : r.error !== undefined), { message: 'a file reply has an answer when ok, an error when not' }));
-export type ControlFileReply = z.infer<typeof ControlFileReply>;
+const controlFileReply = lazy(() =>
+  z
+    .object({ v: v(), type: z.literal('file-reply'), id: fileId(), ok: z.boolean(), answer: z.optional(fileAnswer()), error: z.optional(errorBody()) })
+    .check(z.refine((r) => (r.ok ? r.answer !== undefined : r.error !== undefined), { message: 'a file reply has an answer when ok, an error when not' })),
+);
+export type ControlFileReply = z.infer<ReturnType<typeof controlFileReply>>;
 
 /**
  * The receiver of transfer `ref` has consumed `bytes` of it in all (the sender may send more),
  * or failed (`error`: the sender stops). Both directions.
  */
-export const ControlFileAck = z.object({ v, type: z.literal('file-ack'), ref: fileId, bytes: count(), error: z.optional(errorBody) });
-export type ControlFileAck = z.infer<typeof ControlFileAck>;
+const controlFileAck = lazy(() => z.object({ v: v(), type: z.literal('file-ack'), ref: fileId(), bytes: count(), error: z.optional(errorBody()) }));
+export type ControlFileAck = z.infer<ReturnType<typeof controlFileAck>>;
 
-export const ControlRequest = z.discriminatedUnion('type', [ControlRun, ControlCancel, ControlSubscribe, ControlFileReply, ControlFileAck]);
-export type ControlRequest = z.infer<typeof ControlRequest>;
+export type ControlRequest = ControlRun | ControlCancel | z.infer<ReturnType<typeof controlSubscribe>> | ControlFileReply | ControlFileAck;
 
 /** What one command of a line printed: human text or JSON, and whether it failed. */
-export const LineOutcome = z.object({
-  ok: z.boolean(),
-  output: z.string(),
-  /** Error lines that go to stderr beside JSON output. */
-  stderr: z.optional(z.string()),
-  /** The command failed as a whole: its output is the error. */
-  thrown: z.boolean(),
-});
-export type LineOutcome = z.infer<typeof LineOutcome>;
+const lineOutcome = lazy(() =>
+  z.object({
+    ok: z.boolean(),
+    output: z.string(),
+    /** Error lines that go to stderr beside JSON output. */
+    stderr: z.optional(z.string()),
+    /** The command failed as a whole: its output is the error. */
+    thrown: z.boolean(),
+  }),
+);
+export type LineOutcome = z.infer<ReturnType<typeof lineOutcome>>;
 
-export const ControlOut = z.object({ v, type: z.literal('out'), text: z.string() });
-export const ControlDone = z.object({ v, type: z.literal('done'), ok: z.boolean(), results: z.array(LineOutcome) });
+const controlOut = lazy(() => z.object({ v: v(), type: z.literal('out'), text: z.string() }));
+const controlDone = lazy(() => z.object({ v: v(), type: z.literal('done'), ok: z.boolean(), results: z.array(lineOutcome()) }));
 /** The master could not read a request: one error, then it goes on reading. */
-export const ControlError = z.object({ v, type: z.literal('error'), error: z.object({ code: z.enum(ErrorCode), message: z.string() }) });
+const controlError = lazy(() => z.object({ v: v(), type: z.literal('error'), error: z.object({ code: z.enum(ErrorCode), message: z.string() }) }));
 
 /** A change in the fleet, for a subscribed client: one line, as the shell prints it. */
-export const ControlNotice = z.object({ v, type: z.literal('notice'), text: z.string() });
+const controlNotice = lazy(() => z.object({ v: v(), type: z.literal('notice'), text: z.string() }));
 
-export const ControlReply = z.discriminatedUnion('type', [ControlOut, ControlDone, ControlError, ControlNotice, ControlFileAsk, ControlFileAck]);
-export type ControlReply = z.infer<typeof ControlReply>;
+export type ControlReply =
+  | z.infer<ReturnType<typeof controlOut>>
+  | z.infer<ReturnType<typeof controlDone>>
+  | z.infer<ReturnType<typeof controlError>>
+  | z.infer<ReturnType<typeof controlNotice>>
+  | ControlFileAsk
+  | ControlFileAck;
+
+/** Each message's schema by its `type`: what a side may receive. */
+type SchemaTable<T extends { type: string }> = { [K in T['type']]: () => z.ZodMiniType<Extract<T, { type: K }>> };
+
+const requests: SchemaTable<ControlRequest> = {
+  run: controlRun,
+  cancel: controlCancel,
+  subscribe: controlSubscribe,
+  'file-reply': controlFileReply,
+  'file-ack': controlFileAck,
+};
+
+const replies: SchemaTable<ControlReply> = {
+  out: controlOut,
+  done: controlDone,
+  error: controlError,
+  notice: controlNotice,
+  file: controlFileAsk,
+  'file-ack': controlFileAck,
+};
 
 export type ControlParsed<T> = { ok: true; message: T } | { ok: false; error: string };
 
-function parseLine<T>(schema: z.ZodMiniType<T>, raw: string, what: string): ControlParsed<T> {
+function parseLine<T extends { type: string }>(table: SchemaTable<T>, raw: string, what: string): ControlParsed<T> {
   if (raw.length > MAX_FRAME_BYTES) return { ok: false, error: `${what} of ${raw.length} bytes is too long` };
   let value: unknown;
   try {
@@ -165,13 +209,19 @@ function parseLine<T>(schema: z.ZodMiniType<T>, raw: string, what: string): Cont
   } catch {
     return { ok: false, error: `${what} is not JSON` };
   }
-  if (typeof value === 'object' && value !== null && 'v' in value && value.v !== CONTROL_VERSION) {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, error: `invalid ${what}: not a JSON object` };
+  if ('v' in value && value.v !== CONTROL_VERSION) {
     return {
       ok: false,
       error: `${what} has version ${JSON.stringify(value.v)}; this side speaks ${CONTROL_VERSION} (client and master must be the same drover version)`,
     };
   }
-  const r = schema.safeParse(value);
+  const type = 'type' in value ? value.type : undefined;
+  if (typeof type !== 'string' || !Object.hasOwn(table, type)) {
+    const known = Object.keys(table).join(', ');
+    return { ok: false, error: `invalid ${what} at type: ${type === undefined ? 'missing' : `${JSON.stringify(type)} is not one of ${known}`}` };
+  }
+  const r = (table[type as T['type']] as () => z.ZodMiniType<T>)().safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];
     return { ok: false, error: `invalid ${what}${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'does not match'}` };
@@ -181,10 +231,10 @@ function parseLine<T>(schema: z.ZodMiniType<T>, raw: string, what: string): Cont
 
 /** Parses one line a client sent to the control socket. */
 export function parseControlRequest(raw: string): ControlParsed<ControlRequest> {
-  return parseLine(ControlRequest, raw, 'control request');
+  return parseLine(requests, raw, 'control request');
 }
 
 /** Parses one line the master sent back. */
 export function parseControlReply(raw: string): ControlParsed<ControlReply> {
-  return parseLine(ControlReply, raw, 'control reply');
+  return parseLine(replies, raw, 'control reply');
 }
