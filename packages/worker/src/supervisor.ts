@@ -73,7 +73,7 @@ export class Supervisor {
         r.adopted = true;
         this.handles.set(r.pid, new ProcessHandle(r, null));
         // Its output waited in its pipe while no agent ran: carried on from there.
-        if (r.log) this.pump(r);
+        if (r.log) await this.pump(r);
         this.logger.info({ pid: r.pid, app: r.app }, 're-adopted a running app');
       } else {
         this.finish(r, { code: null, signal: null, known: false, whileDown: true });
@@ -95,14 +95,8 @@ export class Supervisor {
   async launch(app: string, args: string[], env: Record<string, string> = {}, instance?: string, log: LogPolicy = this.logPolicy): Promise<ProcessRecord> {
     const { child, record, pipeFd } = await this.launcher.start(app, args, env, log);
     // After this turn's promise callbacks (the reply goes out in them), before any I/O: so before
-    // the child can be reaped (its /proc entry is there) and before the table is written. The
-    // pump too: its pipe's read end is open since before the spawn, so nothing written is lost,
-    // and it runs before any other request (they come by I/O) can ask for the log. Starting it
-    // (the log opened, a socket made on the pipe) was ~0.2 ms on the way to the pid.
-    process.nextTick(() => {
-      this.launcher.identify(record);
-      if (record.log) this.pump(record, pipeFd);
-    });
+    // the child can be reaped (its /proc entry is there) and before the table is written.
+    process.nextTick(() => this.launcher.identify(record));
     if (instance) record.instance = instance;
     const pid = record.pid;
     child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
@@ -111,6 +105,8 @@ export class Supervisor {
     this.handles.set(pid, new ProcessHandle(record, child));
     // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
     for (const old of this.table.add(record)) void removeLogs(old.logPath);
+    // Before the pid is reported: its log exists and is being written once the launch answers.
+    if (record.log) await this.pump(record, pipeFd);
     this.sampler.ensure();
     setTimeout(() => this.sampler.sampleOne(record), 50).unref();
     this.logger.info({ pid, app, args }, 'launched');
@@ -251,7 +247,7 @@ export class Supervisor {
     clearTimeout(t);
   }
 
-  private pump(r: ProcessRecord, pipeFd?: number): void {
+  private async pump(r: ProcessRecord, pipeFd?: number): Promise<void> {
     const p = new LogPump(
       r.pid,
       r.app,
