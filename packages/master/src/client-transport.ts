@@ -16,7 +16,7 @@ import {
 } from '@drover/protocol';
 import { socketPath } from './control.js';
 import { FileServer } from './file-server.js';
-import { upgrade, type Upgrade, type WsClient } from './ws-client.js';
+import { upgrade, type WsClient } from './ws-client.js';
 
 /** What the master says about a command (its file asks are served inside the transport). */
 export type CommandReply = Exclude<ControlReply, { type: 'file' | 'file-ack' }>;
@@ -225,7 +225,7 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
       };
     }
   }
-  const up: Upgrade = await upgrade({
+  const up = await upgrade({
     socket,
     host: u.host,
     path: '/operator',

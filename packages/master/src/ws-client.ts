@@ -438,12 +438,8 @@ export class WsClient {
 
   /** The server broke the protocol: say why in a close frame and drop the connection. */
   private fail(code: number, reason: string): void {
-    if (!this.closeSent && !this.socket.destroyed)
-      this.writeFrame(Op.CLOSE, Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason.slice(0, 120))]));
-    this.closeSent = true;
     this.stop();
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.close(code, reason.slice(0, 120));
   }
 
   private stop(): void {
