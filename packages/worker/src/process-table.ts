@@ -172,6 +172,14 @@ export class ProcessTable {
     while (this.writing) await this.writing;
   }
 
+  /** Lands every scheduled write and lets the journal file go (the agent is stopping). */
+  async close(): Promise<void> {
+    await this.flush();
+    const fh = this.journalFile;
+    this.journalFile = null;
+    await fh?.close();
+  }
+
   /** Appends what changed; writes the whole table (and empties the journal) when due. */
   private async writeOnce(): Promise<void> {
     // Taken together, synchronously: the lines and the snapshot describe the same table.

@@ -285,7 +285,7 @@ export class Supervisor {
     // The pipes stay: the processes keep running, and the next agent carries their output on.
     for (const p of this.pumps.values()) p.detach();
     this.sampler.stop();
-    await this.table.flush();
+    await this.table.close();
   }
 
   private async stateOf(r: ProcessRecord): Promise<ProcessInfo['state']> {

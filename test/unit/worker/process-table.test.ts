@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { expect, test } from 'vitest';
+import { expect, onTestFinished, test } from 'vitest';
 import { MAX_DEAD_RECORDS, ProcessTable, type ProcessRecord } from '../../../packages/worker/src/process-table.js';
 import { tempDir } from '../../helpers/cluster.js';
 
@@ -26,9 +26,15 @@ function record(pid: number, dead: boolean): ProcessRecord {
 }
 
 const silent = pino({ level: 'silent' });
+/** A table on `dir`, closed (its journal file let go) when the test ends. */
+function tableIn(dir: string): ProcessTable {
+  const table = new ProcessTable(dir, silent);
+  onTestFinished(() => table.close());
+  return table;
+}
 /** The table a restarted agent would read back from `dir`. */
 async function reread(dir: string): Promise<ProcessRecord[]> {
-  const table = new ProcessTable(dir, silent);
+  const table = tableIn(dir);
   await table.load();
   return table.all();
 }
@@ -43,7 +49,7 @@ const journalOf = (dir: string): string[] => {
 
 test('the process table forgets the oldest dead launches beyond its limit, never a live one, and reads back the same', async () => {
   const dir = tempDir();
-  const table = new ProcessTable(dir, silent);
+  const table = tableIn(dir);
   table.add(record(1, false));
   const dropped: ProcessRecord[] = [];
   for (let pid = 2; pid <= MAX_DEAD_RECORDS + 5; pid++) dropped.push(...table.add(record(pid, true)));
@@ -58,7 +64,7 @@ test('the process table forgets the oldest dead launches beyond its limit, never
 
 test('a change appends one journal line (not the whole table); a long journal is folded into processes.json', async () => {
   const dir = tempDir();
-  const table = new ProcessTable(dir, silent);
+  const table = tableIn(dir);
   const live = record(1, false);
   table.add(live);
   await table.flush();
@@ -85,12 +91,12 @@ test('a change appends one journal line (not the whole table); a long journal is
 
 test('a torn last journal line (a crash mid-append) is skipped and cut off; the next line stands on its own', async () => {
   const dir = tempDir();
-  const table = new ProcessTable(dir, silent);
+  const table = tableIn(dir);
   table.add(record(1, false));
   table.add(record(2, true));
   await table.flush();
   appendFileSync(path.join(dir, 'processes.journal'), '{"pid":3,"app":"a","exe');
-  const again = new ProcessTable(dir, silent);
+  const again = tableIn(dir);
   await again.load();
   expect(again.all().map((r) => r.pid)).toEqual([1, 2]);
   again.add(record(4, false));
@@ -100,7 +106,7 @@ test('a torn last journal line (a crash mid-append) is skipped and cut off; the 
 
 test('forgotten records stay forgotten, and a crash between writing processes.json and emptying the journal reads back the same', async () => {
   const dir = tempDir();
-  const table = new ProcessTable(dir, silent);
+  const table = tableIn(dir);
   for (let pid = 1; pid <= MAX_DEAD_RECORDS + 3; pid++) table.add(record(pid, true));
   await table.flush();
   const expected = table.all();
