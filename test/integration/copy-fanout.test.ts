@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, utimesSync } from 'node:fs';
 import path from 'node:path';
@@ -98,3 +98,42 @@ test('a worker hashes what it receives: without a sha256 it answers with it, wit
     expect(await upload(bytes, right, wrong)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
   }
 });
+
+const hasStrace = spawnSync('sh', ['-c', 'command -v strace']).status === 0;
+
+test.skipIf(!hasStrace)(
+  'a big upload is fdatasynced on the way, so its last fsync has only the tail to write (needs strace; .ci/run installs it)',
+  async () => {
+    const { master, workers } = await startCluster(1);
+    const dir = tempDir();
+    const big = path.join(dir, 'big');
+    writeBigFile(big, 48);
+    // Every thread of the agent (the thread pool does the syncs), with the paths of their fds.
+    const out = path.join(dir, 'strace.out');
+    const tracer = spawn('strace', ['-f', '-y', '-e', 'trace=fdatasync,fsync', '-o', out, '-p', String(workers[0]!.pid)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let said = '';
+    tracer.stderr.on('data', (d: Buffer) => (said += d.toString()));
+    for (let i = 0; i < 100 && !/attached/.test(said); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(said).toMatch(/attached/);
+    try {
+      const [r] = await copy(master, `copy w1 ${big}`, tempDir());
+      expect(r!.files[0]!.sha256).toBe(sha(big));
+    } finally {
+      await new Promise((resolve) => {
+        tracer.once('exit', resolve);
+        tracer.kill('SIGINT');
+      });
+    }
+    // The staged file's syncs, in order: fdatasyncs while it arrived, then the fsync that ends it.
+    const syncs = readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((l) => /-exe-big>\)/.test(l) && !/resumed|unfinished/.test(l))
+      .map((l) => /(fdatasync|fsync)\(/.exec(l)![1]);
+    expect(syncs.length).toBeGreaterThanOrEqual(2);
+    expect(syncs.at(-1)).toBe('fsync');
+    expect(syncs.slice(0, -1).every((c) => c === 'fdatasync')).toBe(true);
+    expect(sha(path.join(workers[0]!.stateDir, 'apps/big/current/big'))).toBe(sha(big));
+  },
+);

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, toDroverError } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, SyncBehind, toDroverError } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import type { FileFacts, FileWriter, Files, PeekedFile, ReadSpec } from './files.js';
 import { scanLibraries } from './ldd.js';
@@ -178,12 +178,15 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
   });
   let bytes = 0;
   let finished = false;
+  // Synced on the way (sync-behind.ts): the fsync that keeps it has only the tail to write.
+  const behind = new SyncBehind(fh);
   return {
     path: file,
     async write(data) {
       try {
         await fh.write(data);
         bytes += data.length;
+        behind.wrote(bytes);
       } catch (err) {
         throw writeError(file, err);
       }
@@ -193,6 +196,7 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
       finished = true;
       try {
         if (keep) {
+          await behind.settle();
           await fh.sync();
           await fh.close();
           await rename(tmp, file);
@@ -204,6 +208,8 @@ async function createFile(file: string, force: boolean): Promise<FileWriter> {
       } catch (err) {
         throw writeError(file, err);
       } finally {
+        // Its error, if one failed, is said above or does not matter (the file is not kept).
+        await behind.settle().catch(() => undefined);
         await fh.close().catch(() => undefined);
         // Gone once renamed; otherwise nothing half-written is left behind.
         await rm(tmp, { force: true });

@@ -13,3 +13,4 @@ export * from './log-sink.js';
 export * from './pin.js';
 export * from './memory.js';
 export { onAbort } from './on-abort.js';
+export * from './sync-behind.js';

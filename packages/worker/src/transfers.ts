@@ -14,6 +14,7 @@ import {
   type WorkerToMaster,
   releaseChunk,
   releaseMemorySoon,
+  SyncBehind,
 } from '@drover/protocol';
 import { HashThread } from './hash-thread.js';
 import type { Logger } from './logger.js';
@@ -33,6 +34,11 @@ interface Upload {
   received: number;
   written: number;
   acked: number;
+  /**
+   * fdatasyncs on the way (sync-behind.ts). Started from the event loop, not the hashing thread:
+   * a thread busy with a queue of chunks ran their callbacks only once the queue was empty.
+   */
+  behind: SyncBehind;
   /** Chunks received but not yet written; drained by one writer, many chunks per writev. */
   queue: Buffer[];
   /** The writer's run, while it has chunks to write. */
@@ -135,6 +141,7 @@ export class Transfers {
       received: 0,
       written: 0,
       acked: 0,
+      behind: new SyncBehind(fh, (err) => this.fail(up, this.writeError(up, toDroverError(err)))),
       queue: [],
       draining: null,
       error: null,
@@ -175,6 +182,8 @@ export class Transfers {
       up.acked = up.written;
       this.send({ v: 1, type: 'ack', ref: up.ref, bytes: up.written });
     }
+    // The last bytes are left to the fsync that ends the upload.
+    if (up.written < up.file.size) up.behind.wrote(up.written);
   }
 
   private writeError(up: Upload, e: DroverError): DroverError {
@@ -220,6 +229,8 @@ export class Transfers {
     try {
       await up.draining;
       const sha256 = up.hash ? up.hash.digest('hex') : await this.writer.end(ref);
+      // A failed one has failed the upload (up.error).
+      await up.behind.settle().catch(() => undefined);
       if (up.error) throw up.error;
       if (up.written !== up.file.size) {
         throw new DroverError(ErrorCode.BAD_REQUEST, `${up.file.name}: received ${up.written} of ${up.file.size} bytes`);
@@ -245,6 +256,7 @@ export class Transfers {
       forApp.set(key, up.tmp);
       return { size: up.written, sha256 };
     } catch (err) {
+      await up.behind.settle().catch(() => undefined);
       await up.fh.close().catch(() => undefined);
       await rm(up.tmp, { force: true });
       throw err;
@@ -285,6 +297,7 @@ export class Transfers {
       // The thread may still be writing what it was given: the file is closed once it is done.
       const writing = up.hash ? up.draining : this.writer.end(up.ref);
       void Promise.resolve(writing).then(async () => {
+        await up.behind.settle().catch(() => undefined);
         await up.fh.close().catch(() => undefined);
         await rm(up.tmp, { force: true });
       });
