@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { DroverError, ErrorCode, SyncBehind } from '@drover/protocol';
 import type { FileFacts, Files } from '../files.js';
 
 /**
@@ -32,19 +32,25 @@ export class ArtifactStore {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = path.join(this.dir, `.${facts.sha256}.tmp-${randomBytes(4).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o600);
+    // Synced on the way (sync-behind.ts): the fsync that keeps it has only the tail to write.
+    const behind = new SyncBehind(fh);
     try {
       const hash = createHash('sha256');
+      let written = 0;
       for await (const chunk of from.read(facts, signal)) {
         hash.update(chunk);
         await fh.write(chunk);
+        behind.wrote((written += chunk.length));
       }
       const got = hash.digest('hex');
       if (got !== facts.sha256)
         throw new DroverError(ErrorCode.CHECKSUM_MISMATCH, `${facts.path} changed while it was being read (sha256 ${got.slice(0, 12)}…)`);
+      await behind.settle();
       await fh.sync();
       await fh.close();
       await rename(tmp, this.pathOf(facts.sha256));
     } catch (err) {
+      await behind.settle().catch(() => undefined);
       await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
       const code = (err as NodeJS.ErrnoException).code;
