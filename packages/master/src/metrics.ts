@@ -74,25 +74,30 @@ export class Metrics {
     // shared `sharedLabels` object is what prom-client caches the formatting of per object: a
     // value without one gets a fresh {} and a WeakMap entry, each scrape, each series.
     const noSharedLabels = {};
-    const perWorker = (name: string, help: string, value: (s: ReturnType<Fleet['list']>[number]) => number | null | undefined): void => {
+    type Series = { labels: Record<string, string>; value: number; sharedLabels: object };
+    const valuesMetric = (registry: Registry, name: string, help: string, values: () => Series[]): void => {
       const metric = {
         name,
         help,
         type: 'gauge',
         aggregator: 'sum',
-        get: () => {
-          const values: { labels: { worker: string }; value: number; sharedLabels: object }[] = [];
-          for (const s of fleet.list()) {
-            const v = value(s);
-            if (v !== null && v !== undefined) values.push({ labels: { worker: s.name }, value: v, sharedLabels: noSharedLabels });
-          }
-          return { name, help, type: 'gauge', aggregator: 'sum', values };
-        },
+        get: () => ({ name, help, type: 'gauge', aggregator: 'sum', values: values() }),
         reset: () => undefined,
       };
       // prom-client types registerMetric for its own classes; its registry asks only for these.
-      r.registerMetric(metric as unknown as Gauge);
+      registry.registerMetric(metric as unknown as Gauge);
     };
+    type Session = ReturnType<Fleet['list']>[number];
+    const perWorkerIn = (registry: Registry, name: string, help: string, value: (s: Session) => number | null | undefined): void =>
+      valuesMetric(registry, name, help, () => {
+        const values: Series[] = [];
+        for (const s of fleet.list()) {
+          const v = value(s);
+          if (v !== null && v !== undefined) values.push({ labels: { worker: s.name }, value: v, sharedLabels: noSharedLabels });
+        }
+        return values;
+      });
+    const perWorker = (name: string, help: string, value: (s: Session) => number | null | undefined): void => perWorkerIn(r, name, help, value);
     perWorker('drover_worker_up', '1 while the worker is available', (s) => (s.status === 'available' ? 1 : 0));
     perWorker('drover_worker_heartbeat_age_seconds', 'Seconds since its last heartbeat', (s) => s.liveness.silentMs(now()) / 1000);
     perWorker('drover_worker_rtt_seconds', "Round trip of the master's ping on its last heartbeat", (s) => (s.rttMs === null ? null : s.rttMs / 1000));
@@ -100,58 +105,44 @@ export class Metrics {
     perWorker('drover_worker_cpu_percent', 'CPU use of the whole machine, from its heartbeat', (s) => s.load?.cpuPercent);
     perWorker('drover_worker_memory_used_bytes', 'Memory in use on the machine, from its heartbeat', (s) => s.load?.memoryUsedBytes);
     perWorker('drover_worker_load1', 'One-minute load average, from its heartbeat', (s) => s.load?.loadAverage);
-    // What a machine is hardly changes: rendered with the per-process series, once per gathering.
-    const perWorkerFact = (name: string, help: string, value: (s: ReturnType<Fleet['list']>[number]) => number): void => {
-      let filled = -1;
-      const g: Gauge<'worker'> = new Gauge<'worker'>({
-        name,
-        help,
-        labelNames: ['worker'],
-        registers: [this.processes],
-        collect: () => {
-          if (filled === this.generation) return;
-          filled = this.generation;
-          g.reset();
-          for (const s of fleet.list()) g.set({ worker: s.name }, value(s));
-        },
-      });
-    };
-    perWorkerFact('drover_worker_memory_total_bytes', 'Memory of the machine', (s) => s.load?.memoryTotalBytes ?? s.hello.memoryBytes);
-    perWorkerFact('drover_worker_cpus', 'CPUs the worker offers', (s) => s.hello.cpus);
+    // What a machine is hardly changes: rendered with the per-process series, once per gathering
+    // (renderSlow keeps the text until the next).
+    perWorkerIn(this.processes, 'drover_worker_memory_total_bytes', 'Memory of the machine', (s) => s.load?.memoryTotalBytes ?? s.hello.memoryBytes);
+    perWorkerIn(this.processes, 'drover_worker_cpus', 'CPUs the worker offers', (s) => s.hello.cpus);
 
-    const processLabels = ['worker', 'app', 'pid', 'service'] as const;
-    type P = (typeof processLabels)[number];
-    /** `value` null: no series for that process (restarts of a process that is no service instance). */
-    const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number | null) => number | null, extra?: 'state'): void => {
-      let filled = -1;
-      const g: Gauge<P | 'state'> = new Gauge<P | 'state'>({
-        name,
-        help,
-        labelNames: [...processLabels, ...(extra ? [extra] : [])],
-        registers: [this.processes],
-        // Refilled only when a new gathering arrived: a scrape of 20,000 processes then only renders.
-        collect: () => {
-          if (filled === this.generation) return;
-          filled = this.generation;
-          g.reset();
-          for (const [worker, list] of this.usage) {
-            const instances = new Map([...(services.observedOn(worker)?.values() ?? [])].filter((i) => i.pid !== null).map((i) => [i.pid!, i]));
-            for (const u of list) {
-              if (u.state === 'dead') continue;
-              const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
-              const v = value(u, instances.get(u.pid)?.restarts ?? null);
-              if (v === null) continue;
-              g.set({ worker, app: u.app, pid: String(u.pid), service, ...(extra ? { state: u.state } : {}) }, v);
-            }
-          }
-        },
-      });
+    /** The live processes of the last gathering with their labels, made once for the five per-process metrics. */
+    type Row = { labels: Record<string, string>; usage: UsageInfo; restarts: number | null };
+    let rows: { generation: number; rows: Row[] } | null = null;
+    const liveProcesses = (): Row[] => {
+      if (rows?.generation === this.generation) return rows.rows;
+      const made: Row[] = [];
+      for (const [worker, list] of this.usage) {
+        const instances = new Map([...(services.observedOn(worker)?.values() ?? [])].filter((i) => i.pid !== null).map((i) => [i.pid!, i]));
+        for (const u of list) {
+          if (u.state === 'dead') continue;
+          const service = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{8}$/.exec(u.app)?.[1] ?? '';
+          made.push({ labels: { worker, app: u.app, pid: String(u.pid), service }, usage: u, restarts: instances.get(u.pid)?.restarts ?? null });
+        }
+      }
+      rows = { generation: this.generation, rows: made };
+      return made;
     };
+    /** `value` null: no series for that process (restarts of a process that is no service instance). */
+    const perProcess = (name: string, help: string, value: (u: UsageInfo, restarts: number | null) => number | null, withState = false): void =>
+      valuesMetric(this.processes, name, help, () => {
+        const values: Series[] = [];
+        for (const row of liveProcesses()) {
+          const v = value(row.usage, row.restarts);
+          if (v === null) continue;
+          values.push({ labels: withState ? { ...row.labels, state: row.usage.state } : row.labels, value: v, sharedLabels: noSharedLabels });
+        }
+        return values;
+      });
     perProcess('drover_process_cpu_seconds', 'CPU time (user + system) of a live process', (u) => u.cpuUserSeconds + u.cpuSystemSeconds);
     perProcess('drover_process_rss_bytes', 'Resident memory of a live process', (u) => u.rssBytes);
     perProcess('drover_process_peak_rss_bytes', 'Peak resident memory of a live process', (u) => u.maxRssBytes);
     perProcess('drover_process_restarts', 'Restarts its worker made of the service instance it runs (service instances only)', (_u, n) => n);
-    perProcess('drover_process_state', 'A live process by its state from /proc (running, sleeping, disk-sleep, stopped, zombie, idle): 1', () => 1, 'state');
+    perProcess('drover_process_state', 'A live process by its state from /proc (running, sleeping, disk-sleep, stopped, zombie, idle): 1', () => 1, true);
 
     gauge('drover_service_desired_instances', 'Instances a service program should have', ['service', 'program'], (g) => {
       for (const s of services.status()) for (const p of s.programs) g.set({ service: s.name, program: p.name }, p.desired);
