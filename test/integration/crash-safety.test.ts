@@ -38,7 +38,7 @@ describe('nothing reported is forgotten', () => {
               if (Array.isArray(entries)) for (const e of entries) if (e.ok && e.pid) reported.push(e.pid);
             }
           });
-          c.on('exit', () => resolve());
+          c.on('close', () => resolve());
           c.stdin.end('launch w1 sleep -- 300\n'.repeat(6));
         }),
     );

@@ -57,7 +57,7 @@ describe('log rotation', () => {
         expected = n + 1;
       }
     });
-    const code = await new Promise<number | null>((resolve) => follower.once('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => follower.once('close', resolve));
     expect(code).toBe(0);
     expect(firstWrong).toBe('');
     expect(wrong).toBe(0);
@@ -179,7 +179,7 @@ describe('log rotation', () => {
     follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     await new Promise((resolve) => follower.stdout.once('data', resolve));
     follower.stdout.destroy();
-    const code = await new Promise<number | null>((resolve) => follower.once('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => follower.once('close', resolve));
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     await master.exec(`kill w1 ${pid}`);
   });

@@ -52,7 +52,7 @@ describe('metrics', () => {
       '--metrics-host',
       '0.0.0.0:9100',
     ]);
-    const code = await new Promise<number | null>((resolve) => open.child.once('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => open.child.once('close', resolve));
     expect(code).toBe(1);
     expect(open.stderr()).toContain('--metrics-host must be a loopback address and port, such as 127.0.0.1:9100');
   });

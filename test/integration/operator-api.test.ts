@@ -24,7 +24,7 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Prom
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }
 
