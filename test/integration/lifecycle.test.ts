@@ -19,6 +19,7 @@ import {
   CAN_MOUNT,
 } from '../helpers/cluster.js';
 import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
+import { startScriptedMaster } from '../helpers/scripted-master.js';
 
 const gcc = haveGcc();
 if (!gcc) console.warn('lifecycle tests SKIPPED: gcc is not installed, so the C fixture programs cannot be built');
@@ -166,6 +167,42 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     expect(human.stdout).toMatch(/total \(1\)/);
   });
 
+  test('usage --live lists only what still runs, and the agent answers only that when asked for it', async () => {
+    const { master, workers } = await startCluster(1);
+    await master.execJson(`copy w1 ${fx.ticker}`);
+    await master.execJson('copy w1 /bin/true');
+    const ended: number[] = [];
+    for (let i = 0; i < 3; i++) ended.push((await master.execFirst<{ pid: number }>('launch w1 true')).pid);
+    const { pid } = await master.execFirst<{ pid: number }>('launch w1 ticker -- 1000');
+    for (const p of ended) await waitFor(async () => (await psOf(master, p)).state === 'dead', 'true to end');
+    expect((await master.execJson<Usage[]>('usage w1')).map((u) => u.pid).sort()).toEqual([...ended, pid].sort());
+    expect((await master.execJson<Usage[]>('usage w1 --live')).map((u) => u.pid)).toEqual([pid]);
+    expect((await master.exec('usage w1 --live')).stdout).toMatch(/total \(1\)/);
+
+    // The agent's own answer (the master drops the dead too, for agents from before --live): the
+    // same agent, restarted against a master the test drives, re-adopts the ticker.
+    await workers[0]!.kill();
+    const scripted = await startScriptedMaster();
+    startWorker(scripted, { name: 'w1', stateDir: workers[0]!.stateDir });
+    await scripted.next((m): m is Extract<typeof m, { type: 'heartbeat' }> => m.type === 'heartbeat', 'a heartbeat');
+    scripted.send({ v: 1, type: 'usage', id: 7, live: true });
+    scripted.send({ v: 1, type: 'usage', id: 8 });
+    const pids = async (id: number): Promise<number[]> => {
+      const r = await scripted.result(id);
+      if (!r.ok) throw new Error(r.error.message);
+      return (r.data as { processes: UsageInfo[] }).processes.map((u) => u.pid).sort();
+    };
+    expect(await pids(7)).toEqual([pid]);
+    expect(await pids(8)).toEqual([...ended, pid].sort());
+    process.kill(-pid, 'SIGKILL');
+  });
+
+  test('usage --live with nothing running says so', async () => {
+    const { master } = await startCluster(1);
+    expect((await master.exec('usage w1 --live')).stdout).toBe('no processes running\n');
+    expect((await master.exec('usage w1')).stdout).toBe('no processes launched yet\n');
+  });
+
   test('a segfault is reported with the signal by name', async () => {
     const { master } = await startCluster(1);
     await master.execJson(`copy w1 ${fx.segfault}`);
@@ -224,7 +261,7 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     let bytes = 0;
     reader.stdout.on('data', (d: Buffer) => (bytes += d.length));
     reader.stdout.resume();
-    const code = await new Promise<number | null>((resolve) => reader.on('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => reader.on('close', resolve));
     expect(code).toBe(0);
     expect(bytes).toBe(128 * 1024 * 1024);
     // Unpaced, one side or the other would hold most of the 128 MiB after 1.5 s of not reading.

@@ -281,7 +281,7 @@ export class Metrics {
           while (next < workers.length) {
             const w = workers[next++]!;
             try {
-              this.usage.set(w.name, (await w.request('usage', {}, { timeoutMs: 10_000 })).processes);
+              this.usage.set(w.name, (await w.request('usage', { live: true }, { timeoutMs: 10_000 })).processes);
             } catch {
               this.usage.delete(w.name);
             }

@@ -159,7 +159,12 @@ export const SignalRequest = req('signal', {
   mode: z.enum(['stop', 'kill']),
   timeoutMs: z.number().int().positive().nullable(),
 });
-export const UsageRequest = req('usage', {});
+/**
+ * `live`: only the processes still running. /metrics asks every worker this every 15 s; without
+ * it each answer carried every dead launch the table remembers (up to 1,000). An agent from
+ * before drops the key and answers all; the master filters the dead out either way.
+ */
+export const UsageRequest = req('usage', { live: z.boolean().optional() });
 export const LogsRequest = req('logs', {
   pid: z.number().int().positive().nullable(),
   app: Name.nullable(),

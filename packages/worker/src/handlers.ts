@@ -59,7 +59,7 @@ export const handlers: { [T in RequestType]: Handler<T> } = {
   instances: async (_request, ctx) => ({ instances: ctx.services.keeper.list(), fenced: ctx.services.keeper.fenced() }),
   'instance-stop': (request, ctx) => ctx.services.keeper.stop(request.instance, request.mode, ctx.signal),
   signal: (request, ctx) => ctx.services.supervisor.signal(request.pid, request.mode, request.timeoutMs, ctx.signal),
-  usage: async (_request, ctx) => ({ processes: await ctx.services.supervisor.usage() }),
+  usage: async (request, ctx) => ({ processes: await ctx.services.supervisor.usage(request.live === true) }),
   logs,
   bench: (request, ctx) => runBench(request, ctx.services, ctx.signal),
 };

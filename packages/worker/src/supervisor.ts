@@ -203,9 +203,12 @@ export class Supervisor {
     }
   }
 
-  async usage(): Promise<UsageInfo[]> {
+  /** Every launch the table remembers, or with `liveOnly` those still running. */
+  async usage(liveOnly = false): Promise<UsageInfo[]> {
     await this.sampler.sample();
-    return Promise.all(this.table.all().map(async (r) => toUsageInfo(r, await this.stateOf(r))));
+    const all = await Promise.all((liveOnly ? this.table.live() : this.table.all()).map(async (r) => toUsageInfo(r, await this.stateOf(r))));
+    // A record not yet marked ended whose process /proc no longer shows is dead too.
+    return liveOnly ? all.filter((u) => u.state !== 'dead') : all;
   }
 
   require(pid: number): ProcessRecord {

@@ -6,19 +6,23 @@ import { defineCommand } from './types.js';
 
 export const usageCommand = defineCommand<Rows<UsageInfo>>({
   name: 'usage',
-  usage: 'usage [WORKERS] [--timeout S] [--json]',
+  usage: 'usage [WORKERS] [--live] [--timeout S] [--json]',
   summary: 'CPU time, CPU %, current and peak memory of every launched process, with per-worker totals',
-  options: { timeout: timeoutOption },
+  details: '--live: only the processes still running (the dead ones keep their last figures and are\nlisted without it).',
+  options: { timeout: timeoutOption, live: { type: 'boolean' } },
   complete: ['worker-or-all'],
   maxArgs: 1,
   async run(args, ctx) {
+    const live = args.values.live === true;
     return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, signal) => {
-      return (await s.request('usage', {}, { signal })).processes;
+      const rows = (await s.request('usage', { live }, { signal })).processes;
+      // An agent from before --live answers every launch: the dead are dropped here too.
+      return live ? rows.filter((u) => u.state !== 'dead') : rows;
     });
   },
-  format(all) {
+  format(all, args) {
     const ok = all.filter((r) => r.ok);
-    if (ok.length === 0) return all.length === 0 ? 'no processes launched yet' : '';
+    if (ok.length === 0) return all.length > 0 ? '' : args.values.live === true ? 'no processes running' : 'no processes launched yet';
     const rows: (string | number)[][] = [];
     for (const w of [...new Set(ok.map((r) => r.worker))]) {
       const mine = ok.filter((r) => r.worker === w);
