@@ -4,7 +4,7 @@ import path from 'node:path';
 import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
 import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
-import { flushStdio, runOver } from './exec-client.js';
+import { flushStdio, runOver, stdinLines } from './exec-client.js';
 import { startRemoteShell } from './remote-shell.js';
 import { quoteWord } from './tokenize.js';
 
@@ -162,10 +162,7 @@ async function main(): Promise<void> {
 
   let lines: string[] | null;
   if (words.length > 0) lines = [words.length === 1 ? words[0]! : words.map(quoteWord).join(' ')];
-  else if (!process.stdin.isTTY)
-    lines = readFileSync(0, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim() && !l.trim().startsWith('#'));
+  else if (!process.stdin.isTTY) lines = await stdinLines();
   else lines = null; // a terminal and no command: the interactive master> prompt
 
   const context = readContext();

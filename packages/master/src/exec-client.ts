@@ -72,6 +72,18 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
 }
 
 /**
+ * The command lines on stdin: every line but blank ones and # comments. Read as a stream, not
+ * with readFileSync(0): stdin may be a pipe a parent left non-blocking (Node's child pipes
+ * are), where a synchronous read fails with EAGAIN as soon as the writer is behind.
+ */
+export async function stdinLines(): Promise<string[]> {
+  let text = '';
+  process.stdin.setEncoding('utf8');
+  for await (const chunk of process.stdin) text += chunk as string;
+  return text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+}
+
+/**
  * Waits until everything written to stdout and stderr is handed to the OS. Writes to a pipe are
  * asynchronous: exiting without this cut the end off output read by a slow consumer.
  */

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execCommands, flushStdio } from './exec-client.js';
+import { execCommands, flushStdio, stdinLines } from './exec-client.js';
 
 /**
  * `master exec [COMMANDS] [--state-dir D] [--json]`, parsed by hand: this entry is bundled on
@@ -31,18 +30,14 @@ for (let i = 0; i < args.length; i++) {
 }
 if (positionals.length > 1) fail(`Unknown arguments: ${positionals.slice(1).join(', ')} (quote the commands: master exec "workers; ps all")`);
 
-let lines: string[];
-if (positionals[0] !== undefined) lines = [positionals[0]];
-else if (!process.stdin.isTTY)
-  lines = readFileSync(0, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() && !l.trim().startsWith('#'));
-else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
+if (positionals[0] === undefined && process.stdin.isTTY) fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
 // No top-level await: the client is bundled as CommonJS, to start from V8's code cache (bundle-loader.ts).
-execCommands(path.resolve(stateDir), lines, json).then(
-  async (code) => {
-    await flushStdio();
-    process.exit(code);
-  },
-  (err: unknown) => fail(err instanceof Error ? err.message : String(err), 1),
-);
+(positionals[0] !== undefined ? Promise.resolve([positionals[0]]) : stdinLines())
+  .then((lines) => execCommands(path.resolve(stateDir), lines, json))
+  .then(
+    async (code) => {
+      await flushStdio();
+      process.exit(code);
+    },
+    (err: unknown) => fail(err instanceof Error ? err.message : String(err), 1),
+  );

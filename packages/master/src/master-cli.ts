@@ -5,7 +5,7 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { AGENT_VERSION, checkHeartbeatMs, toDroverError } from '@drover/protocol';
-import { execCommands, flushStdio } from './exec-client.js';
+import { execCommands, flushStdio, stdinLines } from './exec-client.js';
 import { runMaster } from './master.js';
 
 function fail(message: string, code = 2): never {
@@ -132,10 +132,7 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       let lines: string[];
       if (argv.commands !== undefined) lines = [argv.commands];
-      else if (!process.stdin.isTTY)
-        lines = readFileSync(0, 'utf8')
-          .split('\n')
-          .filter((l) => l.trim() && !l.trim().startsWith('#'));
+      else if (!process.stdin.isTTY) lines = await stdinLines();
       else fail('exec needs commands: master exec "workers; ps all", or lines on stdin');
       const code = await execCommands(path.resolve(argv['state-dir']), lines, argv.json);
       await flushStdio();
