@@ -88,6 +88,7 @@ async function until(check, what, ms = 15000) {
  */
 async function control(stateDir, remote = null) {
   const { FileServer } = await import(path.join(ROOT, 'packages/master/dist/file-server.js'));
+  const { OutputParts } = await import(path.join(ROOT, 'packages/protocol/dist/index.js'));
   // Remote: the operator API on the master's port, as `drover --master` uses it.
   const url = remote ? `ws://127.0.0.1:${remote.port}/operator` : `ws+unix://${path.join(stateDir, 'master.sock')}:/operator`;
   const headers = remote ? { authorization: `Bearer ${readFileSync(path.join(stateDir, 'admin-token'), 'utf8').trim()}` } : {};
@@ -98,12 +99,15 @@ async function control(stateDir, remote = null) {
     (frame) => new Promise((resolve) => ws.send(frame, { binary: true }, () => resolve())),
   );
   let waiting = null;
+  // Long outputs (ps of a full table) come in parts before their done.
+  const parts = new OutputParts();
   ws.on('message', (data, isBinary) => {
     if (isBinary) return files.chunk(data);
     const reply = JSON.parse(data.toString());
     if (reply.type === 'file') return files.ask(reply);
     if (reply.type === 'file-ack') return files.ack(reply);
-    if (reply.type === 'done') waiting?.(reply);
+    if (reply.type === 'part') return parts.add(reply);
+    if (reply.type === 'done') (parts.fill(reply), waiting?.(reply));
   });
   const send = (line, json) =>
     new Promise((resolve) => {

@@ -98,7 +98,7 @@ export interface Master extends Proc {
   port: number;
   stateDir: string;
   address: string;
-  exec(line: string, opts?: { json?: boolean; input?: string }): Promise<ExecResult>;
+  exec(line: string | null, opts?: { json?: boolean; input?: string }): Promise<ExecResult>;
   execJson<T = unknown>(line: string): Promise<T>;
   /** The first entry of a command whose JSON is a list of per-worker entries (launch, stop, kill, delete). */
   execFirst<T = unknown>(line: string): Promise<T>;
@@ -144,7 +144,7 @@ export async function startMaster(
     port,
     stateDir,
     address: `127.0.0.1:${port}`,
-    exec: (line: string, o: { json?: boolean; input?: string } = {}) => exec(stateDir, line, o),
+    exec: (line: string | null, o: { json?: boolean; input?: string } = {}) => exec(stateDir, line, o),
     execJson: async <T>(line: string): Promise<T> => {
       const r = await exec(stateDir, line, { json: true });
       if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);

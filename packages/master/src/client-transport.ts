@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import {
+  OutputParts,
   CONTROL_VERSION,
   ErrorCode,
   MAX_FRAME_BYTES,
@@ -19,7 +20,7 @@ import { FileServer } from './file-server.js';
 import { upgrade, type WsClient } from './ws-client.js';
 
 /** What the master says about a command (its file asks are served inside the transport). */
-export type CommandReply = Exclude<ControlReply, { type: 'file' | 'file-ack' }>;
+export type CommandReply = Exclude<ControlReply, { type: 'file' | 'file-ack' | 'part' }>;
 
 /** One connection to a master's operator API, whatever carries it: requests out, replies in. */
 export interface Transport {
@@ -58,6 +59,7 @@ function hashCacheFile(): string {
  */
 function overWebSocket(ws: WsClient): Transport {
   const items: ControlParsed<CommandReply>[] = [];
+  const parts = new OutputParts();
   let ended = false;
   let wake: (() => void) | null = null;
   const backlog = (): void => {
@@ -85,6 +87,8 @@ function overWebSocket(ws: WsClient): Transport {
     const parsed = parseControlReply(data.toString('utf8'));
     if (parsed.ok && parsed.message.type === 'file') return files.ask(parsed.message);
     if (parsed.ok && parsed.message.type === 'file-ack') return files.ack(parsed.message);
+    if (parsed.ok && parsed.message.type === 'part') return parts.add(parsed.message);
+    if (parsed.ok && parsed.message.type === 'done') parts.fill(parsed.message);
     items.push(parsed as ControlParsed<CommandReply>);
     backlog();
     wake?.();

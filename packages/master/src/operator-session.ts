@@ -12,6 +12,16 @@ export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' 
 /** Characters of output per message: 6 bytes each at worst in JSON, well within a frame. */
 const OUT_PIECE_CHARS = 128 * 1024;
 
+/** `text` in pieces of at most OUT_PIECE_CHARS, never cut between the halves of a surrogate pair. */
+function* pieces(text: string): Generator<string> {
+  for (let at = 0; at < text.length;) {
+    let end = Math.min(text.length, at + OUT_PIECE_CHARS);
+    if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1]!)) end--;
+    yield text.slice(at, end);
+    at = end;
+  }
+}
+
 /**
  * One operator session (a WebSocket on the control socket or the master's port): requests come
  * in as raw JSON text, one at a time; replies go out through `send`, which resolves once the
@@ -59,12 +69,23 @@ export function operatorSession(opts: {
       { json: req.json },
     );
     running = null;
-    await opts.send({
-      v: CONTROL_VERSION,
-      type: 'done',
-      ok: results.every((r) => r.ok),
-      results: results.map(({ exit: _exit, ...outcome }) => outcome),
-    });
+    // What fits goes in the done message; longer text goes before it in parts (a frame's worth of
+    // text in all, at most, stays in the done).
+    let room = OUT_PIECE_CHARS;
+    const outcomes = [];
+    for (const [index, { exit: _exit, ...outcome }] of results.entries()) {
+      for (const field of ['output', 'stderr'] as const) {
+        const text = outcome[field];
+        if (text === undefined || text.length <= room) {
+          room -= text?.length ?? 0;
+          continue;
+        }
+        for (const piece of pieces(text)) await opts.send({ v: CONTROL_VERSION, type: 'part', index, ...(field === 'stderr' ? { field } : {}), text: piece });
+        outcome[field] = '';
+      }
+      outcomes.push(outcome);
+    }
+    await opts.send({ v: CONTROL_VERSION, type: 'done', ok: results.every((r) => r.ok), results: outcomes });
     if (results.some((r) => r.exit)) opts.onExit();
   };
 
@@ -73,12 +94,7 @@ export function operatorSession(opts: {
    * each character up to 6 bytes. Never cut between the halves of a surrogate pair.
    */
   const sendOut = async (text: string): Promise<void> => {
-    for (let at = 0; at < text.length;) {
-      let end = Math.min(text.length, at + OUT_PIECE_CHARS);
-      if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1]!)) end--;
-      await opts.send({ v: CONTROL_VERSION, type: 'out', text: text.slice(at, end) });
-      at = end;
-    }
+    for (const piece of pieces(text)) await opts.send({ v: CONTROL_VERSION, type: 'out', text: piece });
   };
 
   return {

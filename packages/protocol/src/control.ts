@@ -164,6 +164,14 @@ const lineOutcome = lazy(() =>
 export type LineOutcome = z.infer<ReturnType<typeof lineOutcome>>;
 
 const controlOut = lazy(() => z.object({ v: v(), type: z.literal('out'), text: z.string() }));
+/**
+ * A piece of `field` (output by default, or stderr) of result `index` of the `done` that follows,
+ * which then carries that field empty: text longer than a frame holds (`ps` over a busy fleet)
+ * comes in pieces, in order. The client joins them before it reads the result.
+ */
+const controlPart = lazy(() =>
+  z.object({ v: v(), type: z.literal('part'), index: count(), field: z.optional(z.enum(['output', 'stderr'])), text: z.string() }),
+);
 const controlDone = lazy(() => z.object({ v: v(), type: z.literal('done'), ok: z.boolean(), results: z.array(lineOutcome()) }));
 /** The master could not read a request: one error, then it goes on reading. */
 const controlError = lazy(() => z.object({ v: v(), type: z.literal('error'), error: z.object({ code: z.enum(ErrorCode), message: z.string() }) }));
@@ -171,13 +179,40 @@ const controlError = lazy(() => z.object({ v: v(), type: z.literal('error'), err
 /** A change in the fleet, for a subscribed client: one line, as the shell prints it. */
 const controlNotice = lazy(() => z.object({ v: v(), type: z.literal('notice'), text: z.string() }));
 
+export type ControlPart = z.infer<ReturnType<typeof controlPart>>;
+
 export type ControlReply =
   | z.infer<ReturnType<typeof controlOut>>
+  | ControlPart
   | z.infer<ReturnType<typeof controlDone>>
   | z.infer<ReturnType<typeof controlError>>
   | z.infer<ReturnType<typeof controlNotice>>
   | ControlFileAsk
   | ControlFileAck;
+
+/**
+ * Joins the `part` messages of a command's results into its `done` (the client side of
+ * ControlPart): add each part as it comes, then fill the done, which empties what was kept.
+ */
+export class OutputParts {
+  private readonly kept = new Map<string, string[]>();
+
+  add(part: ControlPart): void {
+    const key = `${part.index}:${part.field ?? 'output'}`;
+    const list = this.kept.get(key);
+    if (list) list.push(part.text);
+    else this.kept.set(key, [part.text]);
+  }
+
+  fill(done: { results: LineOutcome[] }): void {
+    for (const [key, list] of this.kept) {
+      const [index, field] = key.split(':') as [string, 'output' | 'stderr'];
+      const r = done.results[Number(index)];
+      if (r) r[field] = list.join('') + (r[field] ?? '');
+    }
+    this.kept.clear();
+  }
+}
 
 /** Each message's schema by its `type`: what a side may receive. */
 type SchemaTable<T extends { type: string }> = { [K in T['type']]: () => z.ZodMiniType<Extract<T, { type: K }>> };
@@ -192,6 +227,7 @@ const requests: SchemaTable<ControlRequest> = {
 
 const replies: SchemaTable<ControlReply> = {
   out: controlOut,
+  part: controlPart,
   done: controlDone,
   error: controlError,
   notice: controlNotice,

@@ -13,6 +13,8 @@ interface Outcome {
 
 type Reply =
   | { type: 'out'; text: string }
+  /** A piece of results[index]'s output (or stderr), which the done then carries empty. */
+  | { type: 'part'; index: number; field?: 'output' | 'stderr'; text: string }
   | { type: 'done'; ok: boolean; results: Outcome[] }
   | { type: 'error'; error: { code: string; message: string } }
   | { type: 'notice'; text: string }
@@ -23,6 +25,8 @@ interface Pending {
   line: string;
   json: boolean;
   onOut?: (text: string) => void;
+  /** The parts of its results so far, by index and field. */
+  parts?: Map<string, string[]>;
   resolve(results: Outcome[]): void;
   reject(err: Error): void;
 }
@@ -124,9 +128,24 @@ export class Conn {
     switch (reply.type) {
       case 'out':
         return this.current?.onOut?.(reply.text);
+      case 'part': {
+        const p = this.current;
+        if (!p) return;
+        p.parts ??= new Map();
+        const key = `${reply.index}:${reply.field ?? 'output'}`;
+        const list = p.parts.get(key);
+        if (list) list.push(reply.text);
+        else p.parts.set(key, [reply.text]);
+        return;
+      }
       case 'done': {
         const p = this.current;
         this.current = null;
+        for (const [key, list] of p?.parts ?? []) {
+          const [index, field] = key.split(':') as [string, 'output' | 'stderr'];
+          const r = reply.results[Number(index)];
+          if (r) r[field] = list.join('') + (r[field] ?? '');
+        }
         p?.resolve(reply.results);
         return this.next();
       }
