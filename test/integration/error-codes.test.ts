@@ -46,6 +46,7 @@ const HOW: Record<ErrorCode, string> = {
   TIMEOUT: 'wait for more workers than there are',
   CANCELLED: 'a request the master cancels',
   PROTOCOL_ERROR: 'a frame the worker cannot read',
+  TOO_LARGE: 'ps of a worker whose launches carry 1.5 MB of arguments',
   UNAUTHORIZED: 'a worker with a wrong token',
   VERSION_MISMATCH: 'a master that speaks another protocol version',
   DUPLICATE_NAME: 'a second machine taking a live name',
@@ -112,6 +113,11 @@ describe('the error catalogue', () => {
     await waitFor(() => readdirSync(benchDir, { withFileTypes: true }).length > 0, 'the first benchmark to run', 10_000, 5).catch(() => null);
     expect(await codesOf(master, 'bench w2 --size 1MiB --runs 1')).toEqual(['BUSY']);
     await first;
+
+    await master.execJson('copy w2 /bin/true');
+    const launches = await master.exec(null, { input: `launch w2 true -- ${'c'.repeat(10_000)}\n`.repeat(150), json: true });
+    expect(launches.code, launches.stderr).toBe(0);
+    expect(await codesOf(master, 'ps w2')).toEqual(['TOO_LARGE']);
 
     // A control request that is not one: the master answers BAD_REQUEST and carries on.
     const reply = await new Promise<string>((resolve, reject) => {

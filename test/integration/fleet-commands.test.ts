@@ -132,6 +132,52 @@ describe('fleet-wide reads at scale', () => {
   });
 });
 
+describe('big answers', () => {
+  test('ps over workers whose answers together pass a frame: every row arrives, in JSON and as a table', async () => {
+    const { master } = await startCluster(2);
+    await master.execJson('copy all /bin/true');
+    // Each launch remembers its 6,000-character argument: ~0.6 MiB of rows a worker, over 1 MiB together.
+    const arg = 'a'.repeat(6000);
+    for (const w of ['w1', 'w2']) {
+      const r = await master.exec(null, { input: `launch ${w} true -- ${arg}\n`.repeat(100), json: true });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const json = await master.exec('ps', { json: true });
+    expect(json.code, json.stderr).toBe(0);
+    const rows = JSON.parse(json.stdout) as Row[];
+    expect(rows.length).toBe(200);
+    expect(rows.every((r) => r.ok && r.args[0] === arg)).toBe(true);
+    const human = await master.exec('ps');
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout.split('\n').filter((l) => l.includes(arg)).length).toBe(200);
+    // And both workers are still there: no answer broke a connection.
+    expect((await master.execJson<{ status: string }[]>('workers')).map((w) => w.status)).toEqual(['available', 'available']);
+  });
+});
+
+describe('an answer past a frame', () => {
+  test('is a TOO_LARGE entry for that worker, which stays connected; the other workers are printed', async () => {
+    const { master } = await startCluster(2);
+    await master.execJson('copy all /bin/true');
+    // 150 launches that each remember 10,000 characters of arguments: 1.5 MB of ps rows on w1.
+    const r = await master.exec(null, { input: `launch w1 true -- ${'b'.repeat(10_000)}\n`.repeat(150), json: true });
+    expect(r.code, r.stderr).toBe(0);
+    await master.execJson('launch w2 true');
+    const ps = await master.exec('ps', { json: true });
+    expect(ps.code).toBe(1);
+    const entries = JSON.parse(ps.stdout) as Entry[];
+    expect(entries.filter((e) => e.worker === 'w1')).toEqual([
+      {
+        worker: 'w1',
+        ok: false,
+        error: { code: 'TOO_LARGE', message: expect.stringMatching(/^the answer to ps on w1 is \d+ bytes, more than the 1048576 a message holds/) },
+      },
+    ]);
+    expect(entries.filter((e) => e.worker === 'w2' && e.ok)).toHaveLength(1);
+    expect((await master.execJson<{ status: string }[]>('workers')).map((w) => w.status)).toEqual(['available', 'available']);
+  });
+});
+
 describe('the app environment', () => {
   test("an app sees its own --env and drover's variables, never the agent's token", async () => {
     const { master } = await startCluster(0);

@@ -1,6 +1,16 @@
 import type { LogPolicy } from './log-pump.js';
 import os from 'node:os';
-import { AGENT_VERSION, PROTOCOL_VERSION, toDroverError, type ErrorCode, type Hello, type MasterToWorker, type Request } from '@drover/protocol';
+import {
+  AGENT_VERSION,
+  DroverError,
+  ErrorCode,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  toDroverError,
+  type Hello,
+  type MasterToWorker,
+  type Request,
+} from '@drover/protocol';
 import { LoadSampler, detectGpus, loadWorkerId } from './facts.js';
 import { Link } from './link.js';
 import type { Logger } from './logger.js';
@@ -123,7 +133,15 @@ export class Agent {
     };
     try {
       const data = await handleRequest(request, ctx);
-      this.link?.send({ v: 1, type: 'result', id: request.id, ok: true, data });
+      const text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
+      // A frame over the limit would make the master drop the connection: answer why instead.
+      if (Buffer.byteLength(text) > MAX_FRAME_BYTES) {
+        throw new DroverError(
+          ErrorCode.TOO_LARGE,
+          `the answer to ${request.type} on ${this.opts.name} is ${Buffer.byteLength(text)} bytes, more than the ${MAX_FRAME_BYTES} a message holds (launches with very long arguments?)`,
+        );
+      }
+      this.link?.sendText(text);
     } catch (err) {
       const error = toDroverError(err);
       this.opts.logger.warn({ type: request.type, id: request.id, code: error.code, err: error.cause ?? error }, error.message);

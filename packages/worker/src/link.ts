@@ -109,6 +109,14 @@ export class Link {
     return true;
   }
 
+  /** Sends a message already serialized (send does it for the rest). */
+  sendText(text: string): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(text);
+    return true;
+  }
+
   /** Sends one whole binary chunk frame; `done` runs once it is handed to the kernel. */
   sendFrame(frame: Buffer, done?: (err?: Error) => void): boolean {
     const ws = this.ws;
