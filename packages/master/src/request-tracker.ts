@@ -99,7 +99,12 @@ export class RequestTracker {
         cleanup: opts.signal ? onAbortOf(opts.signal, onAbort) : () => undefined,
         chunks: opts.onChunk ? { handle: opts.onChunk, window: new ReceiveWindow(GRANTED_WINDOW_BYTES), chain: Promise.resolve() } : null,
       });
-      this.send({ v: 1, type, id, ...params } as MasterToWorker);
+      try {
+        this.send({ v: 1, type, id, ...params } as MasterToWorker);
+      } catch (err) {
+        // Not sent (too large): nothing to cancel on the worker.
+        this.settle(id, err instanceof DroverError ? err : new DroverError(ErrorCode.INTERNAL, err instanceof Error ? err.message : String(err)));
+      }
     });
   }
 

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import {
+  MAX_FRAME_BYTES,
   DroverError,
   ErrorCode,
   SendWindow,
@@ -74,8 +75,21 @@ export class WorkerSession {
     return this.liveness.status;
   }
 
+  /**
+   * Sends a message; throws TOO_LARGE, sending nothing, for one past the frame limit (a launch
+   * whose arguments come from a service file may be): the agent would drop the connection.
+   */
   send(message: MasterToWorker): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    const text = JSON.stringify(message);
+    // At most 3 bytes of UTF-8 per UTF-16 unit: only a long text needs counting.
+    if (text.length > MAX_FRAME_BYTES / 3 && Buffer.byteLength(text) > MAX_FRAME_BYTES) {
+      throw new DroverError(
+        ErrorCode.TOO_LARGE,
+        `the ${message.type} for ${this.name} is ${Buffer.byteLength(text)} bytes, more than the ${MAX_FRAME_BYTES} a message holds`,
+      );
+    }
+    this.ws.send(text);
   }
 
   /** Sends a request and resolves with the worker's validated result data. */
