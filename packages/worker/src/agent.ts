@@ -135,7 +135,8 @@ export class Agent {
       const data = await handleRequest(request, ctx);
       const text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
       // A frame over the limit would make the master drop the connection: answer why instead.
-      if (Buffer.byteLength(text) > MAX_FRAME_BYTES) {
+      // (At most 3 bytes of UTF-8 per UTF-16 unit: only a long text needs counting.)
+      if (text.length > MAX_FRAME_BYTES / 3 && Buffer.byteLength(text) > MAX_FRAME_BYTES) {
         throw new DroverError(
           ErrorCode.TOO_LARGE,
           `the answer to ${request.type} on ${this.opts.name} is ${Buffer.byteLength(text)} bytes, more than the ${MAX_FRAME_BYTES} a message holds (launches with very long arguments?)`,
