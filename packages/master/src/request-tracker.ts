@@ -12,6 +12,7 @@ import {
   type ResultDataOf,
   releaseChunk,
   onAbort as onAbortOf,
+  toDroverError,
 } from '@drover/protocol';
 
 export interface RequestOptions {
@@ -103,7 +104,7 @@ export class RequestTracker {
         this.send({ v: 1, type, id, ...params } as MasterToWorker);
       } catch (err) {
         // Not sent (too large): nothing to cancel on the worker.
-        this.settle(id, err instanceof DroverError ? err : new DroverError(ErrorCode.INTERNAL, err instanceof Error ? err.message : String(err)));
+        this.settle(id, toDroverError(err));
       }
     });
   }

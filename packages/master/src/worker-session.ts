@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import {
   MAX_FRAME_BYTES,
+  bytesPastFrame,
   DroverError,
   ErrorCode,
   SendWindow,
@@ -82,12 +83,9 @@ export class WorkerSession {
   send(message: MasterToWorker): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const text = JSON.stringify(message);
-    // At most 3 bytes of UTF-8 per UTF-16 unit: only a long text needs counting.
-    if (text.length > MAX_FRAME_BYTES / 3 && Buffer.byteLength(text) > MAX_FRAME_BYTES) {
-      throw new DroverError(
-        ErrorCode.TOO_LARGE,
-        `the ${message.type} for ${this.name} is ${Buffer.byteLength(text)} bytes, more than the ${MAX_FRAME_BYTES} a message holds`,
-      );
+    const bytes = bytesPastFrame(text);
+    if (bytes !== null) {
+      throw new DroverError(ErrorCode.TOO_LARGE, `the ${message.type} for ${this.name} is ${bytes} bytes, more than the ${MAX_FRAME_BYTES} a message holds`);
     }
     this.ws.send(text);
   }

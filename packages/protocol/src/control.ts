@@ -190,30 +190,6 @@ export type ControlReply =
   | ControlFileAsk
   | ControlFileAck;
 
-/**
- * Joins the `part` messages of a command's results into its `done` (the client side of
- * ControlPart): add each part as it comes, then fill the done, which empties what was kept.
- */
-export class OutputParts {
-  private readonly kept = new Map<string, string[]>();
-
-  add(part: ControlPart): void {
-    const key = `${part.index}:${part.field ?? 'output'}`;
-    const list = this.kept.get(key);
-    if (list) list.push(part.text);
-    else this.kept.set(key, [part.text]);
-  }
-
-  fill(done: { results: LineOutcome[] }): void {
-    for (const [key, list] of this.kept) {
-      const [index, field] = key.split(':') as [string, 'output' | 'stderr'];
-      const r = done.results[Number(index)];
-      if (r) r[field] = list.join('') + (r[field] ?? '');
-    }
-    this.kept.clear();
-  }
-}
-
 /** Each message's schema by its `type`: what a side may receive. */
 type SchemaTable<T extends { type: string }> = { [K in T['type']]: () => z.ZodMiniType<Extract<T, { type: K }>> };
 

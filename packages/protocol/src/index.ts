@@ -14,3 +14,4 @@ export * from './pin.js';
 export * from './memory.js';
 export { onAbort } from './on-abort.js';
 export * from './sync-behind.js';
+export * from './output-parts.js';

@@ -7,6 +7,16 @@ export const AGENT_VERSION = '0.1.0';
 /** Largest text frame either side accepts; binary chunks are far smaller. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
+/**
+ * The UTF-8 size of a text to send, when it is past MAX_FRAME_BYTES (the peer would drop the
+ * connection); null when it fits. Counted only for a long text: a UTF-16 unit is at most 3 bytes.
+ */
+export function bytesPastFrame(text: string): number | null {
+  if (text.length <= MAX_FRAME_BYTES / 3) return null;
+  const bytes = Buffer.byteLength(text);
+  return bytes > MAX_FRAME_BYTES ? bytes : null;
+}
+
 /** Payload bytes carried by one binary chunk frame. */
 export const CHUNK_BYTES = 256 * 1024;
 

@@ -6,6 +6,7 @@ import {
   ErrorCode,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
+  bytesPastFrame,
   toDroverError,
   type Hello,
   type MasterToWorker,
@@ -135,11 +136,11 @@ export class Agent {
       const data = await handleRequest(request, ctx);
       const text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
       // A frame over the limit would make the master drop the connection: answer why instead.
-      // (At most 3 bytes of UTF-8 per UTF-16 unit: only a long text needs counting.)
-      if (text.length > MAX_FRAME_BYTES / 3 && Buffer.byteLength(text) > MAX_FRAME_BYTES) {
+      const bytes = bytesPastFrame(text);
+      if (bytes !== null) {
         throw new DroverError(
           ErrorCode.TOO_LARGE,
-          `the answer to ${request.type} on ${this.opts.name} is ${Buffer.byteLength(text)} bytes, more than the ${MAX_FRAME_BYTES} a message holds (launches with very long arguments?)`,
+          `the answer to ${request.type} on ${this.opts.name} is ${bytes} bytes, more than the ${MAX_FRAME_BYTES} a message holds (launches with very long arguments?)`,
         );
       }
       this.link?.sendText(text);

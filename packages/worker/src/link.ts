@@ -103,10 +103,7 @@ export class Link {
 
   /** Sends a JSON message; false when there is no connection (the message is dropped). */
   send(message: WorkerToMaster): boolean {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(message));
-    return true;
+    return this.sendText(JSON.stringify(message));
   }
 
   /** Sends a message already serialized (send does it for the rest). */

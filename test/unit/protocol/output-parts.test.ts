@@ -1,5 +1,6 @@
 import { expect, test } from 'vitest';
-import { OutputParts, parseControlReply } from '../../../packages/protocol/src/control.js';
+import { parseControlReply } from '../../../packages/protocol/src/control.js';
+import { OutputParts } from '../../../packages/protocol/src/output-parts.js';
 
 test('parts join into their results in order, output and stderr apart, and are gone after', () => {
   const parts = new OutputParts();

@@ -5,6 +5,8 @@
  * on beside it. The dashboard names no files: a file ask is refused.
  */
 
+import { OutputParts } from '@drover/protocol';
+
 interface Outcome {
   ok: boolean;
   output: string;
@@ -25,8 +27,8 @@ interface Pending {
   line: string;
   json: boolean;
   onOut?: (text: string) => void;
-  /** The parts of its results so far, by index and field. */
-  parts?: Map<string, string[]>;
+  /** The parts of its results so far. */
+  parts?: OutputParts;
   resolve(results: Outcome[]): void;
   reject(err: Error): void;
 }
@@ -131,21 +133,13 @@ export class Conn {
       case 'part': {
         const p = this.current;
         if (!p) return;
-        p.parts ??= new Map();
-        const key = `${reply.index}:${reply.field ?? 'output'}`;
-        const list = p.parts.get(key);
-        if (list) list.push(reply.text);
-        else p.parts.set(key, [reply.text]);
+        (p.parts ??= new OutputParts()).add(reply);
         return;
       }
       case 'done': {
         const p = this.current;
         this.current = null;
-        for (const [key, list] of p?.parts ?? []) {
-          const [index, field] = key.split(':') as [string, 'output' | 'stderr'];
-          const r = reply.results[Number(index)];
-          if (r) r[field] = list.join('') + (r[field] ?? '');
-        }
+        p?.parts?.fill(reply);
         p?.resolve(reply.results);
         return this.next();
       }
