@@ -154,6 +154,36 @@ describe('the operator API: drover from another machine', () => {
     expect((await drover(['--master', r.url, '--fingerprint', r.fingerprint, 'workers'], { DROVER_ADMIN_TOKEN: r.admin })).status).toBe(0);
   });
 
+  test('one connection: requests are answered in order, and a cancel stops only the command it reaches', async () => {
+    const master = await startMaster({ tls: true });
+    const r = remote(master);
+    const ws = new WebSocket(`${r.url}/operator`, { headers: { authorization: `Bearer ${r.admin}` }, rejectUnauthorized: false });
+    const replies: { type: string; ok?: boolean; results?: { output: string }[]; error?: { code: string } }[] = [];
+    ws.on('message', (d: Buffer) => replies.push(JSON.parse(d.toString()) as (typeof replies)[number]));
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const run = (line: string): void => ws.send(JSON.stringify({ v: 1, type: 'run', line, json: true, cwd: '/' }));
+    // No worker joins: each wait runs until it is cancelled.
+    run('wait 1 --timeout 60');
+    run('workers');
+    ws.send('not json');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(replies).toEqual([]);
+    ws.send(JSON.stringify({ v: 1, type: 'cancel' }));
+    await waitFor(() => replies.length === 3, 'three answers');
+    expect(replies.map((m) => m.type)).toEqual(['done', 'done', 'error']);
+    expect(JSON.parse(replies[0]!.results![0]!.output)).toEqual({ error: expect.objectContaining({ code: 'CANCELLED' }) });
+    expect(replies[1]).toMatchObject({ ok: true, results: [{ output: '[]' }] });
+    expect(replies[2]!.error!.code).toBe('BAD_REQUEST');
+    // The next command has a signal of its own, not the one the cancel aborted.
+    run('wait 1 --timeout 60');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(replies).toHaveLength(3);
+    ws.send(JSON.stringify({ v: 1, type: 'cancel' }));
+    await waitFor(() => replies.length === 4, 'the second wait to end');
+    expect(JSON.parse(replies[3]!.results![0]!.output)).toEqual({ error: expect.objectContaining({ code: 'CANCELLED' }) });
+    ws.close();
+  });
+
   test('200 clients at once are all answered', async () => {
     const master = await startMaster({ tls: true });
     const r = remote(master);

@@ -67,7 +67,7 @@ export interface FleetOptions {
  */
 const PINGS_PER_SECOND = 250;
 /** w2 before w10; one collator, not a localeCompare (which builds one per call) for each comparison. */
-const byName = new Intl.Collator(undefined, { numeric: true });
+export const byName = new Intl.Collator(undefined, { numeric: true });
 
 export class Fleet extends EventEmitter<FleetEvents> {
   readonly heartbeatMs: number;

@@ -4,7 +4,7 @@ import type { Logger } from './logger.js';
 import type { Caller } from './operator-tokens.js';
 import { watchFleet } from './notices.js';
 import { RemoteFiles } from './remote-files.js';
-import { runLine } from './run-line.js';
+import { contextMaker, runLine } from './run-line.js';
 
 /** What every operator session shares: the fleet, the command table, the tokens. */
 export type BaseContext = Omit<CommandContext, 'signal' | 'out' | 'interactive' | 'cwd' | 'caller' | 'remote' | 'files'>;
@@ -44,30 +44,37 @@ export function operatorSession(opts: {
     (frame) => opts.sendBinary(frame),
     !opts.remote,
   );
+  const out = { write: (text: string) => sendOut(text), progress: () => undefined };
+  const contextFor = contextMaker({ ...opts.base, caller: opts.caller, remote: opts.remote, files });
+  /**
+   * Aborts the command that runs (cancel, or the client went). One controller serves command
+   * after command until it is aborted: a signal and its first listener cost ~20 µs to make on
+   * every `ps`, and everything that listens takes its listener back when its command ends
+   * (onAbort). Nothing outlives its command holding the signal (services start their
+   * instances on signals of their own).
+   */
+  let controller = new AbortController();
   let running: AbortController | null = null;
   let closed = false;
   let unwatch: (() => void) | null = null;
   let busy: Promise<void> = Promise.resolve();
+  /** Requests taken and not yet answered: the first starts at once, the rest wait in turn. */
+  let queued = 0;
+  const enqueue = (job: () => Promise<void>): void => {
+    const done = (): void => void queued--;
+    const failed = (err: unknown): void => {
+      opts.logger.error({ err }, 'operator request failed');
+      done();
+    };
+    busy = (queued++ === 0 ? job() : busy.then(job)).then(done, failed);
+  };
 
   const run = async (req: ControlRun): Promise<void> => {
     opts.logger.info({ token: opts.caller.name, role: opts.caller.role, remote: opts.remote, line: req.line }, 'exec');
-    running = new AbortController();
-    if (closed) running.abort();
-    const results = await runLine(
-      req.line,
-      {
-        ...opts.base,
-        caller: opts.caller,
-        remote: opts.remote,
-        files,
-        cwd: req.cwd,
-        color: req.color === true,
-        signal: running.signal,
-        interactive: false,
-        out: { write: (text) => sendOut(text), progress: () => undefined },
-      },
-      { json: req.json },
-    );
+    if (controller.signal.aborted && !closed) controller = new AbortController();
+    running = controller;
+    const ctx = contextFor({ signal: running.signal, out, interactive: false, cwd: req.cwd, color: req.color === true });
+    const results = await runLine(req.line, ctx, { json: req.json });
     running = null;
     // What fits goes in the done message; longer text goes before it in parts (a frame's worth of
     // text in all, at most, stays in the done).
@@ -112,7 +119,7 @@ export function operatorSession(opts: {
         unwatch ??= watchFleet(opts.base.fleet, (text) => void opts.send({ v: CONTROL_VERSION, type: 'notice', text }));
         return;
       }
-      busy = busy.then(async () => {
+      enqueue(async () => {
         if (!parsed.ok) return opts.send({ v: CONTROL_VERSION, type: 'error', error: { code: ErrorCode.BAD_REQUEST, message: parsed.error } });
         const request = parsed.message;
         switch (request.type) {
@@ -136,7 +143,7 @@ export function operatorSession(opts: {
     close() {
       closed = true;
       files.close();
-      running?.abort();
+      controller.abort();
       unwatch?.();
     },
   };

@@ -3,7 +3,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command, CommandContext, Completion, Output } from './commands/types.js';
 import type { Fleet } from './fleet.js';
-import { runLine, type LineResult } from './run-line.js';
+import { contextMaker, runLine, type LineResult } from './run-line.js';
 import { splitCommands } from './tokenize.js';
 
 const HISTORY_SIZE = 1000;
@@ -17,8 +17,10 @@ export interface ShellBackend {
 
 /** The master's own backend: runLine on its fleet. */
 export function localBackend(context: Omit<CommandContext, 'signal' | 'out' | 'interactive'>, fleet: Pick<Fleet, 'names'>): ShellBackend {
+  const { cwd, color: _color, ...session } = context;
+  const contextFor = contextMaker(session);
   return {
-    run: (line, io) => runLine(line, { ...context, ...io, color: io.interactive && !('NO_COLOR' in process.env) }),
+    run: (line, io) => runLine(line, contextFor({ ...io, cwd, color: io.interactive && !('NO_COLOR' in process.env) })),
     complete: (line) => complete(line, context.commands, fleet, context.cwd),
   };
 }

@@ -5,7 +5,7 @@ import { seconds, size, wholeNumber } from '../../../packages/master/src/command
 import { defineCommand, type Command, type CommandContext } from '../../../packages/master/src/commands/types.js';
 import { Fleet } from '../../../packages/master/src/fleet.js';
 import { localFiles } from '../../../packages/master/src/local-files.js';
-import { parseCommandArgs, runLine } from '../../../packages/master/src/run-line.js';
+import { contextMaker, parseCommandArgs, runLine } from '../../../packages/master/src/run-line.js';
 
 const echo = defineCommand<{ text: string; bad: string[] }>({
   name: 'echo',
@@ -136,5 +136,26 @@ describe('parseCommandArgs and the option parsers', () => {
     expect(() => size(1024, '1KiB')('2KiB')).toThrow('at most 1KiB');
     expect(wholeNumber(1, 5)('5')).toBe(5);
     expect(() => wholeNumber(1)('1.5')).toThrow('a whole number from 1');
+  });
+});
+
+describe('contextMaker', () => {
+  test("each command's context has its own fields over the session's, in an object of its own", async () => {
+    const { signal: _s, out: _o, interactive: _i, cwd: _c, color: _k, ...session } = context();
+    const contextFor = contextMaker(session);
+    const one = new AbortController();
+    const out = { write: async () => undefined, progress: () => undefined };
+    const a = contextFor({ signal: one.signal, out, interactive: true, cwd: '/a', color: true });
+    const b = contextFor({ signal: new AbortController().signal, out, interactive: false, cwd: '/b', color: false });
+    expect(a).not.toBe(b);
+    expect(a).toMatchObject({ cwd: '/a', color: true, interactive: true, json: false, caller: session.caller, fleet: session.fleet, files: session.files });
+    expect(b).toMatchObject({ cwd: '/b', color: false, interactive: false });
+    expect(a.signal).toBe(one.signal);
+    expect(Object.keys(a).sort()).toEqual([...Object.keys(session), 'signal', 'out', 'interactive', 'cwd', 'color', 'json'].sort());
+    // It runs commands like any context: --json per command, the rest from the session.
+    expect(await runLine('echo hi --json; echo ho', a)).toMatchObject([
+      { ok: true, output: '{"text":"hi","bad":[]}' },
+      { ok: true, output: 'ho' },
+    ]);
   });
 });

@@ -1,5 +1,5 @@
-import { DroverError, ErrorCode, onAbort, toDroverError, type ErrorBody } from '@drover/protocol';
-import type { Fleet } from '../fleet.js';
+import { DroverError, ErrorCode, toDroverError, type ErrorBody } from '@drover/protocol';
+import { byName, type Fleet } from '../fleet.js';
 import type { WorkerSession } from '../worker-session.js';
 import type { CommandContext } from './types.js';
 
@@ -44,15 +44,14 @@ export function selectWorkers(fleet: Fleet, target: string): { sessions: WorkerS
 }
 
 export interface FanOutOptions {
-  /** Per-worker deadline: a worker that has not answered by then is a TIMEOUT entry. */
-  deadlineMs?: number | null;
   /** Workers worked on at once (file handles and sockets stay bounded); default all. */
   concurrency?: number;
 }
 
 /**
  * Runs `fn` on every selected worker at once (or `concurrency` at a time) and returns one entry
- * per worker, in name order. `fn`'s signal aborts on Ctrl-C and at the worker's deadline.
+ * per worker, in name order. `fn`'s signal aborts on Ctrl-C. A deadline per worker is the
+ * requests' own (`timeoutMs`, as gatherRows sets it): one slow worker then fails alone.
  */
 export async function fanOut<T extends object>(
   ctx: Pick<CommandContext, 'fleet' | 'signal'>,
@@ -62,48 +61,15 @@ export async function fanOut<T extends object>(
 ): Promise<PerWorker<T>[]> {
   const { sessions, unavailable } = selectWorkers(ctx.fleet, target);
   const limit = opts.concurrency ?? sessions.length;
-  // A controller, a timer and a listener: AbortSignal.timeout and .any cost ~15 µs and weak
-  // references for the GC on every command (measured on `ps`). Workers asked all at once share
-  // one set, their deadline being the same moment: a fleet-wide read makes three objects, not
-  // three per worker (and not thousands of listeners on the command's signal).
-  const deadline = (): { signal: AbortSignal; timedOut(): boolean; done(): void } => {
-    let timedOut = false;
-    const own = new AbortController();
-    const timer = setTimeout(() => ((timedOut = true), own.abort()), opts.deadlineMs!);
-    const off = onAbort(ctx.signal, () => own.abort());
-    return {
-      signal: own.signal,
-      timedOut: () => timedOut,
-      done: () => {
-        clearTimeout(timer);
-        off();
-      },
-    };
-  };
-  const shared = opts.deadlineMs && limit >= sessions.length && sessions.length > 0 ? deadline() : null;
   const one = async (s: WorkerSession): Promise<PerWorker<T>> => {
-    const mine = shared ? null : opts.deadlineMs ? deadline() : null;
-    const d = shared ?? mine;
     try {
-      return { worker: s.name, ok: true, error: null, ...(await fn(s, d?.signal ?? ctx.signal)) };
+      return { worker: s.name, ok: true, error: null, ...(await fn(s, ctx.signal)) };
     } catch (err) {
-      const e =
-        d?.timedOut() && !ctx.signal.aborted
-          ? new DroverError(ErrorCode.TIMEOUT, `worker ${s.name} did not answer within ${opts.deadlineMs! / 1000} s (use --timeout to wait longer)`)
-          : toDroverError(err);
-      return { worker: s.name, ok: false, error: e.toJSON() };
-    } finally {
-      mine?.done();
+      return { worker: s.name, ok: false, error: toDroverError(err).toJSON() };
     }
   };
-  let done: PerWorker<T>[];
-  try {
-    done = limit >= sessions.length ? await Promise.all(sessions.map(one)) : await mapLimited(sessions, limit, one);
-  } finally {
-    shared?.done();
-  }
-  const byName = (a: { worker: string }, b: { worker: string }): number => a.worker.localeCompare(b.worker, undefined, { numeric: true });
-  return [...done, ...unavailable].sort(byName);
+  const done = limit >= sessions.length ? await Promise.all(sessions.map(one)) : await mapLimited(sessions, limit, one);
+  return [...done, ...unavailable].sort((a, b) => byName.compare(a.worker, b.worker));
 }
 
 /** `error on w2: …` lines for the entries that failed. */

@@ -1,8 +1,8 @@
-import type { ProcessInfo } from '@drover/protocol';
+import { DroverError, ErrorCode, type ProcessInfo } from '@drover/protocol';
 import { formatDuration, table } from '../format.js';
 import { READ_DEADLINE_MS, failureLines, fanOut, type Failed } from './fan-out.js';
 import { seconds } from './options.js';
-import type { WorkerSession } from '../worker-session.js';
+import type { RequestOptions, WorkerSession } from '../worker-session.js';
 import { defineCommand, type CommandContext } from './types.js';
 
 /** One row per process, or one failed entry per worker that could not answer. */
@@ -10,16 +10,28 @@ export type Rows<T> = (({ worker: string; ok: true; error: null } & T) | Failed)
 
 /**
  * Asks the workers for a list each (every worker by default; each within its deadline) and
- * flattens the answers into rows that carry their worker.
+ * flattens the answers into rows that carry their worker. `ask` makes one request with the
+ * options it is given: the deadline is that request's own timeout, which cancels it on the
+ * worker too (no controller, timer and listener of its own per command: the round trip of
+ * `ps` is what scripts feel).
  */
 export async function gatherRows<T extends object>(
   ctx: CommandContext,
   target: string | undefined,
   timeoutMs: number | undefined,
-  ask: (s: WorkerSession, signal: AbortSignal) => Promise<T[]>,
+  ask: (s: WorkerSession, opts: RequestOptions) => Promise<T[]>,
 ): Promise<Rows<T>> {
-  const entries = await fanOut(ctx, target ?? 'all', async (s, signal) => ({ rows: await ask(s, signal) }), {
-    deadlineMs: timeoutMs ?? READ_DEADLINE_MS,
+  const deadlineMs = timeoutMs ?? READ_DEADLINE_MS;
+  const opts: RequestOptions = { signal: ctx.signal, timeoutMs: deadlineMs };
+  const entries = await fanOut(ctx, target ?? 'all', async (s) => {
+    try {
+      return { rows: await ask(s, opts) };
+    } catch (err) {
+      if (err instanceof DroverError && err.code === ErrorCode.TIMEOUT && !ctx.signal.aborted) {
+        throw new DroverError(ErrorCode.TIMEOUT, `worker ${s.name} did not answer within ${deadlineMs / 1000} s (use --timeout to wait longer)`);
+      }
+      throw err;
+    }
   });
   return entries.flatMap((e): Rows<T> => (e.ok ? e.rows.map((r) => ({ worker: e.worker, ok: true as const, error: null, ...r })) : [e]));
 }
@@ -35,9 +47,7 @@ export const psCommand = defineCommand<Rows<ProcessInfo>>({
   complete: ['worker-or-all'],
   maxArgs: 1,
   async run(args, ctx) {
-    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, signal) => {
-      return (await s.request('ps', {}, { signal })).processes;
-    });
+    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, opts) => (await s.request('ps', {}, opts)).processes);
   },
   format(all) {
     const rows = all.filter((r) => r.ok);

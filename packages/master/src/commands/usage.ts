@@ -14,8 +14,8 @@ export const usageCommand = defineCommand<Rows<UsageInfo>>({
   maxArgs: 1,
   async run(args, ctx) {
     const live = args.values.live === true;
-    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, signal) => {
-      const rows = (await s.request('usage', { live }, { signal })).processes;
+    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, opts) => {
+      const rows = (await s.request('usage', { live }, opts)).processes;
       // An agent from before --live answers every launch: the dead are dropped here too.
       return live ? rows.filter((u) => u.state !== 'dead') : rows;
     });
