@@ -1,6 +1,7 @@
 import en from 'zod/v4/locales/en.js';
 import * as z from 'zod/mini';
 import { ErrorCode } from './errors.js';
+import { keyCount } from './plain.js';
 import { MAX_FRAME_BYTES } from './version.js';
 
 /**
@@ -38,18 +39,39 @@ function lazy<T>(build: () => T): () => T {
 
 const v = lazy(() => z.literal(CONTROL_VERSION));
 
+const MAX_LINE_CHARS = 256 * 1024;
+const MAX_CWD_CHARS = 4096;
 const controlRun = lazy(() =>
   z.object({
     v: v(),
     type: z.literal('run'),
-    line: z.string().check(z.maxLength(256 * 1024)),
+    line: z.string().check(z.maxLength(MAX_LINE_CHARS)),
     json: z.boolean(),
-    cwd: z.string().check(z.minLength(1), z.maxLength(4096)),
+    cwd: z.string().check(z.minLength(1), z.maxLength(MAX_CWD_CHARS)),
     /** The client prints to a terminal that takes colour (optional: older clients do not say). */
     color: z.optional(z.boolean()),
   }),
 );
 export type ControlRun = z.infer<ReturnType<typeof controlRun>>;
+
+/**
+ * A `run` as clients send it, checked by hand: one comes with every command, and its parse was
+ * ~20 µs of the master's ~300 µs per `ps` round trip. True only where the schema takes `o` as
+ * it is (see plain.ts).
+ */
+export function isPlainRun(o: Record<string, unknown>): o is ControlRun {
+  return (
+    o.type === 'run' &&
+    o.v === CONTROL_VERSION &&
+    typeof o.line === 'string' &&
+    o.line.length <= MAX_LINE_CHARS &&
+    typeof o.json === 'boolean' &&
+    typeof o.cwd === 'string' &&
+    o.cwd.length >= 1 &&
+    o.cwd.length <= MAX_CWD_CHARS &&
+    (o.color === undefined ? keyCount(o) === 5 : typeof o.color === 'boolean' && keyCount(o) === 6)
+  );
+}
 
 /** Stops the command that is running (Ctrl-C in a client). */
 const controlCancel = lazy(() => z.object({ v: v(), type: z.literal('cancel') }));
@@ -213,7 +235,12 @@ const replies: SchemaTable<ControlReply> = {
 
 export type ControlParsed<T> = { ok: true; message: T } | { ok: false; error: string };
 
-function parseLine<T extends { type: string }>(table: SchemaTable<T>, raw: string, what: string): ControlParsed<T> {
+function parseLine<T extends { type: string }>(
+  table: SchemaTable<T>,
+  raw: string,
+  what: string,
+  fast?: (o: Record<string, unknown>) => boolean,
+): ControlParsed<T> {
   if (raw.length > MAX_FRAME_BYTES) return { ok: false, error: `${what} of ${raw.length} bytes is too long` };
   let value: unknown;
   try {
@@ -233,6 +260,7 @@ function parseLine<T extends { type: string }>(table: SchemaTable<T>, raw: strin
     const known = Object.keys(table).join(', ');
     return { ok: false, error: `invalid ${what} at type: ${type === undefined ? 'missing' : `${JSON.stringify(type)} is not one of ${known}`}` };
   }
+  if (fast?.(value as Record<string, unknown>)) return { ok: true, message: value as T };
   const r = (table[type as T['type']] as () => z.ZodMiniType<T>)().safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -243,7 +271,7 @@ function parseLine<T extends { type: string }>(table: SchemaTable<T>, raw: strin
 
 /** Parses one line a client sent to the control socket. */
 export function parseControlRequest(raw: string): ControlParsed<ControlRequest> {
-  return parseLine(requests, raw, 'control request');
+  return parseLine(requests, raw, 'control request', isPlainRun);
 }
 
 /** Parses one line the master sent back. */

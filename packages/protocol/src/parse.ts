@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { ErrorCode, type ErrorCode as Code } from './errors.js';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from './version.js';
-import { MasterToWorker, WorkerToMaster, isPlainHeartbeat } from './messages.js';
+import { MasterToWorker, WorkerToMaster, isBareRequest, isPlainHeartbeat, isPlainResult } from './messages.js';
 
 export type Parsed<T> = { ok: true; message: T } | { ok: false; error: { code: Code; message: string }; id: number | null };
 
@@ -51,11 +51,11 @@ function preview(raw: string): string {
 
 /** Parses a frame the master received from a worker. */
 export function parseWorkerMessage(raw: string): Parsed<WorkerToMaster> {
-  // Heartbeats, most of what a master reads, are checked by hand first (see isPlainHeartbeat).
-  return parseWith(WorkerToMaster, raw, 'worker', isPlainHeartbeat);
+  // Heartbeats and results, most of what a master reads, are checked by hand first (plain.ts).
+  return parseWith(WorkerToMaster, raw, 'worker', (o) => (o.type === 'heartbeat' ? isPlainHeartbeat(o) : isPlainResult(o)));
 }
 
 /** Parses a frame the worker received from the master. */
 export function parseMasterMessage(raw: string): Parsed<MasterToWorker> {
-  return parseWith(MasterToWorker, raw, 'master');
+  return parseWith(MasterToWorker, raw, 'master', isBareRequest);
 }
