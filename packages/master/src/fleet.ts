@@ -332,7 +332,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
   private handle(session: WorkerSession, message: WorkerToMaster): void {
     switch (message.type) {
       case 'heartbeat':
-        session.load = message.load;
+        session.noteLoad(message.load);
         this.history.record(session.name, Date.now(), message.load);
         // One ping in flight per worker: its pong measures the round trip. A ping on every
         // heartbeat while the fleet sends fewer than PINGS_PER_SECOND heartbeats a second;

@@ -36,6 +36,7 @@ export class WorkerSession {
   /** Wall time of the connection, for display only. */
   readonly connectedAtWall = Date.now();
   readonly liveness: Liveness;
+  /** The last heartbeat's figures (noteLoad): updated in place, never replaced. */
   load: Load | null = null;
   /** Round trip of the last ping the master sent on a heartbeat (ms), once one came back. */
   rttMs: number | null = null;
@@ -66,6 +67,25 @@ export class WorkerSession {
       (m) => this.send(m),
       (err, ref) => logger.warn({ err, ref, worker: this.name }, 'chunk handler failed; cancelling the transfer'),
     );
+  }
+
+  /**
+   * A heartbeat's figures, copied into this session's own record: the parsed frame then dies
+   * young. Kept as it came, each heartbeat's object lived its second and survived the young
+   * generation's collections into the old one, to be swept from there: at thousands of workers
+   * a heartbeat each a second, the master's GC work.
+   */
+  noteLoad(load: Load): void {
+    const mine = this.load;
+    if (!mine) {
+      this.load = { ...load };
+      return;
+    }
+    mine.cpuPercent = load.cpuPercent;
+    mine.memoryUsedBytes = load.memoryUsedBytes;
+    mine.memoryTotalBytes = load.memoryTotalBytes;
+    mine.loadAverage = load.loadAverage;
+    mine.processes = load.processes;
   }
 
   get connected(): boolean {

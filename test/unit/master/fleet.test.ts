@@ -4,7 +4,7 @@ import type WebSocket from 'ws';
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
 import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
-import { selectWorkers } from '../../../packages/master/src/commands/fan-out.js';
+import { parseTargets, selectWorkers } from '../../../packages/master/src/commands/fan-out.js';
 import { toWorkerRow } from '../../../packages/master/src/commands/workers.js';
 import { Fleet } from '../../../packages/master/src/fleet.js';
 
@@ -192,5 +192,14 @@ describe('selectWorkers', () => {
     expect(selectWorkers(fleet, 'w2,w2').sessions).toHaveLength(1);
     expect(() => selectWorkers(fleet, 'w2,w9')).toThrow(/unknown worker "w9" \(known workers: w1, w2\)/);
     expect(() => selectWorkers(setup().fleet, 'all')).toThrow(/no workers have joined/);
+  });
+
+  test('targets: one name, a list (each once, empty parts dropped), or nothing', () => {
+    expect(parseTargets('w1')).toEqual(['w1']);
+    expect(parseTargets('w1,w2,w1')).toEqual(['w1', 'w2']);
+    expect(parseTargets(',w1,,')).toEqual(['w1']);
+    expect(parseTargets('')).toEqual([]);
+    expect(parseTargets(',')).toEqual([]);
+    expect(() => selectWorkers(setup().fleet, ',')).toThrow('no worker named in ","');
   });
 });

@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest';
 import type WebSocket from 'ws';
 import { pino } from 'pino';
-import { MAX_FRAME_BYTES, type Hello } from '@drover/protocol';
+import { Load, MAX_FRAME_BYTES, type Hello } from '@drover/protocol';
 import { WorkerSession } from '../../../packages/master/src/worker-session.js';
 import { UploadBudget } from '../../../packages/master/src/upload-budget.js';
 
@@ -35,4 +35,23 @@ test('a message past the frame limit is refused with TOO_LARGE and never sent; t
   void s.request('launch', { app: 'a', args: ['x'.repeat(MAX_FRAME_BYTES - 200)] }).catch(() => undefined);
   expect(sent).toHaveLength(1);
   s.markDisconnected('the test ended', 0); // fails it, and clears its timer
+});
+
+test("a heartbeat's figures are copied into the session's own record, every field of Load", () => {
+  const ws = { readyState: 1, OPEN: 1, send: () => undefined } as unknown as WebSocket;
+  const s = new WorkerSession(ws, '127.0.0.1', hello, 0, new UploadBudget(), pino({ level: 'silent' }));
+  expect(s.load).toBeNull();
+  // Distinct values for each field the schema has: a field added to Load and not copied fails here.
+  const fields = Object.keys(Load.shape) as (keyof Load)[];
+  const make = (base: number): Load => Object.fromEntries(fields.map((k, i) => [k, base + i])) as Load;
+  const first = make(1);
+  s.noteLoad(first);
+  expect(s.load).toEqual(first);
+  expect(s.load).not.toBe(first);
+  const record = s.load;
+  const second = make(100);
+  s.noteLoad(second);
+  expect(s.load).toBe(record);
+  expect(s.load).toEqual(second);
+  expect(Load.safeParse(s.load).success).toBe(true);
 });

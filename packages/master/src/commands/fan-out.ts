@@ -16,6 +16,8 @@ export const READ_DEADLINE_MS = 5_000;
 
 /** Splits `w1,w2` (or `all`) into names, each once. */
 export function parseTargets(text: string): string[] {
+  // One name (`ps w1`, what scripts send most): no split, filter and set to make.
+  if (!text.includes(',')) return text ? [text] : [];
   return [...new Set(text.split(',').filter(Boolean))];
 }
 

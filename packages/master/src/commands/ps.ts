@@ -46,9 +46,9 @@ export const psCommand = defineCommand<Rows<ProcessInfo>>({
   options: { timeout: timeoutOption },
   complete: ['worker-or-all'],
   maxArgs: 1,
-  async run(args, ctx) {
-    return gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, opts) => (await s.request('ps', {}, opts)).processes);
-  },
+  // Not async: an async function that returns a promise waits three turns more for it.
+  run: (args, ctx) =>
+    gatherRows(ctx, args.positionals[0], args.values.timeout as number | undefined, async (s, opts) => (await s.request('ps', {}, opts)).processes),
   format(all) {
     const rows = all.filter((r) => r.ok);
     if (rows.length === 0) return all.length === 0 ? 'no processes launched yet' : '';
