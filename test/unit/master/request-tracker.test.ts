@@ -52,6 +52,37 @@ describe('RequestTracker: correlation by id', () => {
     expect(sent.filter((m) => m.type === 'cancel').map((m) => (m.type === 'cancel' ? m.ref : 0))).toEqual([1, 2]);
   });
 
+  test('each request times out at its own deadline, never before; one answered in time is not timed out', async () => {
+    const { t, sent } = tracker();
+    const t0 = performance.now();
+    const order: string[] = [];
+    const track = (name: string, p: Promise<unknown>): Promise<unknown> =>
+      p.then(
+        () => order.push(name),
+        (err: DroverError) => {
+          order.push(name);
+          return { code: err.code, message: err.message, after: performance.now() - t0 };
+        },
+      );
+    const long = track('long', t.request('ps', {}, { timeoutMs: 250 }));
+    // Later, but due sooner than the one before: the sweep comes for it first.
+    const short = track('short', t.request('ps', {}, { timeoutMs: 40 }));
+    const answered = track('answered', t.request('ps', {}, { timeoutMs: 60 }));
+    const never = t.request('ps', {}, { timeoutMs: 0 });
+    t.settleResult({ v: 1, type: 'result', id: 3, ok: true, data: { processes: [] } });
+    expect(await short).toMatchObject({ code: 'TIMEOUT', message: 'worker w1 did not answer ps within 40 ms', after: expect.any(Number) });
+    expect(((await short) as { after: number }).after).toBeGreaterThanOrEqual(39);
+    expect(await long).toMatchObject({ code: 'TIMEOUT', message: 'worker w1 did not answer ps within 250 ms' });
+    expect(((await long) as { after: number }).after).toBeGreaterThanOrEqual(249);
+    await answered;
+    expect(order).toEqual(['answered', 'short', 'long']);
+    expect(sent.filter((m) => m.type === 'cancel').map((m) => (m.type === 'cancel' ? m.ref : 0))).toEqual([2, 1]);
+    // No timeout at all: still pending, until the connection goes.
+    expect(t.size).toBe(1);
+    t.failAll(new DroverError(ErrorCode.WORKER_UNAVAILABLE, 'gone'));
+    await expect(never).rejects.toMatchObject({ code: 'WORKER_UNAVAILABLE' });
+  });
+
   test('chunks are handled in order before the result, acknowledged as consumed; overrunning the window is refused', async () => {
     const { t, sent } = tracker();
     const got: string[] = [];
