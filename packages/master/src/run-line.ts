@@ -55,7 +55,8 @@ export async function runLine(line: string, ctx: CommandContext, opts: { json?: 
 }
 
 async function runWords(words: string[], ctx: CommandContext, forceJson: boolean): Promise<LineResult> {
-  const [name, ...argv] = words as [string, ...string[]];
+  const name = words[0]!;
+  const argv = words.slice(1);
   const dash = argv.indexOf('--');
   const head = dash >= 0 ? argv.slice(0, dash) : argv;
   const json = forceJson || head.includes('--json');

@@ -149,7 +149,8 @@ export class Supervisor {
 
   /** Every launch this worker remembers, with its state read from /proc and what its group left behind. */
   async list(): Promise<ProcessInfo[]> {
-    await this.refreshLingering();
+    // Most often nothing lingers: no turn spent on finding out.
+    if (this.lingering.size > 0) await this.refreshLingering();
     return Promise.all(
       this.table.all().map(async (r) => {
         const info = toProcessInfo(r, await this.stateOf(r));

@@ -70,7 +70,13 @@ export async function fanOut<T extends object>(
       return { worker: s.name, ok: false, error: toDroverError(err).toJSON() };
     }
   };
-  const done = limit >= sessions.length ? await Promise.all(sessions.map(one)) : await mapLimited(sessions, limit, one);
+  // One worker (`ps w1`): its entry, without Promise.all's turns.
+  const done =
+    sessions.length === 1
+      ? [await one(sessions[0]!)]
+      : limit >= sessions.length
+        ? await Promise.all(sessions.map(one))
+        : await mapLimited(sessions, limit, one);
   return [...done, ...unavailable].sort((a, b) => byName.compare(a.worker, b.worker));
 }
 
