@@ -54,7 +54,8 @@ export function operatorSession(opts: {
    * instances on signals of their own).
    */
   let controller = new AbortController();
-  let running: AbortController | null = null;
+  /** A command runs now: a cancel aborts the controller only then. */
+  let running = false;
   let closed = false;
   let unwatch: (() => void) | null = null;
   let busy: Promise<void> = Promise.resolve();
@@ -72,10 +73,10 @@ export function operatorSession(opts: {
   const run = async (req: ControlRun): Promise<void> => {
     opts.logger.info({ token: opts.caller.name, role: opts.caller.role, remote: opts.remote, line: req.line }, 'exec');
     if (controller.signal.aborted && !closed) controller = new AbortController();
-    running = controller;
-    const ctx = contextFor({ signal: running.signal, out, interactive: false, cwd: req.cwd, color: req.color === true });
+    running = true;
+    const ctx = contextFor({ signal: controller.signal, out, interactive: false, cwd: req.cwd, color: req.color === true });
     const results = await runLine(req.line, ctx, { json: req.json });
-    running = null;
+    running = false;
     // What fits goes in the done message; longer text goes before it in parts (a frame's worth of
     // text in all, at most, stays in the done).
     let room = OUT_PIECE_CHARS;
@@ -112,7 +113,7 @@ export function operatorSession(opts: {
       if (parsed.ok && parsed.message.type === 'file-ack') return files.receiveAck(parsed.message);
       if (parsed.ok && parsed.message.type === 'cancel') {
         // Not queued: it must reach the command that runs now.
-        running?.abort();
+        if (running) controller.abort();
         return;
       }
       if (parsed.ok && parsed.message.type === 'subscribe') {

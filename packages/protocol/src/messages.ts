@@ -200,6 +200,7 @@ const requests = [
 ] as const;
 
 export const Request = z.discriminatedUnion('type', requests);
+export type Request = z.infer<typeof Request>;
 
 /** The request types that carry nothing but their envelope (ps), read from their schemas. */
 const BARE_REQUESTS: ReadonlySet<string> = new Set(requests.filter((r) => Object.keys(r.shape).length === 3).map((r) => r.shape.type.value as string));
@@ -211,7 +212,7 @@ const BARE_REQUESTS: ReadonlySet<string> = new Set(requests.filter((r) => Object
 export function isBareRequest(o: Record<string, unknown>): boolean {
   return o.v === 1 && typeof o.type === 'string' && BARE_REQUESTS.has(o.type) && isId(o.id) && keyCount(o) === 3;
 }
-export type Request = z.infer<typeof Request>;
+
 export type RequestType = Request['type'];
 export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 /** What the master fills in for a request: everything but the envelope. */

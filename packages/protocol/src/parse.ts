@@ -49,10 +49,12 @@ function preview(raw: string): string {
   return s;
 }
 
+/** Heartbeats and results, most of what a master reads, are checked by hand first (plain.ts). */
+const isPlainWorkerMessage = (o: Record<string, unknown>): boolean => (o.type === 'heartbeat' ? isPlainHeartbeat(o) : isPlainResult(o));
+
 /** Parses a frame the master received from a worker. */
 export function parseWorkerMessage(raw: string): Parsed<WorkerToMaster> {
-  // Heartbeats and results, most of what a master reads, are checked by hand first (plain.ts).
-  return parseWith(WorkerToMaster, raw, 'worker', (o) => (o.type === 'heartbeat' ? isPlainHeartbeat(o) : isPlainResult(o)));
+  return parseWith(WorkerToMaster, raw, 'worker', isPlainWorkerMessage);
 }
 
 /** Parses a frame the worker received from the master. */
