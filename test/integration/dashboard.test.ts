@@ -120,14 +120,35 @@ describe('dashboard', () => {
       await page.click('button[type=submit]');
       await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=ok]');
       expect(await page.locator('#fleet tbody tr').count()).toBe(3);
+      // A reload keeps the tab's login: who it is, the connection and the fleet are asked at once.
+      await page.reload();
+      await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=ok]');
+      // A kept token the master does not know: the login form, and the head start's connection closed.
+      await page.evaluate("sessionStorage.setItem('drover-token', 'drv_not-a-token')");
+      await page.reload();
+      await page.waitForSelector('#token');
+      await page.fill('#token', token);
+      await page.click('button[type=submit]');
+      await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=ok]');
       // Survives anything but a reload.
       await page.evaluate(() => ((globalThis as unknown as { loadedOnce: boolean }).loadedOnce = true));
 
-      // SIGSTOP: heartbeats stop, the row turns unavailable with no reload.
+      // The filter box hides the rows that do not match, and shows them again when cleared.
+      await page.fill('input.filter', 'w2');
+      await waitFor(async () => (await page.locator('#fleet tbody tr:visible').count()) === 1 || null, 'the filter to leave one row');
+      expect(await page.locator('#fleet tbody tr:visible').getAttribute('data-worker')).toBe('w2');
+      await page.fill('input.filter', '');
+      await waitFor(async () => (await page.locator('#fleet tbody tr:visible').count()) === 3 || null, 'every row back');
+
+      // SIGSTOP: heartbeats stop, the row turns unavailable with no reload, in place (the same
+      // element, its badge rewritten: a poll writes only what changed).
+      const w3row = await page.$('#fleet tbody tr[data-worker=w3]');
       process.kill(workers[2]!.child.pid!, 'SIGSTOP');
       onCleanup(() => void process.kill(workers[2]!.child.pid!, 'SIGCONT'));
       await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=unavailable]', { timeout: 10_000 });
       expect(await page.locator('#fleet tbody tr[data-worker=w1] [data-status=unavailable]').count()).toBe(0);
+      expect(await w3row!.evaluate((tr) => tr.isConnected && tr.querySelector('[data-status]')!.textContent)).toBe('unavailable');
+      expect(await page.locator('#fleet tbody tr').count()).toBe(3);
       process.kill(workers[2]!.child.pid!, 'SIGCONT');
       await page.waitForSelector('#fleet tbody tr[data-worker=w3] [data-status=ok]', { timeout: 10_000 });
 

@@ -49,7 +49,7 @@ export class Conn {
   state: ConnState = 'connecting';
 
   constructor(
-    private readonly token: string,
+    readonly token: string,
     private readonly opts: { onState?(s: ConnState): void; onNotice?(text: string): void; reconnect: boolean },
   ) {
     this.open();

@@ -1,32 +1,15 @@
 import { h, render, type ComponentChildren } from 'preact';
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { Conn, CommandError, follow, type ConnState } from './conn.js';
 import { bytes, pct, ago, type Spark } from './format.js';
+import { FleetRows, statusOf, type Worker } from './fleet-rows.js';
 import './style.css';
 
 const html = htm.bind(h);
 
 // ---- what the master answers (the --json of its commands) ----
 
-interface Worker {
-  name: string;
-  address: string;
-  status: 'available' | 'unavailable';
-  liveness: 'ok' | 'suspect' | 'unavailable';
-  rttMs: number | null;
-  missedHeartbeats: number;
-  unavailableSince: string | null;
-  connected: boolean;
-  lastHeartbeatMs: number;
-  hostname: string;
-  cpus: number;
-  memoryBytes: number;
-  labels: Record<string, string>;
-  drain: 'draining' | 'drained' | null;
-  load: { cpuPercent: number; memoryUsedBytes: number; loadAverage: number; processes: number } | null;
-  history?: { t: number[]; cpuPercent: number[]; memoryUsedBytes: number[] };
-}
 type Row<T> = ({ worker: string; ok: true } & T) | { worker: string; ok: false; error: { message: string } };
 interface Proc {
   pid: number;
@@ -102,9 +85,12 @@ function usePoll<T>(line: string | null, ms: number): { data: T | null; error: s
     if (!line || !conn) return;
     let alive = true;
     let timer = 0;
+    let first = takePrefetched<T>(line);
     const once = async (): Promise<void> => {
       try {
-        const data = await conn!.json<T>(line);
+        const answer = first ?? conn!.json<T>(line);
+        first = null;
+        const data = await answer;
         if (alive) setState({ data, error: null });
       } catch (err) {
         if (alive && err instanceof CommandError) setState((s) => ({ data: s.data, error: err.message }));
@@ -137,23 +123,9 @@ function Sparkline({ values, max, label }: { values: number[]; max: number; labe
   </svg>`;
 }
 
-function Bar({ value, max, text }: { value: number; max: number; text: string }) {
-  const p = max > 0 ? Math.min(100, (value / max) * 100) : 0;
-  return html`<div class="bar" title=${text}>
-    <div class=${`fill ${p > 90 ? 'hot' : p > 70 ? 'warm' : ''}`} style=${`width:${p.toFixed(1)}%`}></div>
-    <span>${text}</span>
-  </div>`;
-}
-
 function Status({ w }: { w: Worker }) {
-  const text = w.liveness === 'ok' ? 'available' : w.liveness === 'suspect' ? 'suspect' : w.connected ? 'unavailable' : 'disconnected';
-  const why =
-    w.liveness === 'ok'
-      ? 'heartbeats on time'
-      : w.liveness === 'suspect'
-        ? `a heartbeat is overdue (${(w.lastHeartbeatMs / 1000).toFixed(1)} s since the last); still available`
-        : `no heartbeat for ${(w.lastHeartbeatMs / 1000).toFixed(1)} s${w.unavailableSince ? `, unavailable since ${new Date(w.unavailableSince).toLocaleTimeString()}` : ''}`;
-  return html`<span class=${`badge ${w.liveness}`} data-status=${w.liveness} title=${why}>${text}${w.drain ? ` · ${w.drain}` : ''}</span>`;
+  const { text, why } = statusOf(w);
+  return html`<span class=${`badge ${w.liveness}`} data-status=${w.liveness} title=${why}>${text}</span>`;
 }
 
 function ErrorLine({ error }: { error: string | null }) {
@@ -180,12 +152,21 @@ function Action({ who, label, line, ask, danger }: { who: Who; label: string; li
 
 // ---- pages ----
 
+/** The fleet's rows: kept by hand (fleet-rows.ts), written before the browser paints. */
+function FleetBody({ workers, filter }: { workers: Worker[] | null; filter: string }) {
+  const body = useRef<HTMLTableSectionElement>(null);
+  const rows = useRef<FleetRows | null>(null);
+  useLayoutEffect(() => {
+    if (!body.current) return;
+    rows.current ??= new FleetRows(body.current);
+    rows.current.update(workers ?? [], filter);
+  }, [workers, filter]);
+  return html`<tbody ref=${body}></tbody>`;
+}
+
 function Fleet() {
   const { data, error } = usePoll<Worker[]>('workers --json', 1000);
   const [filter, setFilter] = useState('');
-  const workers = (data ?? []).filter(
-    (w) => !filter || w.name.includes(filter) || w.hostname.includes(filter) || Object.entries(w.labels).some(([k, v]) => `${k}=${v}`.includes(filter)),
-  );
   const count = (l: Worker['liveness']): number => (data ?? []).filter((w) => w.liveness === l).length;
   return html`<section>
     <h1>Fleet</h1>
@@ -221,31 +202,7 @@ function Fleet() {
             <th class="hide-sm">Labels</th>
           </tr>
         </thead>
-        <tbody>
-          ${workers.map(
-            (w) =>
-              html`<tr key=${w.name} data-worker=${w.name} class=${`row-${w.liveness}`}>
-                <td>
-                  <a href=${`#/worker/${encodeURIComponent(w.name)}`}>${w.name}</a>
-                  <div class="sub">${w.hostname} · ${w.address}</div>
-                </td>
-                <td><${Status} w=${w} /></td>
-                <td>${(w.lastHeartbeatMs / 1000).toFixed(1)} s ago</td>
-                <td class="hide-sm">${w.rttMs === null ? '–' : `${w.rttMs.toFixed(1)} ms`}</td>
-                <td><${Bar} value=${w.load?.cpuPercent ?? 0} max=${100} text=${w.load ? pct(w.load.cpuPercent) : '–'} /></td>
-                <td>
-                  <${Bar}
-                    value=${w.load?.memoryUsedBytes ?? 0}
-                    max=${w.memoryBytes}
-                    text=${w.load ? `${bytes(w.load.memoryUsedBytes)} / ${bytes(w.memoryBytes)}` : bytes(w.memoryBytes)}
-                  />
-                </td>
-                <td class="hide-sm">${w.load ? w.load.loadAverage.toFixed(2) : '–'}</td>
-                <td class="hide-sm">${w.load?.processes ?? '–'}</td>
-                <td class="hide-sm">${Object.entries(w.labels).map(([k, v]) => html`<span class="label">${k}=${v}</span> `)}</td>
-              </tr>`,
-          )}
-        </tbody>
+        <${FleetBody} workers=${data} filter=${filter} />
       </table>
     </div>
   </section>`;
@@ -539,6 +496,38 @@ function useRoute(): string[] {
   return hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
 }
 
+// ---- a reload's head start ----
+
+/** What the connection's changes go to: the App's handler once it has one. */
+let connState: (s: ConnState) => void = () => undefined;
+
+function connect(token: string): Conn {
+  return new Conn(token, { reconnect: true, onState: (s) => connState(s), onNotice: () => notify() });
+}
+
+/**
+ * A tab that kept its login (a reload) asks who it is, opens its connection and asks for the
+ * fleet all at once, as the script loads: none of the three waits for another or for the first
+ * render. A refused token closes the connection unused.
+ */
+const kept = sessionStorage.getItem('drover-token');
+const keptWho = kept ? whoami(kept) : null;
+let early: Conn | null = kept ? connect(kept) : null;
+let prefetched: { line: string; answer: Promise<unknown> } | null = null;
+if (early && /^#?\/?$/.test(location.hash)) {
+  const line = 'workers --json';
+  const answer = early.json(line);
+  answer.catch(() => undefined);
+  prefetched = { line, answer };
+}
+
+/** The head start's answer to `line`, once. */
+function takePrefetched<T>(line: string): Promise<T> | null {
+  const p = prefetched;
+  prefetched = null;
+  return p && p.line === line ? (p.answer as Promise<T>) : null;
+}
+
 function App() {
   const [who, setWho] = useState<Who | null>(null);
   const [state, setState] = useState<ConnState>('connecting');
@@ -546,10 +535,13 @@ function App() {
   const route = useRoute();
   // A reload keeps the login for this tab (sessionStorage), never beyond it.
   useEffect(() => {
-    const kept = sessionStorage.getItem('drover-token');
-    if (!kept) return setChecked(true);
-    void whoami(kept).then((w) => {
+    if (!keptWho) return setChecked(true);
+    void keptWho.then((w) => {
       if (!('error' in w)) setWho(w);
+      else {
+        early?.close();
+        early = null;
+      }
       setChecked(true);
     });
   }, []);
@@ -558,6 +550,10 @@ function App() {
     conn?.close();
     conn = null;
     if (!who) return;
+    // The head start's connection, if it was made with this login's token.
+    const adopted = early?.token === who.token ? early : null;
+    if (!adopted) early?.close();
+    early = null;
     sessionStorage.setItem('drover-token', who.token);
     const token = who.token;
     const onState = (s: ConnState): void => {
@@ -572,7 +568,9 @@ function App() {
           }
         });
     };
-    conn = new Conn(token, { reconnect: true, onState, onNotice: () => notify() });
+    connState = onState;
+    conn = adopted ?? connect(token);
+    if (adopted) queueMicrotask(() => onState(adopted.state));
   }, [who]);
   if (!checked) return null;
   if (!who) return html`<${Login} onLogin=${setWho} />`;
