@@ -80,7 +80,7 @@ const MASTER_TYPES = [
   'bench',
   'nonsense',
 ];
-const WORKER_TYPES = ['hello', 'heartbeat', 'result', 'process-exit', 'ack', 'transfer-error', 'protocol-error', 'nonsense'];
+const WORKER_TYPES = ['hello', 'heartbeat', 'result', 'result-parts', 'process-exit', 'ack', 'transfer-error', 'protocol-error', 'nonsense'];
 
 /** Templates of valid messages, mutated field by field. */
 function masterTemplate(r, type) {
@@ -170,6 +170,8 @@ function workerTemplate(r, type) {
       return { ...base, seq: r.int(10), load: { cpuPercent: 1, memoryUsedBytes: 1, memoryTotalBytes: 2, loadAverage: 0, processes: 0 } };
     case 'result':
       return { ...base, id: r.int(50), ok: r.int(2) === 1, data: value(r), error: { code: r.pick(['BUSY', 'NOPE']), message: 'm' } };
+    case 'result-parts':
+      return { ...base, id: r.int(50), bytes: r.int(3e7) };
     case 'process-exit':
       return {
         ...base,

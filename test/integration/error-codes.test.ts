@@ -46,7 +46,7 @@ const HOW: Record<ErrorCode, string> = {
   TIMEOUT: 'wait for more workers than there are',
   CANCELLED: 'a request the master cancels',
   PROTOCOL_ERROR: 'a frame the worker cannot read',
-  TOO_LARGE: 'ps of a worker whose launches carry 1.5 MB of arguments',
+  TOO_LARGE: 'ps of a worker whose launches carry 35 MB of arguments (past what an answer may hold)',
   UNAUTHORIZED: 'a worker with a wrong token',
   VERSION_MISMATCH: 'a master that speaks another protocol version',
   DUPLICATE_NAME: 'a second machine taking a live name',
@@ -115,7 +115,7 @@ describe('the error catalogue', () => {
     await first;
 
     await master.execJson('copy w2 /bin/true');
-    const launches = await master.exec(null, { input: `launch w2 true -- ${'c'.repeat(10_000)}\n`.repeat(150), json: true });
+    const launches = await master.exec(null, { input: `launch w2 true -- ${`${'c'.repeat(62_000)} `.repeat(4)}\n`.repeat(140), json: true });
     expect(launches.code, launches.stderr).toBe(0);
     expect(await codesOf(master, 'ps w2')).toEqual(['TOO_LARGE']);
 

@@ -349,6 +349,8 @@ export class Fleet extends EventEmitter<FleetEvents> {
         return;
       case 'result':
         return session.requests.settleResult(message);
+      case 'result-parts':
+        return session.requests.settleParts(message);
       case 'ack':
         return session.ackUpload(message.ref, message.bytes);
       case 'transfer-error':

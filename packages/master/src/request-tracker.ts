@@ -1,5 +1,8 @@
 import {
   MAX_FRAME_BYTES,
+  MAX_RESULT_BYTES,
+  parseWorkerParts,
+  type ResultParts,
   DroverError,
   ErrorCode,
   ReceiveWindow,
@@ -37,6 +40,8 @@ interface Pending {
   cleanup(): void;
   /** Chunks of this request: handled one after another, acknowledged once handled. */
   chunks: { handle: (p: Buffer) => void | Promise<void>; window: ReceiveWindow; chain: Promise<void> } | null;
+  /** Of a request that streams nothing: the pieces of an answer too big for a frame, so far. */
+  parts: { list: Buffer[]; bytes: number } | null;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -105,6 +110,7 @@ export class RequestTracker {
         timeoutMs,
         cleanup: opts.signal ? onAbortOf(opts.signal, onAbort) : () => undefined,
         chunks: opts.onChunk ? { handle: opts.onChunk, window: new ReceiveWindow(GRANTED_WINDOW_BYTES), chain: Promise.resolve() } : null,
+        parts: null,
       });
       try {
         this.send({ v: 1, type, id, ...params } as MasterToWorker);
@@ -135,11 +141,42 @@ export class RequestTracker {
     else this.settle(id, null, parsed.data);
   }
 
-  /** A binary chunk for request `ref`: handed on in order, acknowledged once handled. */
+  /**
+   * The answer to `message.id` came in chunks (it is past a frame): read together, they must be
+   * one `result` message for that request, of `message.bytes` bytes.
+   */
+  settleParts(message: ResultParts): void {
+    const p = this.pending.get(message.id);
+    if (!p) return;
+    const parts = p.parts ?? { list: [], bytes: 0 };
+    p.parts = null;
+    const malformed = (why: string): void =>
+      this.cancel(message.id, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent a malformed ${p.type} answer in parts: ${why}`));
+    if (parts.bytes !== message.bytes) return malformed(`${parts.bytes} bytes came, ${message.bytes} were announced`);
+    const parsed = parseWorkerParts(Buffer.concat(parts.list, parts.bytes).toString('utf8'));
+    if (!parsed.ok) return malformed(parsed.error.message);
+    if (parsed.message.type !== 'result' || parsed.message.id !== message.id) return malformed(`they are not its result`);
+    this.settleResult(parsed.message);
+  }
+
+  /**
+   * A binary chunk for request `ref`: handed on in order and acknowledged once handled, for a
+   * request that streams; kept, for one whose answer comes in parts.
+   */
   receiveChunk(ref: number, payload: Buffer): ChunkOutcome {
     const p = this.pending.get(ref);
-    const h = p?.chunks;
-    if (!h) return 'dropped';
+    if (!p) return 'dropped';
+    const h = p.chunks;
+    if (!h) {
+      const parts = (p.parts ??= { list: [], bytes: 0 });
+      if (parts.bytes + payload.length > MAX_RESULT_BYTES) {
+        this.cancel(ref, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent an answer past the ${MAX_RESULT_BYTES} bytes one may hold`));
+        return 'overrun';
+      }
+      parts.list.push(payload);
+      parts.bytes += payload.length;
+      return 'ok';
+    }
     if (!h.window.arrive(payload.length)) {
       this.cancel(ref, new DroverError(ErrorCode.PROTOCOL_ERROR, `worker ${this.worker} sent past the ${GRANTED_WINDOW_BYTES}-byte window it was granted`));
       return 'overrun';

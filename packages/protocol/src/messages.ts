@@ -79,6 +79,13 @@ export function isPlainResult(o: Record<string, unknown>): o is z.infer<typeof R
   return o.type === 'result' && o.v === 1 && o.ok === true && isId(o.id) && Object.hasOwn(o, 'data') && keyCount(o) === 5;
 }
 
+/**
+ * The answer to request `id` came before this, in binary chunks of that ref: `bytes` of UTF-8,
+ * which read together are a whole `result` message (one too big for a frame).
+ */
+export const ResultParts = z.object({ v, type: z.literal('result-parts'), id: Id, bytes: Bytes });
+export type ResultParts = z.infer<typeof ResultParts>;
+
 export const ProcessExit = z.object({ v, type: z.literal('process-exit'), pid: z.number().int().positive(), app: Name, exit: ExitInfo });
 export type ProcessExit = z.infer<typeof ProcessExit>;
 
@@ -108,7 +115,7 @@ export type TransferError = z.infer<typeof TransferError>;
 export const ProtocolError = z.object({ v, type: z.literal('protocol-error'), error: ErrorBody });
 export type ProtocolError = z.infer<typeof ProtocolError>;
 
-export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ProcessExit, LogProblem, Ack, TransferError, ProtocolError]);
+export const WorkerToMaster = z.discriminatedUnion('type', [Hello, Heartbeat, Result, ResultParts, ProcessExit, LogProblem, Ack, TransferError, ProtocolError]);
 export type WorkerToMaster = z.infer<typeof WorkerToMaster>;
 
 // ---------------------------------------------------------------- master → worker

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { ErrorCode, type ErrorCode as Code } from './errors.js';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from './version.js';
+import { MAX_FRAME_BYTES, MAX_RESULT_BYTES, PROTOCOL_VERSION } from './version.js';
 import { MasterToWorker, WorkerToMaster, isBareRequest, isPlainHeartbeat, isPlainResult } from './messages.js';
 
 export type Parsed<T> = { ok: true; message: T } | { ok: false; error: { code: Code; message: string }; id: number | null };
@@ -11,9 +11,9 @@ export type Parsed<T> = { ok: true; message: T } | { ok: false; error: { code: C
  * so the receiver can answer that request with an error result. `fast`: a hand check that says
  * yes only where the schema would take the object as it is; the schema decides the rest.
  */
-function parseWith<T>(schema: z.ZodType<T>, raw: string, direction: string, fast?: (o: Record<string, unknown>) => boolean): Parsed<T> {
-  if (raw.length > MAX_FRAME_BYTES) {
-    return fail(`frame of ${raw.length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`, null);
+function parseWith<T>(schema: z.ZodType<T>, raw: string, direction: string, fast?: (o: Record<string, unknown>) => boolean, max = MAX_FRAME_BYTES): Parsed<T> {
+  if (raw.length > max) {
+    return fail(`frame of ${raw.length} bytes exceeds the ${max}-byte limit`, null);
   }
   let value: unknown;
   try {
@@ -55,6 +55,11 @@ const isPlainWorkerMessage = (o: Record<string, unknown>): boolean => (o.type ==
 /** Parses a frame the master received from a worker. */
 export function parseWorkerMessage(raw: string): Parsed<WorkerToMaster> {
   return parseWith(WorkerToMaster, raw, 'worker', isPlainWorkerMessage);
+}
+
+/** Parses a worker's answer that came in parts (result-parts): a frame's text, up to MAX_RESULT_BYTES. */
+export function parseWorkerParts(raw: string): Parsed<WorkerToMaster> {
+  return parseWith(WorkerToMaster, raw, 'worker', isPlainWorkerMessage, MAX_RESULT_BYTES);
 }
 
 /** Parses a frame the worker received from the master. */

@@ -17,6 +17,13 @@ export function bytesPastFrame(text: string): number | null {
   return bytes > MAX_FRAME_BYTES ? bytes : null;
 }
 
+/**
+ * The largest answer a worker gives to one request. One past a frame (a `ps` of a table whose
+ * launches carry long command lines) comes as binary chunks of its JSON, then `result-parts`;
+ * past this, the worker answers TOO_LARGE. It bounds what the master holds for one request.
+ */
+export const MAX_RESULT_BYTES = 32 * 1024 * 1024;
+
 /** Payload bytes carried by one binary chunk frame. */
 export const CHUNK_BYTES = 256 * 1024;
 

@@ -4,7 +4,7 @@ import {
   AGENT_VERSION,
   DroverError,
   ErrorCode,
-  MAX_FRAME_BYTES,
+  MAX_RESULT_BYTES,
   PROTOCOL_VERSION,
   bytesPastFrame,
   toDroverError,
@@ -135,15 +135,17 @@ export class Agent {
     try {
       const data = await handleRequest(request, ctx);
       const text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
-      // A frame over the limit would make the master drop the connection: answer why instead.
+      // A frame over the limit would make the master drop the connection: an answer that big goes
+      // in chunks, and one past what the master holds for a request is answered why instead.
       const bytes = bytesPastFrame(text);
-      if (bytes !== null) {
+      if (bytes === null) this.link?.sendText(text);
+      else if (bytes <= MAX_RESULT_BYTES) this.link?.sendInParts(request.id, text);
+      else {
         throw new DroverError(
           ErrorCode.TOO_LARGE,
-          `the answer to ${request.type} on ${this.opts.name} is ${bytes} bytes, more than the ${MAX_FRAME_BYTES} a message holds (launches with very long arguments?)`,
+          `the answer to ${request.type} on ${this.opts.name} is ${bytes} bytes, more than the ${MAX_RESULT_BYTES} an answer may hold (launches with very long arguments?)`,
         );
       }
-      this.link?.sendText(text);
     } catch (err) {
       const error = toDroverError(err);
       this.opts.logger.warn({ type: request.type, id: request.id, code: error.code, err: error.cause ?? error }, error.message);

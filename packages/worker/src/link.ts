@@ -6,6 +6,8 @@ import {
   MAX_FRAME_BYTES,
   CHUNK_HEADER_BYTES,
   CHUNK_BYTES,
+  FILE_CHUNK_BYTES,
+  encodeChunk,
   decodeChunk,
   noteReceived,
   parseMasterMessage,
@@ -112,6 +114,18 @@ export class Link {
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     ws.send(text);
     return true;
+  }
+
+  /**
+   * Sends a serialized message too big for a frame as binary chunks of request `id`'s ref, then
+   * `result-parts`, which the master reads as the message whole.
+   */
+  sendInParts(id: number, text: string): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; at += FILE_CHUNK_BYTES) ws.send(encodeChunk(id, bytes.subarray(at, at + FILE_CHUNK_BYTES)), { binary: true });
+    return this.send({ v: 1, type: 'result-parts', id, bytes: bytes.length });
   }
 
   /** Sends one whole binary chunk frame; `done` runs once it is handed to the kernel. */

@@ -107,3 +107,55 @@ describe('RequestTracker: correlation by id', () => {
     await expect(stuck).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringContaining('past the') });
   });
 });
+
+describe('RequestTracker: an answer in parts (past a frame)', () => {
+  const partsOf = (text: string, size: number): Buffer[] => {
+    const all = Buffer.from(text);
+    const list: Buffer[] = [];
+    for (let at = 0; at < all.length; at += size) list.push(all.subarray(at, at + size));
+    return list;
+  };
+
+  test('the chunks read together are its result, validated like one in a frame', async () => {
+    const { t } = tracker();
+    const launch = t.request('launch', { app: 'a', args: [] });
+    const data = { pid: 42, state: 'running', startedAt: '2026-12-05T00:00:00.000Z', logPath: `/logs/${'é漢字'.repeat(50)}.log` };
+    const text = JSON.stringify({ v: 1, type: 'result', id: 1, ok: true, data });
+    // Cut every 7 bytes: inside characters of two and three bytes too.
+    for (const p of partsOf(text, 7)) expect(t.receiveChunk(1, p)).toBe('ok');
+    t.settleParts({ v: 1, type: 'result-parts', id: 1, bytes: Buffer.byteLength(text) });
+    await expect(launch).resolves.toEqual(data);
+    expect(t.size).toBe(0);
+  });
+
+  test('a count that does not add up, a text that is not its result, or another request’s result: a protocol error, and the worker is told to stop', async () => {
+    const { t, sent } = tracker();
+    const cases: [string, number | null, RegExp][] = [
+      [JSON.stringify({ v: 1, type: 'result', id: 1, ok: true, data: { processes: [] } }), 5, /bytes came, 5 were announced/],
+      ['{"v":1,"type":"heartbeat"', null, /malformed ps answer in parts/],
+      [JSON.stringify({ v: 1, type: 'result', id: 7, ok: true, data: { processes: [] } }), null, /they are not its result/],
+    ];
+    for (const [text, announced, why] of cases) {
+      const before = sent.length;
+      const ps = t.request('ps', {});
+      const id = (sent[before] as { id: number }).id;
+      for (const p of partsOf(text, 3)) t.receiveChunk(id, p);
+      t.settleParts({ v: 1, type: 'result-parts', id, bytes: announced ?? Buffer.byteLength(text) });
+      await expect(ps).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringMatching(why) });
+      expect(sent.at(-1)).toEqual({ v: 1, type: 'cancel', ref: id });
+    }
+    expect(t.size).toBe(0);
+  });
+
+  test('past what one answer may hold: overrun, and the request fails', async () => {
+    const { t } = tracker();
+    const ps = t.request('ps', {});
+    const mib = Buffer.alloc(MAX_FRAME_BYTES);
+    let outcome = 'ok';
+    for (let i = 0; i < 40 && outcome === 'ok'; i++) outcome = t.receiveChunk(1, mib);
+    expect(outcome).toBe('overrun');
+    await expect(ps).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message: expect.stringContaining('past the 33554432 bytes') });
+    // Parts of no request in flight are dropped.
+    expect(t.receiveChunk(1, mib)).toBe('dropped');
+  });
+});
