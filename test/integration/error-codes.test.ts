@@ -27,7 +27,7 @@ import { startScriptedMaster } from '../helpers/scripted-master.js';
  * without an entry here a compile error.
  */
 const HOW: Record<ErrorCode, string> = {
-  BAD_REQUEST: 'a malformed control request; a commit of a file never uploaded',
+  BAD_REQUEST: 'a malformed control request; a commit of a file never uploaded; a launch argument past its limit',
   BAD_ARGUMENTS: 'wait with a bad count',
   BAD_NAME: 'an app name with a slash',
   UNKNOWN_COMMAND: 'a misspelled command',
@@ -118,6 +118,11 @@ describe('the error catalogue', () => {
     const launches = await master.exec(null, { input: `launch w2 true -- ${`${'c'.repeat(62_000)} `.repeat(4)}\n`.repeat(140), json: true });
     expect(launches.code, launches.stderr).toBe(0);
     expect(await codesOf(master, 'ps w2')).toEqual(['TOO_LARGE']);
+    // An argument longer than a launch holds: refused by the master with the reason, nothing sent.
+    const long = await exec(master.stateDir, `launch w2 true -- ${'d'.repeat(70_000)}`, { json: true });
+    expect(long.code).toBe(1);
+    expect(long.stdout + long.stderr).toContain("argument 1 is 70000 characters; a launch's arguments hold at most 65536 each");
+    expect(await codesOf(master, `launch w2 true -- ${'d'.repeat(70_000)}`)).toEqual(['BAD_REQUEST']);
 
     // A control request that is not one: the master answers BAD_REQUEST and carries on.
     const reply = await new Promise<string>((resolve, reject) => {

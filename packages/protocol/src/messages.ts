@@ -147,11 +147,14 @@ export const AppCommitRequest = req('app-commit', { app: Name, executable: FileN
 export const AppDeleteRequest = req('app-delete', { app: Name, force: z.boolean() });
 /** Environment variable names an app may be given (`launch --env K=V`). */
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** A launch's arguments: at most this many, each (and each --env value) at most MAX_ARG_CHARS. */
+export const MAX_ARGS = 4096;
+export const MAX_ARG_CHARS = 65536;
 export const LaunchRequest = req('launch', {
   app: Name,
-  args: z.array(z.string().max(65536)).max(4096),
+  args: z.array(z.string().max(MAX_ARG_CHARS)).max(MAX_ARGS),
   /** The app's own environment variables, beside the few drover sets. */
-  env: z.record(z.string().regex(ENV_NAME_PATTERN), z.string().max(65536)).optional(),
+  env: z.record(z.string().regex(ENV_NAME_PATTERN), z.string().max(MAX_ARG_CHARS)).optional(),
   /** A service instance: the worker keeps it running by this spec (restarts, back-off). */
   instance: InstanceSpec.optional(),
 });

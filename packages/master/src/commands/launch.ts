@@ -1,5 +1,5 @@
 import { failureLines, fanOut, type PerWorker } from './fan-out.js';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { DroverError, ErrorCode, MAX_ARGS, MAX_ARG_CHARS } from '@drover/protocol';
 import { place } from '../services/placement.js';
 import { appName, cpus, envPair, size } from './options.js';
 import { defineCommand, type CommandContext } from './types.js';
@@ -22,6 +22,16 @@ export const launchCommand = defineCommand<Launched[]>({
     const app = appName(name);
     const env = Object.fromEntries((args.values.env as [string, string][] | undefined) ?? []);
     const wants = { cpus: (args.values.cpus as number | undefined) ?? 0, memoryBytes: (args.values.mem as number | undefined) ?? 0 };
+    // What the worker would refuse as a malformed frame, refused here with the reason.
+    if (args.rest.length > MAX_ARGS) throw new DroverError(ErrorCode.BAD_REQUEST, `a launch takes at most ${MAX_ARGS} arguments, got ${args.rest.length}`);
+    const long = args.rest.findIndex((a) => a.length > MAX_ARG_CHARS);
+    if (long >= 0)
+      throw new DroverError(
+        ErrorCode.BAD_REQUEST,
+        `argument ${long + 1} is ${args.rest[long]!.length} characters; a launch's arguments hold at most ${MAX_ARG_CHARS} each`,
+      );
+    const longEnv = Object.entries(env).find(([, v]) => v.length > MAX_ARG_CHARS);
+    if (longEnv) throw new DroverError(ErrorCode.BAD_REQUEST, `--env ${longEnv[0]} is ${longEnv[1].length} characters; a value holds at most ${MAX_ARG_CHARS}`);
     const where = target === 'any' ? await pickWorker(ctx, app, wants) : target;
     return fanOut(ctx, where, async (s, signal) => {
       const r = await s.request('launch', { app, args: args.rest, env }, { signal });
