@@ -133,31 +133,30 @@ export class FleetRows {
   }
 
   private fill(v: RowView, w: Worker, shown: boolean): void {
-    const set = (key: string, value: string, write: (value: string) => void): void => {
-      if (v.last.get(key) === value) return;
-      v.last.set(key, value);
-      write(value);
-    };
-    set('hidden', shown ? '' : 'hidden', (x) => (v.tr.hidden = x !== ''));
-    set('row', `row-${w.liveness}`, (x) => (v.tr.className = x));
-    set('sub', `${w.hostname} · ${w.address}`, (x) => (v.sub.textContent = x));
+    put(v, 'hidden', shown ? '' : 'hidden', (x) => (v.tr.hidden = x !== ''));
+    put(v, 'row', `row-${w.liveness}`, (x) => (v.tr.className = x));
+    put(v, 'sub', `${w.hostname} · ${w.address}`, (x) => (v.sub.textContent = x));
     const status = statusOf(w);
-    set('status', w.liveness, (x) => {
+    put(v, 'status', w.liveness, (x) => {
       v.badge.className = `badge ${x}`;
       v.badge.dataset.status = x;
     });
-    set('status-text', status.text, (x) => (v.badge.textContent = x));
-    set('status-why', status.why, (x) => (v.badge.title = x));
-    set('beat', `${(w.lastHeartbeatMs / 1000).toFixed(1)} s ago`, (x) => (v.beat.textContent = x));
-    set('rtt', w.rttMs === null ? '–' : `${w.rttMs.toFixed(1)} ms`, (x) => (v.rtt.textContent = x));
-    const cpu = barOf(w.load?.cpuPercent ?? 0, 100);
-    this.bar(set, 'cpu', v.cpu, cpu, w.load ? pct(w.load.cpuPercent) : '–');
-    const mem = barOf(w.load?.memoryUsedBytes ?? 0, w.memoryBytes);
-    this.bar(set, 'mem', v.mem, mem, w.load ? `${bytes(w.load.memoryUsedBytes)} / ${bytes(w.memoryBytes)}` : bytes(w.memoryBytes));
-    set('load', w.load ? w.load.loadAverage.toFixed(2) : '–', (x) => (v.load.textContent = x));
-    set('procs', w.load ? String(w.load.processes) : '–', (x) => (v.procs.textContent = x));
+    put(v, 'status-text', status.text, (x) => (v.badge.textContent = x));
+    put(v, 'status-why', status.why, (x) => (v.badge.title = x));
+    put(v, 'beat', `${(w.lastHeartbeatMs / 1000).toFixed(1)} s ago`, (x) => (v.beat.textContent = x));
+    put(v, 'rtt', w.rttMs === null ? '–' : `${w.rttMs.toFixed(1)} ms`, (x) => (v.rtt.textContent = x));
+    putBar(v, 'cpu', v.cpu, barOf(w.load?.cpuPercent ?? 0, 100), w.load ? pct(w.load.cpuPercent) : '–');
+    putBar(
+      v,
+      'mem',
+      v.mem,
+      barOf(w.load?.memoryUsedBytes ?? 0, w.memoryBytes),
+      w.load ? `${bytes(w.load.memoryUsedBytes)} / ${bytes(w.memoryBytes)}` : bytes(w.memoryBytes),
+    );
+    put(v, 'load', w.load ? w.load.loadAverage.toFixed(2) : '–', (x) => (v.load.textContent = x));
+    put(v, 'procs', w.load ? String(w.load.processes) : '–', (x) => (v.procs.textContent = x));
     const labels = Object.entries(w.labels).map(([k, val]) => `${k}=${val}`);
-    set('labels', JSON.stringify(labels), () => {
+    put(v, 'labels', JSON.stringify(labels), () => {
       v.labels.replaceChildren(
         ...labels.map((text) => {
           const span = document.createElement('span');
@@ -168,19 +167,21 @@ export class FleetRows {
       );
     });
   }
+}
 
-  private bar(
-    set: (key: string, value: string, write: (value: string) => void) => void,
-    key: string,
-    el: HTMLElement,
-    bar: { cls: string; fill: string },
-    text: string,
-  ): void {
-    set(`${key}-cls`, bar.cls, (x) => (el.className = x));
-    set(`${key}-fill`, bar.fill, (x) => (el.style.cssText = x));
-    set(`${key}-text`, text, (x) => {
-      el.textContent = x;
-      el.title = x;
-    });
-  }
+/** Writes `value` with `write`, unless it is what row `v` last had under `key`. */
+function put(v: RowView, key: string, value: string, write: (value: string) => void): void {
+  if (v.last.get(key) === value) return;
+  v.last.set(key, value);
+  write(value);
+}
+
+/** A bar's class, fill and figure (also its title), written together when any of them changed. */
+function putBar(v: RowView, key: string, el: HTMLElement, bar: { cls: string; fill: string }, text: string): void {
+  put(v, key, `${bar.cls}|${bar.fill}|${text}`, () => {
+    el.className = bar.cls;
+    el.style.cssText = bar.fill;
+    el.textContent = text;
+    el.title = text;
+  });
 }
