@@ -119,8 +119,6 @@ export class Launcher {
     // The log is named by pid at once: a crashed agent finds its orphans by these names.
     const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
     renameSync(startingLog, piped ? pipeOf(logPath) : logPath);
-    // The log the pump carries the pipe into (it opens it to append, making it only if this could not).
-    if (piped) this.logs.takeInto(logPath);
     const now = Date.now();
     const record: ProcessRecord = {
       pid,
@@ -129,7 +127,7 @@ export class Launcher {
       args,
       startedAt: new Date(now).toISOString(),
       startedAtMs: now,
-      // Read from /proc by identify(), once the launch has answered.
+      // Read from /proc by settle(), once the launch has answered.
       startTicks: null,
       logPath,
       exit: null,
@@ -143,13 +141,15 @@ export class Launcher {
   }
 
   /**
-   * Fills in what /proc tells of a launch just made: its start time (which tells it from a later
-   * process with its pid) and its core-dump limit. Not on the way to the pid: the supervisor
-   * calls it once the launch has answered, before the table is written. The process is not
-   * reaped before then (that takes a turn of the event loop), so its /proc entry is there (a
-   * zombie's too).
+   * What a launch needs once it has answered, off the way to the pid (the supervisor calls it
+   * first thing after the reply, before any I/O): the log the pump carries the pipe into (it
+   * opens it to append, making it only if this could not), and what /proc tells of the process:
+   * its start time (which tells it from a later process with its pid) and its core-dump limit.
+   * The process is not reaped before then (that takes a turn of the event loop), so its /proc
+   * entry is there (a zombie's too).
    */
-  identify(record: ProcessRecord): void {
+  settle(record: ProcessRecord): void {
+    if (record.log) this.logs.takeInto(record.logPath);
     const stat = readStatSync(record.pid);
     const coreLimit = readCoreLimitSync(record.pid);
     record.startTicks = stat?.startTicks ?? null;

@@ -100,18 +100,19 @@ export class Supervisor {
     child.on('exit', (code, signal) => this.onChildExit(pid, code, signal));
     child.unref();
     this.handles.set(pid, new ProcessHandle(record, child));
-    // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
-    for (const old of this.table.add(record)) void removeLogs(old.logPath);
     // The rest waits for the reply. A fork leaves every page of the agent write-protected, so the
     // first work after it runs ~20× slower (a net.Socket over a pipe: 35 µs, 0.7 ms just after a
     // spawn); starting the log pump here was a third of a launch's time past its spawn. A tick
     // runs after this turn's promise callbacks (the reply goes out in them) and before any I/O:
     // so before the child can be reaped (its /proc entry is there), before its exit or any other
-    // request is seen, and before the table is written. Nothing written meanwhile is lost: our
-    // read end of the pipe is open, and the log exists under the pid's name.
+    // request (ps, logs) is seen, and before the table is written. Nothing written meanwhile is
+    // lost: our read end of the pipe is open. A crashed agent finds the process by its pipe's
+    // name (or its log's, unpiped), given before the reply.
     process.nextTick(() => {
       try {
-        this.launcher.identify(record);
+        this.launcher.settle(record);
+        // A launch that pushes the oldest dead record out takes its log with it, so logs/ stays bounded.
+        for (const old of this.table.add(record)) void removeLogs(old.logPath);
         if (record.log) this.pump(record, pipeFd);
         this.sampler.ensure();
         setTimeout(() => this.sampler.sampleOne(record), 50).unref();
