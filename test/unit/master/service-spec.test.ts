@@ -87,4 +87,12 @@ describe('log', () => {
     );
     expect(() => parseServiceFile('name: a\nprograms:\n  - { name: s, path: x, log: { keep: 500 } }\n', 'a.yaml')).toThrow(/programs\.0\.log\.keep/);
   });
+
+  test('an argument or environment value past what a launch carries is refused in the file, with its path', () => {
+    const long = 'a'.repeat(65_537);
+    expect(() => parseServiceFile(`name: a\nprograms:\n  - { name: s, path: x, args: [ok, ${long}] }\n`, 'a.yaml')).toThrow(/programs\.0\.args\.1/);
+    expect(() => parseServiceFile(`name: a\nprograms:\n  - { name: s, path: x, env: { K: ${long} } }\n`, 'a.yaml')).toThrow(/programs\.0\.env\.K/);
+    const [p] = parseServiceFile(`name: a\nprograms:\n  - { name: s, path: x, args: [${'a'.repeat(65_536)}, 7, true] }\n`, 'a.yaml').programs;
+    expect(p!.args.map((a) => a.length)).toEqual([65_536, 1, 4]);
+  });
 });

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Node } from 'yaml';
-import { DroverError, ENV_NAME_PATTERN, ErrorCode, LABEL_KEY_PATTERN, checkWorkerName, parseSize } from '@drover/protocol';
+import { DroverError, ENV_NAME_PATTERN, ErrorCode, LABEL_KEY_PATTERN, MAX_ARGS, MAX_ARG_CHARS, checkWorkerName, parseSize } from '@drover/protocol';
 
 /** Service and program names: they make app names on workers (service.program.version), so no dots. */
 export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$/;
@@ -37,14 +37,16 @@ const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
 });
 
 const scalarText = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+/** An argument or environment value: within what a launch carries, refused here with the path, not by the worker. */
+const launchText = scalarText.pipe(z.string().max(MAX_ARG_CHARS));
 const workerName = z.string().refine((n) => checkWorkerName(n) === null, { message: 'not a worker name' });
 
 const Program = z.strictObject({
   name: serviceName,
   path: z.string().min(1).max(4096),
   libs: z.array(z.string().min(1).max(4096)).max(256).default([]),
-  args: z.array(scalarText).max(4096).default([]),
-  env: z.record(z.string().regex(ENV_NAME_PATTERN, 'not an environment variable name'), scalarText).default({}),
+  args: z.array(launchText).max(MAX_ARGS).default([]),
+  env: z.record(z.string().regex(ENV_NAME_PATTERN, 'not an environment variable name'), launchText).default({}),
   replicas: z.number().int().min(0).max(10_000).default(1),
   on: z
     .union([
