@@ -1,7 +1,7 @@
-import { open, readFile, rm, truncate, type FileHandle } from 'node:fs/promises';
+import { open, rm, truncate, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { ExitInfo, ProcessInfo, UsageInfo } from '@drover/protocol';
-import { syncDir, writeFileAtomic } from './atomic.js';
+import { forEachLine, syncDir, writeFileAtomic, writePieces } from './atomic.js';
 import { loadJsonTable } from './json-table.js';
 import type { Signalled } from './exit-reason.js';
 import type { Logger } from './logger.js';
@@ -43,8 +43,24 @@ export interface ProcessRecord {
 /** Dead launches remembered (with their logs); older ones are forgotten and their logs removed. */
 export const MAX_DEAD_RECORDS = 1000;
 
+/**
+ * Characters of arguments the remembered dead launches may hold together; past it the oldest are
+ * forgotten sooner. A launch may carry ~1 MB of arguments, so a thousand of them would otherwise
+ * keep a gigabyte in the agent's memory and on its disk.
+ */
+export const MAX_DEAD_ARG_CHARS = 64 * 1024 * 1024;
+
 /** Journal lines past which the table is written whole again (at least twice its records). */
 const COMPACT_AFTER_LINES = 1000;
+/** Journal bytes past which the table is written whole again (at least twice the last snapshot). */
+const COMPACT_AFTER_BYTES = 64 * 1024 * 1024;
+
+/** The characters of a record's command line, counted against MAX_DEAD_ARG_CHARS. */
+function argChars(r: ProcessRecord): number {
+  let chars = r.executable.length;
+  for (const a of r.args) chars += a.length;
+  return chars;
+}
 
 /** A journal line: a record as it is now, or a record forgotten. */
 type JournalLine = ProcessRecord | { drop: number };
@@ -57,15 +73,28 @@ type JournalLine = ProcessRecord | { drop: number };
  * written whole and the journal emptied; the journal's lines are appended first, so a crash at
  * any point between leaves a snapshot and journal that read back to the same table. A torn last
  * line (a crash mid-append) is skipped.
+ *
+ * The snapshot is a JSON array with one record per line, written and read line by line in slices
+ * of about a MiB: a table of launches with long command lines (tens of MB) never blocks the
+ * agent's loop past its heartbeat, nor has to fit in one string. The records are taken when the
+ * snapshot is due and each is serialized as its slice is written, so one changed meanwhile may be
+ * newer there than in the journal; its change is queued for the next journal, which only a crash
+ * in the moment between the snapshot's rename and the old journal's removal would lose, as it
+ * would lose any change not yet appended.
  */
 export class ProcessTable {
   private readonly records = new Map<number, ProcessRecord>();
+  /** pid → argChars of its record (a record's command line never changes). */
+  private readonly chars = new Map<number, number>();
   private writing: Promise<void> | null = null;
   /** Records changed (pid → record, or null once forgotten) since the last append. */
   private readonly changed = new Map<number, ProcessRecord | null>();
   /** The whole table is to be written (a change not tied to one record). */
   private whole = false;
   private journalLines = 0;
+  private journalBytes = 0;
+  /** The bytes of processes.json as last written or read. */
+  private snapshotBytes = 0;
   /** The journal, open for appending between the table's whole writes. */
   private journalFile: FileHandle | null = null;
   private readonly file: string;
@@ -80,35 +109,58 @@ export class ProcessTable {
   }
 
   async load(): Promise<void> {
-    for (const r of await loadJsonTable<ProcessRecord>(this.file, this.logger, (r) => typeof r?.pid === 'number')) this.records.set(r.pid, r);
-    let text = '';
-    try {
-      text = await readFile(this.journal, 'utf8');
-    } catch {
-      return;
-    }
-    // A torn last line is cut off, so the next append starts a line of its own.
-    if (text && !text.endsWith('\n')) {
-      await truncate(this.journal, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1))).catch((err: unknown) =>
-        this.logger.warn({ err }, 'could not cut the torn last line of processes.journal'),
-      );
-    }
-    const lines = text.split('\n');
-    lines.forEach((line, i) => {
+    await this.loadSnapshot();
+    let skipped = 0;
+    const read = await forEachLine(this.journal, (line) => {
       if (!line) return;
       let entry: JournalLine;
       try {
         entry = JSON.parse(line) as JournalLine;
       } catch {
-        // The last line may be torn by a crash mid-append; anything else is damage worth a word.
-        if (i < lines.length - 1) this.logger.warn({ line: i + 1 }, 'skipped an unreadable line of processes.journal');
+        skipped++;
         return;
       }
       if (typeof entry !== 'object' || entry === null) return;
       this.journalLines++;
       if ('drop' in entry) this.records.delete(entry.drop);
       else if (typeof entry.pid === 'number') this.records.set(entry.pid, entry);
+    }).catch((err: unknown) => {
+      this.logger.error({ err }, 'could not read processes.journal');
+      return null;
     });
+    if (skipped > 0) this.logger.warn({ lines: skipped }, 'skipped unreadable lines of processes.journal');
+    if (!read) return;
+    this.journalBytes = read.whole;
+    // A torn last line (a crash mid-append) is cut off, so the next append starts a line of its own.
+    if (read.size > read.whole) {
+      await truncate(this.journal, read.whole).catch((err: unknown) => this.logger.warn({ err }, 'could not cut the torn last line of processes.journal'));
+    }
+  }
+
+  /** Reads processes.json: one record a line, or (written by an older agent) an array on one line. */
+  private async loadSnapshot(): Promise<void> {
+    let lines = 0;
+    let skipped = 0;
+    let oneLine = false;
+    const read = await forEachLine(this.file, (line) => {
+      if (lines++ === 0 && line !== '[') oneLine = true;
+      if (oneLine || line === '[' || line === ']') return;
+      try {
+        const r = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as ProcessRecord;
+        if (typeof r?.pid === 'number') this.records.set(r.pid, r);
+      } catch {
+        skipped++;
+      }
+    }).catch((err: unknown) => {
+      this.logger.error({ err }, 'could not read processes.json');
+      return null;
+    });
+    if (!read) return;
+    this.snapshotBytes = read.size;
+    if (skipped > 0) this.logger.warn({ lines: skipped }, 'skipped unreadable lines of processes.json');
+    // An older agent's snapshot has no newline at all.
+    if (lines === 0 && read.size > 0) oneLine = true;
+    if (oneLine) for (const r of await loadJsonTable<ProcessRecord>(this.file, this.logger, (r) => typeof r?.pid === 'number')) this.records.set(r.pid, r);
   }
 
   get(pid: number): ProcessRecord | undefined {
@@ -127,6 +179,13 @@ export class ProcessTable {
     return live.sort((a, b) => a.startedAtMs - b.startedAtMs);
   }
 
+  /** The characters of every remembered command line: a floor under the size of a `ps` answer. */
+  argChars(): number {
+    let chars = 0;
+    for (const r of this.records.values()) chars += this.charsOf(r);
+    return chars;
+  }
+
   /** The newest launch of `app`. */
   latestOf(app: string): ProcessRecord | undefined {
     let latest: ProcessRecord | undefined;
@@ -137,6 +196,7 @@ export class ProcessTable {
   /** Adds a launch; returns the oldest dead records it dropped to stay within the limit. */
   add(record: ProcessRecord): ProcessRecord[] {
     this.records.set(record.pid, record);
+    this.chars.delete(record.pid);
     const dropped = this.prune();
     for (const r of dropped) this.changed.set(r.pid, null);
     this.save(record);
@@ -184,19 +244,28 @@ export class ProcessTable {
   private async writeOnce(): Promise<void> {
     // Taken together, synchronously: the lines and the snapshot describe the same table.
     const batch = [...this.changed];
-    const lines = batch.map(([pid, r]) => `${JSON.stringify(r ?? { drop: pid })}\n`).join('');
     this.changed.clear();
-    const compact = this.whole || this.journalLines + batch.length >= Math.max(COMPACT_AFTER_LINES, 2 * this.records.size);
+    const compact =
+      this.whole ||
+      this.journalLines + batch.length >= Math.max(COMPACT_AFTER_LINES, 2 * this.records.size) ||
+      this.journalBytes >= Math.max(COMPACT_AFTER_BYTES, 2 * this.snapshotBytes);
     this.whole = false;
-    const snapshot = compact ? JSON.stringify(this.all()) : null;
-    if (lines) {
+    // The records as they are now; each is serialized as its slice is written.
+    const snapshot = compact ? this.all() : null;
+    if (batch.length > 0) {
       try {
         if (!this.journalFile) {
           this.journalFile = await open(this.journal, 'a', 0o600);
           await syncDir(path.dirname(this.journal));
         }
-        await this.journalFile.writeFile(lines);
+        const bytes = await writePieces(this.journalFile, journalLines(batch)).catch(async (err: unknown) => {
+          // Part of the batch may be on disk, its last line torn: cut back, so the next append
+          // does not run on from half a line.
+          await this.journalFile?.truncate(this.journalBytes).catch(() => undefined);
+          throw err;
+        });
         await this.journalFile.datasync();
+        this.journalBytes += bytes;
       } catch (err) {
         // Not written (a full disk): the batch waits for the next change, newer states first.
         for (const [pid, r] of batch) if (!this.changed.has(pid)) this.changed.set(pid, r);
@@ -206,25 +275,57 @@ export class ProcessTable {
       this.journalLines += batch.length;
     }
     if (snapshot === null) return;
-    await writeFileAtomic(this.file, snapshot, 0o600);
+    this.snapshotBytes = await writeFileAtomic(this.file, snapshotLines(snapshot), 0o600);
     const done = this.journalFile;
     this.journalFile = null;
     await done?.close();
     await rm(this.journal, { force: true });
     this.journalLines = 0;
+    this.journalBytes = 0;
   }
 
   private prune(): ProcessRecord[] {
     // Counted before anything is sorted: a launch must not sort a thousand records to learn that
     // nothing needs dropping.
     let deadCount = 0;
-    for (const r of this.records.values()) if (r.exit !== null) deadCount++;
-    if (deadCount <= MAX_DEAD_RECORDS) return [];
-    const dead = this.all().filter((r) => r.exit !== null);
-    const dropped = dead.slice(0, Math.max(0, dead.length - MAX_DEAD_RECORDS));
-    for (const r of dropped) this.records.delete(r.pid);
+    let deadChars = 0;
+    for (const r of this.records.values()) {
+      if (r.exit === null) continue;
+      deadCount++;
+      deadChars += this.charsOf(r);
+    }
+    if (deadCount <= MAX_DEAD_RECORDS && deadChars <= MAX_DEAD_ARG_CHARS) return [];
+    const dropped: ProcessRecord[] = [];
+    for (const r of this.all()) {
+      if (deadCount <= MAX_DEAD_RECORDS && deadChars <= MAX_DEAD_ARG_CHARS) break;
+      if (r.exit === null) continue;
+      dropped.push(r);
+      deadCount--;
+      deadChars -= this.charsOf(r);
+      this.records.delete(r.pid);
+      this.chars.delete(r.pid);
+    }
     return dropped;
   }
+
+  /** argChars, remembered: a launch's prune must not walk a thousand records' arguments. */
+  private charsOf(r: ProcessRecord): number {
+    let chars = this.chars.get(r.pid);
+    if (chars === undefined) this.chars.set(r.pid, (chars = argChars(r)));
+    return chars;
+  }
+}
+
+/** A batch of changes as journal lines, each serialized as its slice is written. */
+function* journalLines(batch: [number, ProcessRecord | null][]): Generator<string> {
+  for (const [pid, r] of batch) yield `${JSON.stringify(r ?? { drop: pid })}\n`;
+}
+
+/** processes.json: a JSON array with one record a line, each serialized as its slice is written. */
+function* snapshotLines(records: ProcessRecord[]): Generator<string> {
+  yield '[\n';
+  for (let i = 0; i < records.length; i++) yield `${JSON.stringify(records[i])}${i < records.length - 1 ? ',' : ''}\n`;
+  yield ']\n';
 }
 
 export function toProcessInfo(r: ProcessRecord, state: ProcessInfo['state']): ProcessInfo {

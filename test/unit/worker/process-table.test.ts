@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import path from 'node:path';
 import { pino } from 'pino';
 import { expect, onTestFinished, test } from 'vitest';
-import { MAX_DEAD_RECORDS, ProcessTable, type ProcessRecord } from '../../../packages/worker/src/process-table.js';
+import { MAX_DEAD_ARG_CHARS, MAX_DEAD_RECORDS, ProcessTable, type ProcessRecord } from '../../../packages/worker/src/process-table.js';
 import { tempDir } from '../../helpers/cluster.js';
 
 function record(pid: number, dead: boolean): ProcessRecord {
@@ -119,4 +119,68 @@ test('forgotten records stay forgotten, and a crash between writing processes.js
   expect(journalOf(dir)).toEqual([]);
   writeFileSync(path.join(dir, 'processes.journal'), journal);
   expect((await reread(dir)).map((r) => r.pid)).toEqual(expected.map((r) => r.pid));
+});
+
+test('a snapshot written by an older agent (one JSON array on one line) reads back, and is rewritten one record a line', async () => {
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'processes.json'), JSON.stringify([record(1, false), record(2, true)]));
+  const table = tableIn(dir);
+  await table.load();
+  expect(table.all().map((r) => r.pid)).toEqual([1, 2]);
+  table.save();
+  await table.flush();
+  const text = readFileSync(path.join(dir, 'processes.json'), 'utf8');
+  expect(text.split('\n')).toEqual(['[', `${JSON.stringify(record(1, false))},`, JSON.stringify(record(2, true)), ']', '']);
+  expect((await reread(dir)).map((r) => r.pid)).toEqual([1, 2]);
+});
+
+test('dead launches with long command lines are forgotten by their size too; a live one never is', async () => {
+  const dir = tempDir();
+  const table = tableIn(dir);
+  const long = (pid: number, dead: boolean): ProcessRecord => ({ ...record(pid, dead), args: ['x'.repeat(1024 * 1024)] });
+  table.add(long(1, false));
+  for (let pid = 2; pid <= 100; pid++) table.add(long(pid, true));
+  const kept = table.all();
+  // The live one, and as many dead ones as fit in MAX_DEAD_ARG_CHARS, the newest.
+  expect(kept[0]!.pid).toBe(1);
+  const dead = kept.filter((r) => r.exit !== null);
+  expect(dead.length).toBe(Math.floor(MAX_DEAD_ARG_CHARS / (1024 * 1024 + 1)));
+  expect(dead.at(-1)!.pid).toBe(100);
+  await table.flush();
+  expect((await reread(dir)).map((r) => r.pid)).toEqual(kept.map((r) => r.pid));
+});
+
+test('a journal of long lines is folded by its bytes, and a big snapshot is written in slices the event loop runs between', async () => {
+  const dir = tempDir();
+  const table = tableIn(dir);
+  const long = (pid: number): ProcessRecord => ({ ...record(pid, false), args: ['x'.repeat(1024 * 1024)] });
+  // 80 live launches of 1 MiB each: 80 journal lines, far under the line limit, past 64 MiB.
+  for (let pid = 1; pid <= 80; pid++) {
+    table.add(long(pid));
+    if (pid % 10 === 0) await table.flush();
+  }
+  await table.flush();
+  expect(existsSync(path.join(dir, 'processes.json'))).toBe(true);
+  expect(journalOf(dir).length).toBeLessThan(80);
+
+  // Serializing the whole table in one go, as the snapshot once was, holds the loop this long.
+  const start = performance.now();
+  JSON.stringify(table.all());
+  const whole = performance.now() - start;
+  // The snapshot written now: the loop's longest wait between two turns is a fraction of that.
+  let longest = 0;
+  let last = performance.now();
+  let turning = true;
+  const turn = (): void => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (turning) setImmediate(turn);
+  };
+  setImmediate(turn);
+  table.save();
+  await table.flush();
+  turning = false;
+  expect(longest, `longest turn ${longest.toFixed(1)} ms, whole stringify ${whole.toFixed(1)} ms`).toBeLessThan(whole / 2);
+  expect((await reread(dir)).map((r) => r.pid)).toEqual(table.all().map((r) => r.pid));
 });
