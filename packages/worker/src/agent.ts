@@ -134,7 +134,17 @@ export class Agent {
     };
     try {
       const data = await handleRequest(request, ctx);
-      const text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
+      let text: string;
+      try {
+        text = JSON.stringify({ v: 1, type: 'result', id: request.id, ok: true, data });
+      } catch (err) {
+        // Past what one string may hold (~512 MB): far past what an answer may hold.
+        if (!(err instanceof RangeError)) throw err;
+        throw new DroverError(
+          ErrorCode.TOO_LARGE,
+          `the answer to ${request.type} on ${this.opts.name} is more than the ${MAX_RESULT_BYTES} bytes an answer may hold`,
+        );
+      }
       // A frame over the limit would make the master drop the connection: an answer that big goes
       // in chunks, and one past what the master holds for a request is answered why instead.
       const bytes = bytesPastFrame(text);

@@ -1,4 +1,4 @@
-import { DroverError, ErrorCode, type RequestOf, type RequestType, type ResultDataOf } from '@drover/protocol';
+import { DroverError, ErrorCode, MAX_RESULT_BYTES, type RequestOf, type RequestType, type ResultDataOf } from '@drover/protocol';
 import { runBench } from './bench.js';
 import type { Logger } from './logger.js';
 import { logChain } from './log-pump.js';
@@ -47,7 +47,16 @@ export const handlers: { [T in RequestType]: Handler<T> } = {
     return { pid: r.pid, state: r.exit ? 'dead' : 'running', startedAt: r.startedAt, logPath: r.logPath };
   },
   ps: async (_request, ctx) => {
-    const { supervisor, keeper } = ctx.services;
+    const { supervisor, keeper, workerName } = ctx.services;
+    // Refused before it is made: serializing tens of MB would hold the agent's loop for its
+    // heartbeat's length, only to be refused after.
+    const chars = supervisor.table.argChars();
+    if (chars > MAX_RESULT_BYTES) {
+      throw new DroverError(
+        ErrorCode.TOO_LARGE,
+        `the answer to ps on ${workerName} would be more than the ${MAX_RESULT_BYTES} bytes an answer may hold: its launches' command lines alone are ${chars} characters`,
+      );
+    }
     const processes = await supervisor.list();
     return {
       processes: processes.map((p) => {
