@@ -110,11 +110,17 @@ export function readCoreLimitSync(pid: number): number | null {
 
 /** True when any process (a zombie included) is in process group `pgid`: one syscall, no /proc walk. */
 export function groupExists(pgid: number): boolean {
+  // Usually there is none, and the answer is a thrown ESRCH: made without a stack, which
+  // costs more than the syscall.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     process.kill(-pgid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
   }
 }
 
