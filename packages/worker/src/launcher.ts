@@ -59,7 +59,9 @@ export class Launcher {
     /** Logs go through pipes by default (worker --log-max above 0): make spare ones now. */
     pipes = true,
   ) {
-    this.fifos = new SparePool(store.logsDir, 'pipe', 32, pipes);
+    // Pipes by the 64: each refill runs mkfifo, which forks the agent (~4 ms of its loop, then its
+    // next work slowed by the fork's copy-on-write faults); a FIFO costs an inode and no data.
+    this.fifos = new SparePool(store.logsDir, 'pipe', 128, pipes);
     this.logs = new SparePool(store.logsDir, 'log', 32);
   }
 
