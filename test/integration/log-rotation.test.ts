@@ -23,6 +23,49 @@ const logFiles = (stateDir: string, app: string, pid: number): string[] =>
   readdirSync(path.join(stateDir, 'logs')).filter((n) => n === `${app}.${pid}.log` || n.startsWith(`${app}.${pid}.log.`));
 
 describe('log rotation', () => {
+  test('a follower stopped while the log rotates past every kept file still gets every line once, in order', async () => {
+    // 40 MiB through 1 MiB files keeping 2: far more rotations than files kept while the
+    // follower's client is stopped (SIGSTOP) and its sends wait on it.
+    const LINES = 420_000;
+    const master = await startMaster();
+    const w = startWorker(master, { name: 'w1', args: ['--log-max', '1MiB', '--log-keep', '2'] });
+    await waitForAvailable(master, 1);
+    const dir = tempDir();
+    await master.execJson(`copy w1 ${counter(dir, LINES)}`);
+    const { pid } = await master.execFirst<{ pid: number }>('launch w1 counter');
+    const follower = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let expected = 1;
+    let firstWrong = '';
+    let partial = '';
+    let ready = false;
+    follower.stdout.setEncoding('utf8');
+    follower.stdout.on('data', (text: string) => {
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        if (l === 'ready') {
+          ready = true;
+          continue;
+        }
+        const n = Number(l.slice(5, 15));
+        if (n !== expected) firstWrong ||= `expected line ${expected}, got "${l.slice(0, 20)}"`;
+        expected = n + 1;
+      }
+    });
+    await waitFor(() => ready, 'the follower to see the counter start');
+    follower.kill('SIGSTOP');
+    writeFileSync(path.join(dir, 'go'), '');
+    await waitFor(() => !pidAlive(pid), 'the counter to end', 30_000);
+    // It rotated well past what is kept while the follower stood still.
+    expect(logFiles(w.stateDir, 'counter', pid).length).toBeLessThanOrEqual(3);
+    follower.kill('SIGCONT');
+    expect(await new Promise<number | null>((resolve) => follower.once('close', resolve))).toBe(0);
+    expect(firstWrong).toBe('');
+    expect(expected - 1).toBe(LINES);
+  });
+
   test('200 MiB of output with a 16 MiB cap: at most 6 files, logs --tail 5 is the last 5 lines, a follower sees every line exactly once', async () => {
     const LINES = 2_100_000; // 200 MiB
     const master = await startMaster();

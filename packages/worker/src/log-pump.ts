@@ -29,6 +29,11 @@ const RETRY_FULL_MS = 5_000;
 /** A log's rotation count, as readers of its files see it. */
 export interface RotationClock {
   generation(): number;
+  /**
+   * Calls `fn` at each rotation, before any file is renamed or removed (a reader opens what it
+   * has yet to read, so a removal cannot take it away); returns the call that stops it.
+   */
+  watch?(fn: () => void): () => void;
 }
 
 /** The pipe next to a log: logs/APP.PID.pipe for logs/APP.PID.log. */
@@ -210,6 +215,8 @@ export class LogPump {
   private closed = false;
   /** Rotations so far (a reader listing the files checks it did not change meanwhile). */
   private generation = 0;
+  /** Readers told of each rotation before it (see RotationClock.watch). */
+  private readonly watchers = new Set<() => void>();
 
   constructor(
     readonly pid: number,
@@ -233,7 +240,13 @@ export class LogPump {
 
   /** For readers of the chain: a listing taken while the count did not change saw no rename. */
   get rotation(): RotationClock {
-    return { generation: () => this.generation };
+    return {
+      generation: () => this.generation,
+      watch: (fn) => {
+        this.watchers.add(fn);
+        return () => this.watchers.delete(fn);
+      },
+    };
   }
 
   /**
@@ -360,6 +373,13 @@ export class LogPump {
   }
 
   private rotate(): void {
+    for (const fn of this.watchers) {
+      try {
+        fn();
+      } catch (err) {
+        this.onError(err as Error);
+      }
+    }
     this.generation++;
     this.closeLog();
     const { keep } = this.policy;

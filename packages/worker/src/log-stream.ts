@@ -1,4 +1,5 @@
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { close as closeFd, fstatSync, openSync, read, statSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { CHUNK_HEADER_BYTES, DroverError, ErrorCode } from '@drover/protocol';
 import { logChain, type RotationClock } from './log-pump.js';
 import type { OutgoingTransfer } from './transfers.js';
@@ -51,14 +52,25 @@ export async function tailStart(files: string[], lines: number): Promise<{ file:
 }
 
 interface Open {
-  fh: FileHandle;
+  fd: number;
   ino: number;
 }
 
-async function openAt(file: string): Promise<Open | null> {
-  const fh = await open(file, 'r').catch(() => null);
-  if (!fh) return null;
-  return { fh, ino: (await fh.stat()).ino };
+function openAt(file: string): Open | null {
+  try {
+    const fd = openSync(file, 'r');
+    return { fd, ino: fstatSync(fd).ino };
+  } catch {
+    return null;
+  }
+}
+
+function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function closeQuietly(o: Open): void {
+  closeFd(o.fd, () => undefined);
 }
 
 /**
@@ -67,10 +79,12 @@ async function openAt(file: string): Promise<Open | null> {
  * rotations, until `stillRunning()` turns false (and the rest is drained) or the signal aborts.
  *
  * Rotation renames log → log.1 → log.2 … and removes the oldest, so files are told apart by
- * inode. While the agent writes the log, each rotation (its `rotation` clock ticks) has this
- * reader open the files newer than the one it reads at once: a file removed by a later rotation
- * stays readable through its descriptor, so a reader that falls behind by more than the kept
- * files still reads every line, in order, exactly once.
+ * inode. While the agent writes the log, each rotation calls this reader first (its `rotation`
+ * clock's watch), before the oldest file is removed, and the reader opens the files newer than
+ * the one it reads that it does not hold yet: a file removed by a later rotation stays readable
+ * through its descriptor, so a reader that falls behind by more than the kept files (its
+ * consumer slow, its sends waiting) still reads every line, in order, exactly once. The listing
+ * and opens are synchronous: no rotation can run between them, so the chain they see is whole.
  */
 export async function streamLog(
   logPath: string,
@@ -80,62 +94,46 @@ export async function streamLog(
 ): Promise<number> {
   const clock = opts.rotation ?? null;
   const generation = (): number => clock?.generation() ?? 0;
-  let cur = await openAt(start.file);
+  let cur = openAt(start.file);
   let pos = start.offset;
   if (!cur) {
     // Rotated out between finding the start and opening it: from the oldest kept on.
-    cur = await openAt(logChain(logPath)[0]!);
+    cur = openAt(logChain(logPath)[0]!);
     pos = 0;
   }
   if (!cur) throw new DroverError(ErrorCode.NOT_FOUND, `log file ${logPath} is gone`);
+  let current: Open = cur;
   /** Newer files of the chain, opened, oldest first. */
   const held: Open[] = [];
   /** The rotation count `held` is up to date with. */
   let seen = -1;
 
-  /** Opens the files newer than `cur` not held yet, from a listing no rotation ran through. */
-  const grab = async (): Promise<void> => {
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const g = generation();
-      const chain = logChain(logPath);
-      const inodes = await Promise.all(
-        chain.map((f) =>
-          stat(f).then(
-            (st) => st.ino,
-            () => -1,
-          ),
-        ),
-      );
-      const known = new Set([cur!.ino, ...held.map((h) => h.ino)]);
-      // Files are removed oldest first: when ours is gone, every one left is newer.
-      const from = inodes.indexOf(cur!.ino) + 1;
-      const opened: Open[] = [];
-      let whole = generation() === g;
-      for (let i = from; whole && i < chain.length; i++) {
-        if (inodes[i] === -1 || known.has(inodes[i]!)) continue;
-        const o = await openAt(chain[i]!);
-        if (o) opened.push(o);
-        if (!o || o.ino !== inodes[i]) whole = false;
-      }
-      if (whole && generation() === g) {
-        held.push(...opened);
-        seen = g;
-        return;
-      }
-      for (const o of opened) await o.fh.close();
+  /** Opens the files newer than `current` not held yet (synchronously: see above). */
+  const grab = (): void => {
+    const chain = logChain(logPath);
+    const inodes = chain.map((f) => statSync(f, { throwIfNoEntry: false })?.ino ?? -1);
+    const known = new Set([current.ino, ...held.map((h) => h.ino)]);
+    // Files are removed oldest first: when ours is gone, every one left is newer.
+    const from = inodes.indexOf(current.ino) + 1;
+    for (let i = from; i < chain.length; i++) {
+      if (inodes[i] === -1 || known.has(inodes[i]!)) continue;
+      const o = openAt(chain[i]!);
+      if (o) held.push(o);
     }
+    seen = generation();
   };
+  const unwatch = clock?.watch?.(grab) ?? null;
 
   let sent = 0;
   try {
-    await grab();
+    grab();
     for (;;) {
-      if (clock && generation() !== seen) await grab();
-      // A newer file known before this read: a read that finds nothing means `cur` is complete
-      // (the writer renames a file only after its last write to it).
+      if (clock && generation() !== seen) grab();
+      // A newer file known before this read: a read that finds nothing means `current` is
+      // complete (the writer renames a file only after its last write to it).
       const complete = held.length > 0;
       const buf = out.buffer();
-      const { bytesRead } = await cur.fh.read(buf, CHUNK_HEADER_BYTES, buf.length - CHUNK_HEADER_BYTES, pos);
+      const bytesRead = await readAt(current.fd, buf, CHUNK_HEADER_BYTES, buf.length - CHUNK_HEADER_BYTES, pos);
       if (bytesRead > 0) {
         pos += bytesRead;
         sent += bytesRead;
@@ -143,30 +141,30 @@ export async function streamLog(
         continue;
       }
       if (complete) {
-        await cur.fh.close();
-        cur = held.shift()!;
+        closeQuietly(current);
+        current = held.shift()!;
         pos = 0;
         continue;
       }
       // At the end of the newest file we know of: rotated since? (read again before moving on)
       if (!clock || generation() !== seen) {
         const live = await stat(logPath).catch(() => null);
-        if (live && live.ino !== cur.ino) await grab();
+        if (live && live.ino !== current.ino) grab();
         if (held.length > 0) continue;
       }
       if (!opts.follow || opts.signal.aborted) break;
       if (!opts.stillRunning()) {
         // one last look: the process may have written just before it ended
-        const { size } = await cur.fh.stat();
-        if (size <= pos) break;
+        if (fstatSync(current.fd).size <= pos) break;
         continue;
       }
       await sleep(FOLLOW_POLL_MS, opts.signal);
     }
     return sent;
   } finally {
-    await cur.fh.close();
-    for (const h of held) await h.fh.close();
+    unwatch?.();
+    closeQuietly(current);
+    for (const h of held) closeQuietly(h);
   }
 }
 
