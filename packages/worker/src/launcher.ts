@@ -6,6 +6,7 @@ import { checkLibraries } from './libraries.js';
 import { DEFAULT_LOG_POLICY, SparePool, pipeOf, takeFifo, type LogPolicy } from './log-pump.js';
 import { readCoreLimitSync, readStatSync } from './proc.js';
 import type { ProcessRecord } from './process-table.js';
+import { ownChild, type Child, type SpawnHelper } from './spawn-helper.js';
 import { fileIn, type AppStore } from './store.js';
 
 /** What of the agent's own environment an app gets; nothing else (the join token least of all). */
@@ -38,7 +39,7 @@ export function appEnvironment(opts: {
 }
 
 export interface Started {
-  child: ChildProcess;
+  child: Child;
   record: ProcessRecord;
   /** The agent's read end of the process's log pipe, opened before the spawn (see LogPump.start). */
   pipeFd?: number;
@@ -58,6 +59,8 @@ export class Launcher {
     private readonly workerName: string,
     /** Logs go through pipes by default (worker --log-max above 0): make spare ones now. */
     pipes = true,
+    /** Forks for the agent (see SpawnHelper); without one, or while it cannot, the agent forks. */
+    private readonly helper: SpawnHelper | null = null,
   ) {
     // Pipes by the 64: each refill runs mkfifo, which forks the agent (~4 ms of its loop, then its
     // next work slowed by the fork's copy-on-write faults); a FIFO costs an inode and no data.
@@ -68,6 +71,10 @@ export class Launcher {
   /** Each launch's pipe and log are made ahead of it and renamed into place (see SparePool). */
   private readonly fifos: SparePool;
   private readonly logs: SparePool;
+  /** Tells apart the names of launches begun in the same millisecond (a spawn through the helper awaits). */
+  private startingSeq = 0;
+  /** What the helper read from /proc of each process it started, for settle(). */
+  private readonly facts = new Map<number, { startTicks: number | null; coreLimit: number | null }>();
 
   async start(app: string, args: string[], userEnv: Record<string, string> = {}, log: LogPolicy = DEFAULT_LOG_POLICY): Promise<Started> {
     const manifest = await this.store.requireManifest(app);
@@ -95,29 +102,48 @@ export class Launcher {
     // Rotated logs: the output goes into a pipe the agent carries into the log (log-pump.ts);
     // otherwise straight into the log file.
     const piped = log.maxBytes > 0;
-    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${Date.now()}.${piped ? 'pipe' : 'log'}`);
-    let child: ChildProcess;
+    const starting = `${Date.now()}${String(this.startingSeq++ % 1000).padStart(3, '0')}`;
+    const startingLog = path.join(this.store.logsDir, `${app}.starting-${process.pid}-${starting}.${piped ? 'pipe' : 'log'}`);
     if (piped) takeFifo(this.fifos, startingLog);
     else this.logs.takeInto(startingLog);
     // Our read end first: a pipe nobody has open drops what is in it, and a short-lived process
     // may be done before the pump starts.
     const pipeFd = piped ? openSync(startingLog, constants.O_RDONLY | constants.O_NONBLOCK) : undefined;
-    const fd = piped ? openSync(startingLog, constants.O_RDWR) : openSync(startingLog, 'a', 0o640);
-    try {
-      child = spawn(exe, args, { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    const pid = child.pid;
-    if (pid === undefined) {
+    const failed = (code: string, message: string, cause?: Error): DroverError => {
       this.checked.delete(version);
-      // An 'error' before 'spawn' means 'exit' never comes (execa's exit-async.js).
-      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
       rmSync(startingLog, { force: true });
       if (pipeFd !== undefined) closeSync(pipeFd);
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new DroverError(ErrorCode.EXEC_FAILED, `could not start ${manifest.executable} on ${this.workerName}: ${code} (${err.message})`, { cause: err });
+      return new DroverError(
+        ErrorCode.EXEC_FAILED,
+        `could not start ${manifest.executable} on ${this.workerName}: ${code} (${message})`,
+        cause ? { cause } : undefined,
+      );
+    };
+    let child: Child;
+    const helped = await this.helper?.spawn({ exe, args, cwd, env, out: startingLog, pipe: piped });
+    if (helped?.ok === false) throw failed(helped.code, helped.message);
+    if (helped?.ok) {
+      child = helped.child;
+      this.facts.set(child.pid, { startTicks: helped.startTicks, coreLimit: helped.coreLimit });
+    } else {
+      // No helper: the agent forks (the child's stdout opened here and passed down).
+      const fd = piped ? openSync(startingLog, constants.O_RDWR) : openSync(startingLog, 'a', 0o640);
+      let own: ChildProcess;
+      try {
+        own = spawn(exe, args, { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+      } finally {
+        closeSync(fd);
+      }
+      if (own.pid === undefined) {
+        // An 'error' before 'spawn' means 'exit' never comes (execa's exit-async.js).
+        const err = await new Promise<Error>((resolve) => own.once('error', resolve));
+        throw failed((err as NodeJS.ErrnoException).code ?? 'error', err.message, err);
+      }
+      own.on('error', () => undefined);
+      own.unref();
+      child = ownChild(own as ChildProcess & { pid: number });
     }
+    const pid = child.pid;
     // The log is named by pid at once: a crashed agent finds its orphans by these names.
     const logPath = path.join(this.store.logsDir, `${app}.${pid}.log`);
     renameSync(startingLog, piped ? pipeOf(logPath) : logPath);
@@ -152,6 +178,14 @@ export class Launcher {
    */
   settle(record: ProcessRecord): void {
     if (record.log) this.logs.takeInto(record.logPath);
+    // Started by the helper: it read them before it could reap the process (here it may be gone).
+    const told = this.facts.get(record.pid);
+    if (told) {
+      this.facts.delete(record.pid);
+      record.startTicks = told.startTicks;
+      record.coreLimit = told.coreLimit;
+      return;
+    }
     const stat = readStatSync(record.pid);
     const coreLimit = readCoreLimitSync(record.pid);
     record.startTicks = stat?.startTicks ?? null;

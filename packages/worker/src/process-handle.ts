@@ -1,5 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
 import type { ProcessRecord } from './process-table.js';
+import type { Child } from './spawn-helper.js';
 
 /**
  * The handle of one launched process, as Nomad's task handle: send it signals (to its whole
@@ -14,7 +14,7 @@ export class ProcessHandle {
   constructor(
     readonly record: ProcessRecord,
     /** Our child, or null for a process re-adopted after an agent restart. */
-    readonly child: ChildProcess | null,
+    readonly child: Child | null,
   ) {}
 
   get pid(): number {

@@ -7,12 +7,15 @@ import { findUnrecorded } from './orphans.js';
 import { membersOf, readStat } from './proc.js';
 import { DEFAULT_LOG_POLICY, LogPump, pipeOf, removeLogs, type LogPolicy, type RotationClock } from './log-pump.js';
 import { ProcessHandle } from './process-handle.js';
+import { SpawnHelper } from './spawn-helper.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
 import { isCoreSignal } from './signals.js';
 import type { AppStore } from './store.js';
 import { UsageSampler } from './usage-sampler.js';
 
 const STOP_WAIT_MS = 10_000;
+/** The spawn helper starts this long after the agent. */
+const HELPER_START_MS = 500;
 const KILL_WAIT_MS = 5_000;
 
 export interface SignalOutcome {
@@ -34,6 +37,7 @@ export class Supervisor {
   /** Ended leaders whose process group still has members: what they left behind, by leader pid. */
   private readonly lingering = new Map<number, number[]>();
   private readonly launcher: Launcher;
+  private readonly helper: SpawnHelper;
   private readonly sampler: UsageSampler;
   /** Live processes whose output the agent carries into their logs, by pid. */
   private readonly pumps = new Map<number, LogPump>();
@@ -47,12 +51,16 @@ export class Supervisor {
     /** How logs are kept unless a launch says otherwise (worker --log-max, --log-keep). */
     private readonly logPolicy: LogPolicy = DEFAULT_LOG_POLICY,
   ) {
-    this.launcher = new Launcher(store, workerName, logPolicy.maxBytes > 0);
+    this.helper = new SpawnHelper(store.stateDir, logger);
+    // Once the agent has joined (a Node start is ~0.1 s of CPU); a launch before then starts it.
+    setTimeout(() => this.helper.start(), HELPER_START_MS).unref();
+    this.launcher = new Launcher(store, workerName, logPolicy.maxBytes > 0, this.helper);
     this.sampler = new UsageSampler(
       () => table.live(),
       (r) => {
-        // Our own children report their exit with its status; only adopted ones end unseen.
-        if (!this.handles.get(r.pid)?.child) this.finish(r, { code: null, signal: r.signalled?.signal ?? null, known: false });
+        // Our own children report their exit with its status; only adopted ones end unseen (and
+        // those of a spawn helper that was lost).
+        if (!this.handles.get(r.pid)?.child?.reporting) this.finish(r, { code: null, signal: r.signalled?.signal ?? null, known: false });
       },
     );
   }
@@ -96,9 +104,7 @@ export class Supervisor {
     const { child, record, pipeFd } = await this.launcher.start(app, args, env, log);
     if (instance) record.instance = instance;
     const pid = record.pid;
-    child.on('error', (err) => this.logger.warn({ pid, err }, 'child process error'));
-    child.on('exit', (code, signal) => this.onChildExit(pid, code, signal));
-    child.unref();
+    child.onExit((code, signal) => this.onChildExit(pid, code, signal));
     this.handles.set(pid, new ProcessHandle(record, child));
     // The rest waits for the reply. A fork leaves every page of the agent write-protected, so the
     // first work after it runs ~20× slower (a net.Socket over a pipe: 35 µs, 0.7 ms just after a
@@ -296,6 +302,7 @@ export class Supervisor {
   }
 
   async close(): Promise<void> {
+    this.helper.close();
     // The pipes stay: the processes keep running, and the next agent carries their output on.
     for (const p of this.pumps.values()) p.detach();
     this.sampler.stop();
@@ -313,7 +320,7 @@ export class Supervisor {
 
   /** True when `r.pid` is still the process we launched (not a later one that reused the pid). */
   private async isOurs(r: ProcessRecord): Promise<boolean> {
-    if (this.handles.get(r.pid)?.child) return true;
+    if (this.handles.get(r.pid)?.child?.reporting) return true;
     const stat = await readStat(r.pid);
     if (stat && r.startTicks !== null && stat.startTicks === r.startTicks) return true;
     this.finish(r, { code: null, signal: null, known: false });

@@ -1,0 +1,310 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from './logger.js';
+
+/** How a launched process ended, as Node reports a child's exit. */
+export type ExitListener = (code: number | null, signal: NodeJS.Signals | null) => void;
+
+/** A process the agent started, whichever way it was forked. */
+export interface Child {
+  readonly pid: number;
+  /** Calls `fn` once with how the process ended (soon, if it has already). */
+  onExit(fn: ExitListener): void;
+  /**
+   * True while its exit will be reported with its status. False once the helper that forked it
+   * is gone: the process lives on (re-parented to init), and its end is found by polling /proc,
+   * as for a process re-adopted after an agent restart.
+   */
+  readonly reporting: boolean;
+}
+
+/** What a spawn asks of the helper: the process, and the file its stdout and stderr go to. */
+export interface SpawnRequest {
+  exe: string;
+  args: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** The path its output goes to: a FIFO (opened read-write) or a log file (opened to append). */
+  out: string;
+  pipe: boolean;
+}
+
+export type SpawnResult = { ok: true; child: Child; startTicks: number | null; coreLimit: number | null } | { ok: false; code: string; message: string };
+
+/** A child of the agent's own: Node's ChildProcess behind the same face as a helper's. */
+export function ownChild(child: ChildProcess & { pid: number }): Child {
+  return {
+    pid: child.pid,
+    reporting: true,
+    onExit(fn) {
+      child.once('exit', fn);
+    },
+  };
+}
+
+class HelperChild implements Child {
+  reporting = true;
+  private ended: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private listeners: ExitListener[] = [];
+
+  constructor(readonly pid: number) {}
+
+  onExit(fn: ExitListener): void {
+    const ended = this.ended;
+    // Its exit may be read in the same chunk as its pid, before the supervisor listens: told
+    // after this turn's ticks, in which the supervisor records the launch it belongs to.
+    if (ended) setImmediate(() => fn(ended.code, ended.signal));
+    else this.listeners.push(fn);
+  }
+
+  exited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.ended = { code, signal };
+    for (const fn of this.listeners.splice(0)) fn(code, signal);
+  }
+}
+
+/**
+ * The helper's whole program: reads spawn requests (one JSON line each) on stdin, forks and
+ * execs each, answers its pid with what /proc says of it before it can be reaped (its start
+ * time and core limit), and reports each exit. It holds nothing else, and ends when the agent
+ * closes its stdin (or dies): its children live on, re-parented, as they would after the agent.
+ */
+function helperMain(): void {
+  // Builtins only, by getBuiltinModule: the function is written out as a program of its own.
+  const { spawn: fork } = process.getBuiltinModule('node:child_process');
+  const fs = process.getBuiltinModule('node:fs');
+  const say = (m: object): void => {
+    // Synchronous on a pipe: nothing said is lost when the helper ends right after.
+    fs.writeSync(1, `${JSON.stringify(m)}\n`);
+  };
+  const facts = (pid: number): { startTicks: number | null; coreLimit: number | null } => {
+    let startTicks: number | null = null;
+    let coreLimit: number | null = null;
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    } catch {
+      // gone already
+    }
+    try {
+      const m = /^Max core file size\s+(\S+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'));
+      if (m) coreLimit = m[1] === 'unlimited' ? -1 : Number(m[1]);
+    } catch {
+      // gone already
+    }
+    return { startTicks, coreLimit };
+  };
+  const start = (r: { id: number; exe: string; args: string[]; cwd: string; env: NodeJS.ProcessEnv; out: string; pipe: boolean }): void => {
+    let fd: number;
+    try {
+      fd = fs.openSync(r.out, r.pipe ? fs.constants.O_RDWR : fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o640);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      say({ id: r.id, error: { code: e.code ?? 'EIO', message: e.message } });
+      return;
+    }
+    let child;
+    try {
+      child = fork(r.exe, r.args, { cwd: r.cwd, env: r.env, detached: true, stdio: ['ignore', fd, fd] });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      say({ id: r.id, error: { code: e.code ?? 'ERR', message: e.message } });
+      return;
+    } finally {
+      fs.closeSync(fd);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      // An 'error' before 'spawn' means 'exit' never comes.
+      child.once('error', (e: NodeJS.ErrnoException) => say({ id: r.id, error: { code: e.code ?? 'ERR', message: e.message } }));
+      return;
+    }
+    say({ id: r.id, pid, ...facts(pid) });
+    child.on('error', () => undefined);
+    child.on('exit', (code, signal) => say({ exit: pid, code, signal }));
+  };
+  let pending = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (text: string) => {
+    pending += text;
+    for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      try {
+        start(JSON.parse(line) as Parameters<typeof start>[0]);
+      } catch {
+        // not a request of ours
+      }
+    }
+  });
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+}
+
+/** Time a launch waits for a helper still starting before it forks the agent itself. */
+const READY_WAIT_MS = 2000;
+/** After the helper was lost, the next one starts no sooner than this. */
+const RESTART_AFTER_MS = 1000;
+
+type Answer = {
+  id: number;
+  child?: HelperChild;
+  pid?: number;
+  startTicks?: number | null;
+  coreLimit?: number | null;
+  error?: { code: string; message: string };
+};
+
+/**
+ * Forks launched processes from a small process of its own, so the agent never forks.
+ *
+ * A fork copies the forking process's page tables and leaves every page of it write-protected:
+ * the agent's next work then faults on each page it writes (~135 faults a launch, measured with
+ * perf, each costly under a hypervisor), and that work was most of a launch's time past its
+ * spawn; back to back, the next request waited unread behind it. A Node process that does
+ * nothing but fork pays little of either.
+ *
+ * The helper's program is written to the state dir (so `ps` shows what it is) and runs with
+ * an environment of PATH alone: no secret of the agent's reaches it, and each process gets
+ * the environment its launch built. When the helper is lost, its children live on re-parented;
+ * they are told to the supervisor as no longer reporting (their ends are found by polling, their
+ * statuses unknown), and the next launch starts another helper. While no helper can run, the
+ * agent forks itself, as before.
+ */
+export class SpawnHelper {
+  private proc: ChildProcess | null = null;
+  private ready: Promise<boolean> | null = null;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (a: Answer) => void>();
+  private readonly children = new Map<number, HelperChild>();
+  private lostAt = 0;
+  private closed = false;
+  private readonly script: string;
+
+  constructor(
+    stateDir: string,
+    private readonly logger: Logger,
+  ) {
+    this.script = path.join(stateDir, 'spawn-helper.cjs');
+  }
+
+  /** Starts the helper (at the agent's start, so the first launch does not wait for it). */
+  start(): void {
+    if (this.closed || this.proc || Date.now() - this.lostAt < RESTART_AFTER_MS) return;
+    let proc: ChildProcess;
+    // Written new at each start: it is the program of this agent's version.
+    const tmp = `${this.script}.tmp-${process.pid}`;
+    try {
+      writeFileSync(tmp, `'use strict';\n(${helperMain.toString()})();\n`, { mode: 0o600 });
+      renameSync(tmp, this.script);
+      proc = spawn(process.execPath, ['--max-old-space-size=32', this.script], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      });
+    } catch (err) {
+      // A full or read-only state disk: no half-written program left behind.
+      rmSync(tmp, { force: true });
+      this.logger.warn({ err }, 'could not start the spawn helper; launches fork the agent');
+      this.lostAt = Date.now();
+      return;
+    }
+    // What it says on stderr (only a crash of its own): the last of it, for the log line of its end.
+    let said = '';
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (text: string) => (said = (said + text).slice(-2000)));
+    this.proc = proc;
+    let pending = '';
+    proc.stdout!.setEncoding('utf8');
+    this.ready = new Promise<boolean>((resolve) => {
+      proc.once('spawn', () => resolve(true));
+      proc.once('error', (err) => {
+        this.logger.warn({ err }, 'could not start the spawn helper; launches fork the agent');
+        resolve(false);
+      });
+    });
+    proc.stdout!.on('data', (text: string) => {
+      pending += text;
+      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        this.receive(line);
+      }
+    });
+    proc.stdin!.on('error', () => undefined);
+    proc.once('exit', (code, signal) => this.lost(proc, code, signal, said));
+    // The helper never keeps the agent alive: the link and the timers do.
+    proc.unref();
+    (proc.stdin as unknown as { unref?: () => void }).unref?.();
+    (proc.stdout as unknown as { unref?: () => void }).unref?.();
+    (proc.stderr as unknown as { unref?: () => void }).unref?.();
+  }
+
+  /** Forks and execs through the helper; null when there is no helper to do it (fork here). */
+  async spawn(request: SpawnRequest): Promise<SpawnResult | null> {
+    if (!this.proc) this.start();
+    const proc = this.proc;
+    if (!proc || !this.ready) return null;
+    if (!(await Promise.race([this.ready, new Promise<boolean>((r) => setTimeout(() => r(false), READY_WAIT_MS).unref())]))) return null;
+    if (this.proc !== proc) return null;
+    const id = this.nextId++;
+    const answer = new Promise<Answer>((resolve) => this.waiting.set(id, resolve));
+    proc.stdin!.write(`${JSON.stringify({ id, ...request })}\n`);
+    const a = await answer;
+    if (a.error) return { ok: false, code: a.error.code, message: a.error.message };
+    if (!a.child) return null;
+    return { ok: true, child: a.child, startTicks: a.startTicks ?? null, coreLimit: a.coreLimit ?? null };
+  }
+
+  /** The agent stops: the helper ends with its stdin, its children live on. */
+  close(): void {
+    this.closed = true;
+    this.proc?.stdin?.end();
+  }
+
+  private receive(line: string): void {
+    let m: Answer | { exit: number; code: number | null; signal: NodeJS.Signals | null };
+    try {
+      m = JSON.parse(line) as typeof m;
+    } catch {
+      return;
+    }
+    if ('exit' in m) {
+      const child = this.children.get(m.exit);
+      this.children.delete(m.exit);
+      child?.exited(m.code, m.signal);
+      return;
+    }
+    const resolve = this.waiting.get(m.id);
+    if (!resolve) return;
+    this.waiting.delete(m.id);
+    // Known before the answer goes on: its exit may be the next line of this very chunk.
+    if (typeof m.pid === 'number') {
+      const child = new HelperChild(m.pid);
+      this.children.set(m.pid, child);
+      resolve({ ...m, child });
+    } else resolve(m);
+  }
+
+  private lost(proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null, said: string): void {
+    if (this.proc !== proc) return;
+    this.proc = null;
+    this.ready = null;
+    this.lostAt = Date.now();
+    // Spawns it was asked for and did not answer: refused, never forked again here (it may have
+    // forked one before it ended).
+    for (const resolve of this.waiting.values()) resolve({ id: -1, error: { code: 'EHELPER', message: 'the spawn helper ended during the launch' } });
+    this.waiting.clear();
+    // Children whose exit it did not report (those it did are no longer in the map).
+    const orphans = [...this.children.values()];
+    this.children.clear();
+    for (const c of orphans) c.reporting = false;
+    if (this.closed) return;
+    // Launches meanwhile fork the agent; a new helper takes over shortly.
+    setTimeout(() => this.start(), RESTART_AFTER_MS).unref();
+    this.logger.warn(
+      { code, signal, processes: orphans.map((c) => c.pid), ...(said ? { stderr: said.trim() } : {}) },
+      'the spawn helper ended; the processes it started run on, their ends found by polling (exit status unknown)',
+    );
+  }
+}
