@@ -13,12 +13,14 @@ function helperOf(stateDir: string): number | null {
 }
 
 describe('spawn helper', () => {
-  test('launches fork from the helper, not the agent; it holds no secret; its loss leaves processes running, found and stoppable', async () => {
+  test('launches fork from the helper, not the agent; it holds no secret; its loss leaves processes running, found and stoppable; it ends with its agent', async () => {
     const master = await startMaster();
     const w = startWorker(master, { name: 'w1', env: { ...process.env, DROVER_SECRET_PROBE: 'nope' } });
     await waitForAvailable(master, 1);
     await master.execJson('copy w1 /bin/sleep --as s');
 
+    // No helper until the first launch.
+    expect(helperOf(w.stateDir)).toBeNull();
     const first = await master.execFirst<{ pid: number }>('launch w1 s -- 30');
     const helper = helperOf(w.stateDir);
     expect(helper).not.toBeNull();
@@ -58,5 +60,13 @@ describe('spawn helper', () => {
     await waitFor(async () => (await master.execJson<Row[]>('ps w1')).find((r) => r.pid === first.pid)?.state === 'dead', 'the orphan to be seen ended');
     expect(pidAlive(first.pid)).toBe(false);
     expect(w.stdout() + w.stderr()).toContain('the spawn helper ended');
+
+    // The helper goes with its agent, even one killed outright (its stdin closes); what it
+    // started runs on.
+    const running = await master.execFirst<{ pid: number }>('launch w1 s -- 30');
+    await w.kill('SIGKILL');
+    await waitFor(() => !pidAlive(second), 'the helper to end with its agent');
+    expect(pidAlive(running.pid)).toBe(true);
+    process.kill(running.pid, 'SIGKILL');
   });
 });

@@ -189,7 +189,7 @@ export class SpawnHelper {
     this.script = path.join(stateDir, 'spawn-helper.cjs');
   }
 
-  /** Starts the helper (at the agent's start, so the first launch does not wait for it). */
+  /** Starts the helper (the first launch does, and then a lost helper's replacement). */
   start(): void {
     if (this.closed || this.proc || Date.now() - this.lostAt < RESTART_AFTER_MS) return;
     let proc: ChildProcess;

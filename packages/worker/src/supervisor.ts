@@ -14,8 +14,6 @@ import type { AppStore } from './store.js';
 import { UsageSampler } from './usage-sampler.js';
 
 const STOP_WAIT_MS = 10_000;
-/** The spawn helper starts this long after the agent. */
-const HELPER_START_MS = 500;
 const KILL_WAIT_MS = 5_000;
 
 export interface SignalOutcome {
@@ -51,9 +49,9 @@ export class Supervisor {
     /** How logs are kept unless a launch says otherwise (worker --log-max, --log-keep). */
     private readonly logPolicy: LogPolicy = DEFAULT_LOG_POLICY,
   ) {
+    // Started by the first launch: an agent that never launches pays nothing for it (a Node
+    // start is ~0.1 s of CPU, and ~6 MiB stay).
     this.helper = new SpawnHelper(store.stateDir, logger);
-    // Once the agent has joined (a Node start is ~0.1 s of CPU); a launch before then starts it.
-    setTimeout(() => this.helper.start(), HELPER_START_MS).unref();
     this.launcher = new Launcher(store, workerName, logPolicy.maxBytes > 0, this.helper);
     this.sampler = new UsageSampler(
       () => table.live(),
