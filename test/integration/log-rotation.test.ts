@@ -22,6 +22,36 @@ function counter(dir: string, lines: number): string {
 const logFiles = (stateDir: string, app: string, pid: number): string[] =>
   readdirSync(path.join(stateDir, 'logs')).filter((n) => n === `${app}.${pid}.log` || n.startsWith(`${app}.${pid}.log.`));
 
+/**
+ * `logs PID --follow` of the counter on w1, checked as it streams: each line number must be the
+ * one after the last. `onReady` runs when the counter's "ready" comes through.
+ */
+function follow(master: { stateDir: string }, pid: number, onReady: () => void) {
+  const child = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const seen = { child, expected: 1, wrong: 0, firstWrong: '' };
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (text: string) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) {
+      if (l === 'ready') {
+        onReady();
+        continue;
+      }
+      const n = Number(l.slice(5, 15));
+      if (n !== seen.expected) {
+        seen.wrong++;
+        seen.firstWrong ||= `expected line ${seen.expected}, got "${l.slice(0, 20)}"`;
+      }
+      seen.expected = n + 1;
+    }
+  });
+  return seen;
+}
+
 describe('log rotation', () => {
   test('a follower stopped while the log rotates past every kept file still gets every line once, in order', async () => {
     // 40 MiB through 1 MiB files keeping 2: far more rotations than files kept while the
@@ -33,37 +63,18 @@ describe('log rotation', () => {
     const dir = tempDir();
     await master.execJson(`copy w1 ${counter(dir, LINES)}`);
     const { pid } = await master.execFirst<{ pid: number }>('launch w1 counter');
-    const follower = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let expected = 1;
-    let firstWrong = '';
-    let partial = '';
     let ready = false;
-    follower.stdout.setEncoding('utf8');
-    follower.stdout.on('data', (text: string) => {
-      const lines = (partial + text).split('\n');
-      partial = lines.pop() ?? '';
-      for (const l of lines) {
-        if (l === 'ready') {
-          ready = true;
-          continue;
-        }
-        const n = Number(l.slice(5, 15));
-        if (n !== expected) firstWrong ||= `expected line ${expected}, got "${l.slice(0, 20)}"`;
-        expected = n + 1;
-      }
-    });
+    const follower = follow(master, pid, () => (ready = true));
     await waitFor(() => ready, 'the follower to see the counter start');
-    follower.kill('SIGSTOP');
+    follower.child.kill('SIGSTOP');
     writeFileSync(path.join(dir, 'go'), '');
     await waitFor(() => !pidAlive(pid), 'the counter to end', 30_000);
     // It rotated well past what is kept while the follower stood still.
     expect(logFiles(w.stateDir, 'counter', pid).length).toBeLessThanOrEqual(3);
-    follower.kill('SIGCONT');
-    expect(await new Promise<number | null>((resolve) => follower.once('close', resolve))).toBe(0);
-    expect(firstWrong).toBe('');
-    expect(expected - 1).toBe(LINES);
+    follower.child.kill('SIGCONT');
+    expect(await new Promise<number | null>((resolve) => follower.child.once('close', resolve))).toBe(0);
+    expect(follower.firstWrong).toBe('');
+    expect(follower.expected - 1).toBe(LINES);
   });
 
   test('200 MiB of output with a 16 MiB cap: at most 6 files, logs --tail 5 is the last 5 lines, a follower sees every line exactly once', async () => {
@@ -75,36 +86,13 @@ describe('log rotation', () => {
     await master.execJson(`copy w1 ${counter(dir, LINES)}`);
 
     const { pid } = await master.execFirst<{ pid: number }>('launch w1 counter');
-    // Followed from the start, checked as it streams: each line number is the one after the last.
-    const follower = spawn(process.execPath, [MASTER_CLI, 'exec', `logs w1 ${pid} --follow`, '--state-dir', master.stateDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let expected = 1;
-    let wrong = 0;
-    let firstWrong = '';
-    let partial = '';
-    follower.stdout.setEncoding('utf8');
-    follower.stdout.on('data', (text: string) => {
-      const lines = (partial + text).split('\n');
-      partial = lines.pop() ?? '';
-      for (const l of lines) {
-        if (l === 'ready') {
-          writeFileSync(path.join(dir, 'go'), '');
-          continue;
-        }
-        const n = Number(l.slice(5, 15));
-        if (n !== expected) {
-          wrong++;
-          firstWrong ||= `expected line ${expected}, got "${l.slice(0, 20)}"`;
-        }
-        expected = n + 1;
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => follower.once('close', resolve));
+    // Followed from the start.
+    const follower = follow(master, pid, () => writeFileSync(path.join(dir, 'go'), ''));
+    const code = await new Promise<number | null>((resolve) => follower.child.once('close', resolve));
     expect(code).toBe(0);
-    expect(firstWrong).toBe('');
-    expect(wrong).toBe(0);
-    expect(expected - 1).toBe(LINES);
+    expect(follower.firstWrong).toBe('');
+    expect(follower.wrong).toBe(0);
+    expect(follower.expected - 1).toBe(LINES);
     await waitFor(() => !pidAlive(pid), 'the counter to end');
 
     // Bounded on disk: the live log and 5 rotated ones, none much past the cap.
