@@ -61,11 +61,22 @@ describe('spawn helper', () => {
     expect(pidAlive(first.pid)).toBe(false);
     expect(w.stdout() + w.stderr()).toContain('the spawn helper ended');
 
+    // A helper that stops answering is killed after 10 s: the launch fails with a reason, and
+    // the next one gets a new helper.
+    const third = helperOf(w.stateDir)!;
+    process.kill(third, 'SIGSTOP');
+    const wedged = await master.exec('launch w1 s -- 1', { json: true });
+    expect(wedged.stdout).toContain('EXEC_FAILED');
+    expect(wedged.stdout).toContain('the spawn helper ended during the launch');
+    await waitFor(() => (helperOf(w.stateDir) ?? third) !== third, 'a new spawn helper', 10_000);
+    const last = helperOf(w.stateDir)!;
+    expect((await master.execFirst<{ pid: number; state: string }>('launch w1 s -- 1')).state).toBe('running');
+
     // The helper goes with its agent, even one killed outright (its stdin closes); what it
     // started runs on.
     const running = await master.execFirst<{ pid: number }>('launch w1 s -- 30');
     await w.kill('SIGKILL');
-    await waitFor(() => !pidAlive(second), 'the helper to end with its agent');
+    await waitFor(() => !pidAlive(last), 'the helper to end with its agent');
     expect(pidAlive(running.pid)).toBe(true);
     process.kill(running.pid, 'SIGKILL');
   });

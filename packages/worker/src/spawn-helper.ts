@@ -144,6 +144,8 @@ function helperMain(): void {
 
 /** Time a launch waits for a helper still starting before it forks the agent itself. */
 const READY_WAIT_MS = 2000;
+/** A spawn the helper has not answered in this long: the helper is killed (see spawn). */
+const ANSWER_WAIT_MS = 10_000;
 /** After the helper was lost, the next one starts no sooner than this. */
 const RESTART_AFTER_MS = 1000;
 
@@ -250,7 +252,14 @@ export class SpawnHelper {
     const id = this.nextId++;
     const answer = new Promise<Answer>((resolve) => this.waiting.set(id, resolve));
     proc.stdin!.write(`${JSON.stringify({ id, ...request })}\n`);
+    // A helper that does not answer (stopped, wedged) is killed: this launch then fails with a
+    // reason, and the next one gets a new helper.
+    const wedged = setTimeout(() => {
+      this.logger.warn({ pid: proc.pid, waitedMs: ANSWER_WAIT_MS }, 'the spawn helper did not answer; killing it');
+      proc.kill('SIGKILL');
+    }, ANSWER_WAIT_MS);
     const a = await answer;
+    clearTimeout(wedged);
     if (a.error) return { ok: false, code: a.error.code, message: a.error.message };
     if (!a.child) return null;
     return { ok: true, child: a.child, startTicks: a.startTicks ?? null, coreLimit: a.coreLimit ?? null };
@@ -301,7 +310,10 @@ export class SpawnHelper {
     for (const c of orphans) c.reporting = false;
     if (this.closed) return;
     // Launches meanwhile fork the agent; a new helper takes over shortly.
-    setTimeout(() => this.start(), RESTART_AFTER_MS).unref();
+    setTimeout(() => {
+      this.lostAt = 0;
+      this.start();
+    }, RESTART_AFTER_MS).unref();
     this.logger.warn(
       { code, signal, processes: orphans.map((c) => c.pid), ...(said ? { stderr: said.trim() } : {}) },
       'the spawn helper ended; the processes it started run on, their ends found by polling (exit status unknown)',
