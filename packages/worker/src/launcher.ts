@@ -73,8 +73,6 @@ export class Launcher {
   private readonly logs: SparePool;
   /** Tells apart the names of launches begun in the same millisecond (a spawn through the helper awaits). */
   private startingSeq = 0;
-  /** What the helper read from /proc of each process it started, for settle(). */
-  private readonly facts = new Map<number, { startTicks: number | null; coreLimit: number | null }>();
 
   async start(app: string, args: string[], userEnv: Record<string, string> = {}, log: LogPolicy = DEFAULT_LOG_POLICY): Promise<Started> {
     const manifest = await this.store.requireManifest(app);
@@ -122,10 +120,8 @@ export class Launcher {
     let child: Child;
     const helped = await this.helper?.spawn({ exe, args, cwd, env, out: startingLog, pipe: piped });
     if (helped?.ok === false) throw failed(helped.code, helped.message);
-    if (helped?.ok) {
-      child = helped.child;
-      this.facts.set(child.pid, { startTicks: helped.startTicks, coreLimit: helped.coreLimit });
-    } else {
+    if (helped?.ok) child = helped.child;
+    else {
       // No helper: the agent forks (the child's stdout opened here and passed down).
       const fd = piped ? openSync(startingLog, constants.O_RDWR) : openSync(startingLog, 'a', 0o640);
       let own: ChildProcess;
@@ -155,12 +151,13 @@ export class Launcher {
       args,
       startedAt: new Date(now).toISOString(),
       startedAtMs: now,
-      // Read from /proc by settle(), once the launch has answered.
-      startTicks: null,
+      // From the helper, which read /proc before it could reap the process; else read by
+      // settle(), once the launch has answered.
+      startTicks: helped?.ok ? helped.startTicks : null,
       logPath,
       exit: null,
       adopted: false,
-      coreLimit: null,
+      coreLimit: helped?.ok ? helped.coreLimit : null,
       signalled: null,
       usage: { cpuUserSeconds: 0, cpuSystemSeconds: 0, cpuPercent: 0, rssBytes: 0, maxRssBytes: 0, sampledAt: null },
       ...(piped ? { log } : {}),
@@ -178,14 +175,8 @@ export class Launcher {
    */
   settle(record: ProcessRecord): void {
     if (record.log) this.logs.takeInto(record.logPath);
-    // Started by the helper: it read them before it could reap the process (here it may be gone).
-    const told = this.facts.get(record.pid);
-    if (told) {
-      this.facts.delete(record.pid);
-      record.startTicks = told.startTicks;
-      record.coreLimit = told.coreLimit;
-      return;
-    }
+    // Told by the spawn helper already (here the process may be reaped and gone).
+    if (record.startTicks !== null) return;
     const stat = readStatSync(record.pid);
     const coreLimit = readCoreLimitSync(record.pid);
     record.startTicks = stat?.startTicks ?? null;
