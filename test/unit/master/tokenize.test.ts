@@ -9,6 +9,12 @@ describe('command lines', () => {
     expect(splitCommands('  ;; ')).toEqual([]);
     expect(splitCommands('x ""')).toEqual([['x', '']]);
     expect(() => splitCommands('echo "open')).toThrow(/unclosed double quote/);
+    expect(() => splitCommands("echo 'open")).toThrow(/unclosed single quote/);
+    expect(splitCommands('a\\')).toEqual([['a\\']]);
+    expect(splitCommands('"x\\"y\\\\" z\u00a0w')).toEqual([['x"y\\', 'z', 'w']]);
+    expect(splitCommands('a\'b\'"c"d;e')).toEqual([['abcd'], ['e']]);
+    const long = 'c'.repeat(62_000);
+    expect(splitCommands(`launch w1 true -- ${long} "${long}"`)).toEqual([['launch', 'w1', 'true', '--', long, long]]);
   });
 
   test('quoteWord survives a round trip', () => {
