@@ -26,6 +26,8 @@ import { READ_BUFFER_BYTES, localFiles, readChunks } from './local-files.js';
 import { NAMING_FILE_BYTES } from './remote-files.js';
 import { splitCommands } from './tokenize.js';
 
+/** Linux's longest path, terminating NUL included. */
+const PATH_MAX = 4096;
 /** A write being received: its file, the window it was granted, and the order of its chunks. */
 interface Incoming {
   writer: FileWriter;
@@ -72,6 +74,9 @@ export class FileServer {
       return; // the master refuses the line too
     }
     for (const word of commands.flat()) {
+      // A word past PATH_MAX names no file the system would open: not worth resolving or keeping
+      // (a launch's 250 KB of arguments took ~5 ms here).
+      if (word.length > PATH_MAX) continue;
       for (const w of [word, word.slice(word.indexOf('=') + 1)]) if (w) this.allowed.add(path.resolve(cwd, w));
     }
   }
