@@ -152,7 +152,8 @@ describe('the error catalogue', () => {
 
     process.kill(workers[1]!.pid, 'SIGSTOP');
     try {
-      await waitFor(async () => (await codesOf(master, 'ps w2')).includes('WORKER_UNAVAILABLE'), 'w2 to be unavailable');
+      // Asked with a short deadline: a ps sent while w2 still counts as available waits for it.
+      await waitFor(async () => (await codesOf(master, 'ps w2 --timeout 0.3')).includes('WORKER_UNAVAILABLE'), 'w2 to be unavailable');
     } finally {
       process.kill(workers[1]!.pid, 'SIGCONT');
     }
