@@ -97,13 +97,18 @@ describe('bench', () => {
   test('a second benchmark on a busy worker is refused, and bad options are one-line errors', async () => {
     const { master, workers } = await startCluster(1);
     const benchDir = path.join(workers[0]!.stateDir, 'bench');
-    const first = master.exec('bench w1 --size 256MiB --runs 3');
+    // Long enough to be running still when the second arrives; cancelled after, not waited for.
+    const first = startProcess(process.execPath, [MASTER_CLI, 'exec', 'bench w1 --size 256MiB --runs 20', '--state-dir', master.stateDir]);
     await waitFor(() => existsSync(benchDir) && leftovers(benchDir).length > 0, 'the first benchmark to be running', 10_000, 5);
     const second = await master
       .execJson<Entry[]>('bench w1 --size 1MiB --runs 1')
       .catch((e: Error) => JSON.parse(e.message.slice(e.message.indexOf('['))) as Entry[]);
     expect(second[0]).toMatchObject({ ok: false, error: { code: 'BUSY', message: 'w1 is already running a benchmark; try again when it ends' } });
-    expect((await first).code).toBe(0);
+    // The refusal left the first one running.
+    expect(first.child.exitCode).toBeNull();
+    expect(leftovers(benchDir).length).toBeGreaterThan(0);
+    first.child.kill('SIGINT');
+    expect((await first.exited).code).toBe(130);
     for (const [line, msg] of [
       ['bench --size 12parsecs', /--size must be a size like 100MiB, 4KiB or 1GiB, got "12parsecs"/],
       ['bench --runs 0', /--runs must be a whole number from 1 to 1000/],

@@ -1,16 +1,18 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ERROR_CODES, type ErrorCode, PROTOCOL_VERSION, toDroverError } from '@drover/protocol';
 import {
   CAN_MOUNT,
+  MASTER_CLI,
   ROOT,
   exec,
   mountTmpfs,
   startCluster,
   startMaster,
+  startProcess,
   startWorker,
   tempDir,
   waitFor,
@@ -108,11 +110,13 @@ describe('the error catalogue', () => {
     expect(await codesOf(master, `logs w1 ${pid} --out /no/such/folder/log.txt`)).toEqual(['IO_ERROR']);
     await master.execFirst(`kill w1 ${pid}`);
 
-    const first = exec(master.stateDir, 'bench w2 --size 256MiB --runs 2');
+    // Long enough to be running still when the second arrives; cancelled after, not waited for.
+    const first = startProcess(process.execPath, [MASTER_CLI, 'exec', 'bench w2 --size 256MiB --runs 20', '--state-dir', master.stateDir]);
     const benchDir = path.join(workers[1]!.stateDir, 'bench');
-    await waitFor(() => readdirSync(benchDir, { withFileTypes: true }).length > 0, 'the first benchmark to run', 10_000, 5).catch(() => null);
+    await waitFor(() => existsSync(benchDir) && readdirSync(benchDir).length > 0, 'the first benchmark to run', 10_000, 5);
     expect(await codesOf(master, 'bench w2 --size 1MiB --runs 1')).toEqual(['BUSY']);
-    await first;
+    first.child.kill('SIGINT');
+    expect((await first.exited).code).toBe(130);
 
     await master.execJson('copy w2 /bin/true');
     // 140 launches of 248 KB of arguments each, in batches, each once w2 is available: on a loaded
