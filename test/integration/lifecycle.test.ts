@@ -282,8 +282,9 @@ describe.skipIf(!gcc)('app lifecycle', () => {
     const peak1 = { worker: vmHwm(worker.pid), master: vmHwm(master.pid) };
     const r = await master.execJson<CopyResult>(`copy w1 ${big} --as big`);
     const peak2 = { worker: vmHwm(worker.pid), master: vmHwm(master.pid) };
-    expect(r[0]!.files[0]).toMatchObject({ bytes: 320 * 1024 * 1024, sent: true, sha256: sha(big) });
-    expect(sha(path.join(worker.stateDir, 'apps/big/current/big.bin'))).toBe(sha(big));
+    const want = sha(big);
+    expect(r[0]!.files[0]).toMatchObject({ bytes: 320 * 1024 * 1024, sent: true, sha256: want });
+    expect(sha(path.join(worker.stateDir, 'apps/big/current/big.bin'))).toBe(want);
     const MiB = 1024 * 1024;
     for (const side of ['worker', 'master'] as const) {
       // Flat: memory that scaled with the file would rise by the 256 MiB the big file adds.
