@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +23,8 @@ export async function loadWorkerId(stateDir: string): Promise<string> {
 
 /** Lists NVIDIA GPUs when nvidia-smi is present; none otherwise (never fails the agent). */
 export function detectGpus(): Promise<Gpu[]> {
+  // Looked for first: a fork of the agent that only finds no nvidia-smi cost ~12 ms of its start.
+  if (!onPath('nvidia-smi')) return Promise.resolve([]);
   return new Promise((resolve) => {
     execFile('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { timeout: 5000 }, (err, stdout) => {
       if (err) return resolve([]);
@@ -35,6 +38,19 @@ export function detectGpus(): Promise<Gpu[]> {
         });
       resolve(gpus);
     });
+  });
+}
+
+/** Whether an executable of this name is in one of $PATH's folders. */
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => {
+    if (!dir) return false;
+    try {
+      accessSync(path.join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
   });
 }
 

@@ -1,8 +1,22 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterEach, expect, test } from 'vitest';
-import { CLK_TCK, readStatSync } from '../../../packages/worker/src/proc.js';
+import { CLK_TCK, clockTicksFromAuxv, readStatSync } from '../../../packages/worker/src/proc.js';
 import type { ProcessRecord } from '../../../packages/worker/src/process-table.js';
 import { UsageSampler, cpuPercent } from '../../../packages/worker/src/usage-sampler.js';
+
+test("clock ticks come from the process's auxiliary vector, as getconf reads them", () => {
+  const fromAuxv = clockTicksFromAuxv(readFileSync('/proc/self/auxv'));
+  expect(fromAuxv).toBe(Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()));
+  expect(CLK_TCK).toBe(fromAuxv);
+  // AT_NULL ends the vector; a vector without AT_CLKTCK has no answer.
+  const vector = Buffer.alloc(48);
+  vector.writeBigUInt64LE(6n, 0); // AT_PAGESZ
+  vector.writeBigUInt64LE(4096n, 8);
+  vector.writeBigUInt64LE(17n, 32); // after AT_NULL: not read
+  vector.writeBigUInt64LE(100n, 40);
+  expect(clockTicksFromAuxv(vector)).toBeNull();
+});
 
 test('CPU % is the ticks used over the time between two samples, or over the life so far at the first', () => {
   // One second of CPU in one second: a core. Half a second of CPU in 250 ms: two cores.
