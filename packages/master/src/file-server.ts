@@ -28,6 +28,7 @@ import { splitCommands } from './tokenize.js';
 
 /** Linux's longest path, terminating NUL included. */
 const PATH_MAX = 4096;
+
 /** A write being received: its file, the window it was granted, and the order of its chunks. */
 interface Incoming {
   writer: FileWriter;

@@ -10,8 +10,8 @@ const IN_DOUBLE = /[^"\\]+/y;
  * Returns one word list per command.
  *
  * It takes runs of ordinary characters in one slice, not one character at a time: a launch
- * with 250 KB of arguments took ~8 ms and a string a character, and the garbage of those
- * strings, here; now about a tenth of a millisecond.
+ * with 250 KB of arguments took ~33 ms here, a string made per character and then collected;
+ * now ~0.2 ms.
  */
 export function splitCommands(line: string): string[][] {
   const commands: string[][] = [];
