@@ -1,7 +1,7 @@
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { copyFile, mkdir, open, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { DroverError, ErrorCode, formatBytes, toDroverError, type BenchRun, type RequestOf, type ResultDataOf } from '@drover/protocol';
+import { DroverError, ErrorCode, formatBytes, releaseMemorySoon, toDroverError, type BenchRun, type RequestOf, type ResultDataOf } from '@drover/protocol';
 import { syncDir } from './atomic.js';
 import type { Services } from './services.js';
 
@@ -34,6 +34,8 @@ export async function runBench(request: RequestOf<'bench'>, services: Services, 
     return { dir, sizeBytes: request.sizeBytes, blockBytes: request.blockBytes, fsync: request.fsync, runs };
   } finally {
     services.benchRunning = false;
+    // Its blocks and file handles are garbage now: give the memory back once it has settled.
+    releaseMemorySoon();
   }
 }
 
