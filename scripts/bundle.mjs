@@ -43,6 +43,11 @@ async function bundle(entry, outfile, format = 'esm') {
   let code = readFileSync(path.join(root, outfile), 'utf8');
   // bundle-loader.ts runs CommonJS bundles from V8's code cache, where import() has no loader.
   if (format === 'cjs' && /\bimport\(/.test(code)) throw new Error(`${outfile} calls import(): use process.getBuiltinModule or a static import`);
+  // A client loads at its start only what every command needs: these builtins each cost ~1.5-4 ms
+  // (node:fs/promises brings readline and the file watchers), so only the commands that use
+  // them load them, with process.getBuiltinModule where they are used (see lazy-fs.ts).
+  const heavy = format === 'cjs' && code.match(/require\("node:(fs\/promises|crypto|readline|http|https|tls|child_process|worker_threads)"\)/);
+  if (heavy) throw new Error(`${outfile} loads ${heavy[1]} at its start: load it where it is used (process.getBuiltinModule)`);
   code = format === 'esm' ? code.replace(/^(#!.*\n)([\s\S]*?)#!\/usr\/bin\/env node\n/, '$1$2') : code.replace(/^#!.*\n/, '');
   writeFileSync(path.join(root, outfile), code);
   if (format === 'esm') chmodSync(path.join(root, outfile), 0o755);

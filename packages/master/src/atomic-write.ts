@@ -1,4 +1,4 @@
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from './lazy-fs.js';
 import path from 'node:path';
 
 /** Writes `data` to `file` as temp file → fsync → rename → fsync of the folder: never half-written. */

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
-import { lstat, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, stat } from './lazy-fs.js';
 import path from 'node:path';
 import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, SyncBehind, toDroverError } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';

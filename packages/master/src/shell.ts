@@ -1,5 +1,5 @@
 import { readdirSync, type Dirent } from 'node:fs';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from './lazy-fs.js';
 import path from 'node:path';
 import type { Command, CommandContext, Completion, Output } from './commands/types.js';
 import type { Fleet } from './fleet.js';
