@@ -12,12 +12,12 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-async function bundle(entry, outfile, format = 'esm') {
+async function bundle(entry, outfile, format = 'esm', { wrap = false } = {}) {
   await build({
     entryPoints: [path.join(root, entry)],
     outfile: path.join(root, outfile),
@@ -39,7 +39,7 @@ async function bundle(entry, outfile, format = 'esm') {
         { define: { 'import.meta.url': '__droverMetaUrl' } }),
   });
   // esbuild keeps the entry's own shebang: one is enough for a program, and none may be in a
-  // CommonJS bundle (bundle-loader.ts wraps it in a function).
+  // CommonJS bundle (it runs inside a function: see WRAPPER_HEAD).
   let code = readFileSync(path.join(root, outfile), 'utf8');
   // bundle-loader.ts runs CommonJS bundles from V8's code cache, where import() has no loader.
   if (format === 'cjs' && /\bimport\(/.test(code)) throw new Error(`${outfile} calls import(): use process.getBuiltinModule or a static import`);
@@ -49,6 +49,9 @@ async function bundle(entry, outfile, format = 'esm') {
   const heavy = format === 'cjs' && code.match(/require\("node:(fs\/promises|crypto|readline|http|https|tls|child_process|worker_threads)"\)/);
   if (heavy) throw new Error(`${outfile} loads ${heavy[1]} at its start: load it where it is used (process.getBuiltinModule)`);
   code = format === 'esm' ? code.replace(/^(#!.*\n)([\s\S]*?)#!\/usr\/bin\/env node\n/, '$1$2') : code.replace(/^#!.*\n/, '');
+  // A client is written inside the function bundle-loader runs it in, so that it compiles the
+  // file's text as it is read, without a copy to wrap it.
+  if (wrap) code = `${loader.WRAPPER_HEAD}${code}${loader.WRAPPER_TAIL}`;
   writeFileSync(path.join(root, outfile), code);
   if (format === 'esm') chmodSync(path.join(root, outfile), 0o755);
   return code;
@@ -62,9 +65,10 @@ writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${crea
 // worker bundle, deploy/) is where it was.
 await bundle('packages/master/dist/master-cli.js', 'packages/master/dist/master.mjs');
 // The clients as CommonJS: dist/drover.js and `master exec` run them from V8's code cache (bundle-loader.ts).
-await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.cjs', 'cjs');
+const loader = await import(pathToFileURL(path.join(root, 'packages/master/dist/bundle-loader.js')).href);
+await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.cjs', 'cjs', { wrap: true });
 // master exec: started for every command a script runs; the master's own CLI loads it only for exec.
-await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.cjs', 'cjs');
+await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.cjs', 'cjs', { wrap: true });
 await bundle('packages/master/dist/bundle-loader.js', 'packages/master/dist/bundle-loader.cjs', 'cjs');
 
 // The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.

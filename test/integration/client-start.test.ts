@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -55,6 +55,20 @@ describe("the clients' start from V8's code cache", () => {
     chmodSync(file, 0o666);
     expect(runBundle(bundle, cache).stdout).toBe('ran 42\n');
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  test('a bundle written inside its wrapper (as the build writes the clients) runs as it is; the built clients are', async () => {
+    const { WRAPPER_HEAD, WRAPPER_TAIL } = (await import(path.join(ROOT, 'packages/master/dist/bundle-loader.js'))) as {
+      WRAPPER_HEAD: string;
+      WRAPPER_TAIL: string;
+    };
+    const dir = tempDir();
+    const bundle = path.join(dir, 'wrapped.cjs');
+    writeFileSync(bundle, `${WRAPPER_HEAD}console.log(typeof __droverMetaUrl, typeof module.exports, 6 * 7);${WRAPPER_TAIL}`);
+    // Twice: compiled, then from the cache.
+    for (let i = 0; i < 2; i++) expect(runBundle(bundle, tempDir()).stdout).toBe('string object 42\n');
+    for (const client of ['drover.cjs', 'exec.cjs'])
+      expect(readFileSync(path.join(ROOT, 'packages/master/dist', client), 'utf8').startsWith(WRAPPER_HEAD)).toBe(true);
   });
 
   test('an unwritable cache folder costs only the compile', () => {
