@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -69,6 +69,31 @@ describe("the clients' start from V8's code cache", () => {
     for (let i = 0; i < 2; i++) expect(runBundle(bundle, tempDir()).stdout).toBe('string object 42\n');
     for (const client of ['drover.cjs', 'exec.cjs'])
       expect(readFileSync(path.join(ROOT, 'packages/master/dist', client), 'utf8').startsWith(WRAPPER_HEAD)).toBe(true);
+  });
+
+  test("writing a build's cache removes the same bundle's caches untouched for a week, and nothing else", () => {
+    const dir = tempDir();
+    const cache = tempDir();
+    const bundle = path.join(dir, 'client.cjs');
+    writeFileSync(bundle, 'console.log("ran");');
+    const codeDir = path.join(cache, 'drover', 'code');
+    mkdirSync(codeDir, { recursive: true });
+    const monthAgo = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+    const files = {
+      old: 'client.cjs-00000000000000aa.bin', // an earlier build's: removed
+      recent: 'client.cjs-00000000000000bb.bin', // another install's, in use: kept
+      other: 'other.cjs-00000000000000cc.bin', // another bundle's: kept
+      longer: 'client.cjs-x-00000000000000dd.bin', // a bundle named client.cjs-x: kept
+    };
+    for (const [k, name] of Object.entries(files)) {
+      writeFileSync(path.join(codeDir, name), 'x', { mode: 0o600 });
+      if (k !== 'recent') utimesSync(path.join(codeDir, name), monthAgo, monthAgo);
+    }
+    expect(runBundle(bundle, cache).stdout).toBe('ran\n');
+    const left = readdirSync(codeDir);
+    expect(left).not.toContain(files.old);
+    expect(left).toEqual(expect.arrayContaining([files.recent, files.other, files.longer]));
+    expect(left.filter((n) => /^client\.cjs-[0-9a-f]{16}\.bin$/.test(n))).toHaveLength(2); // this build's and the recent one
   });
 
   test('an unwritable cache folder costs only the compile', () => {

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,5 +101,35 @@ function writeCache(file: string, script: vm.Script): void {
     renameSync(tmp, file);
   } catch {
     // A cache we cannot write (a read-only home, a full disk) only means compiling next time.
+    return;
+  }
+  dropStaleCaches(file);
+}
+
+/** A cache of the same bundle name untouched this long is another build's: an upgrade left it. */
+const STALE_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * Each build of a client gets a cache file of its own (~100–130 KB), and nothing else removes
+ * them: every upgrade would leave two behind. Run only when a cache is written (the first start
+ * of a new build), it removes those of the same bundle name not written for a week. A cache in
+ * use by another install of drover that old is written afresh at that install's next start.
+ */
+function dropStaleCaches(kept: string): void {
+  const dir = path.dirname(kept);
+  const prefix = path.basename(kept).replace(/-[0-9a-f]{16}\.bin$/, '-');
+  try {
+    for (const name of readdirSync(dir)) {
+      if (!name.startsWith(prefix) || !/^-[0-9a-f]{16}\.bin$/.test(name.slice(prefix.length - 1))) continue;
+      const file = path.join(dir, name);
+      if (file === kept) continue;
+      try {
+        if (Date.now() - statSync(file).mtimeMs > STALE_MS) unlinkSync(file);
+      } catch {
+        // gone meanwhile, or not ours to remove: left as it is
+      }
+    }
+  } catch {
+    // an unreadable folder: nothing removed
   }
 }
