@@ -39,7 +39,7 @@ export function runBundle(file: string): void {
   // (scripts/bundle.mjs refuses a client bundle with one; load builtins on demand with
   // process.getBuiltinModule).
   const script = new vm.Script(wrapped, { filename: file, ...(cachedData ? { cachedData } : {}) });
-  if (!cachedData || script.cachedDataRejected) process.once('exit', () => writeCache(cacheFile, script));
+  if (!cachedData || script.cachedDataRejected) process.once('exit', () => writeCache(cacheFile, script, path.basename(file)));
   const module = { exports: {} };
   const run = script.runInThisContext() as (...args: unknown[]) => void;
   run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file), pathToFileURL(file).href);
@@ -93,7 +93,7 @@ function readOwnFile(file: string): Buffer | undefined {
   }
 }
 
-function writeCache(file: string, script: vm.Script): void {
+function writeCache(file: string, script: vm.Script, bundleName: string): void {
   try {
     makeCacheDir();
     const tmp = `${file}.${process.pid}.tmp`;
@@ -103,7 +103,7 @@ function writeCache(file: string, script: vm.Script): void {
     // A cache we cannot write (a read-only home, a full disk) only means compiling next time.
     return;
   }
-  dropStaleCaches(file);
+  dropStaleCaches(file, bundleName);
 }
 
 /** A cache of the same bundle name untouched this long is another build's: an upgrade left it. */
@@ -115,12 +115,12 @@ const STALE_MS = 7 * 24 * 3600 * 1000;
  * of a new build), it removes those of the same bundle name not written for a week. A cache in
  * use by another install of drover that old is written afresh at that install's next start.
  */
-function dropStaleCaches(kept: string): void {
+function dropStaleCaches(kept: string, bundleName: string): void {
   const dir = path.dirname(kept);
-  const prefix = path.basename(kept).replace(/-[0-9a-f]{16}\.bin$/, '-');
   try {
     for (const name of readdirSync(dir)) {
-      if (!name.startsWith(prefix) || !/^-[0-9a-f]{16}\.bin$/.test(name.slice(prefix.length - 1))) continue;
+      // `${bundleName}-${key}.bin`, as runBundle names them.
+      if (!name.startsWith(`${bundleName}-`) || !/^[0-9a-f]{16}\.bin$/.test(name.slice(bundleName.length + 1))) continue;
       const file = path.join(dir, name);
       if (file === kept) continue;
       try {
