@@ -71,6 +71,28 @@ await bundle('packages/master/dist/drover-cli.js', 'packages/master/dist/drover.
 await bundle('packages/master/dist/exec-main.js', 'packages/master/dist/exec.cjs', 'cjs', { wrap: true });
 await bundle('packages/master/dist/bundle-loader.js', 'packages/master/dist/bundle-loader.cjs', 'cjs');
 
+// The bins a user runs, dist/bin/drover.cjs and master.cjs, start in /bin/sh for one line: node 20
+// reads and parses the file NODE_EXTRA_CA_CERTS names at every start, before any JavaScript runs
+// (~40 ms for a system's CA bundle, which some machines set for every program), and a client on
+// the control socket never opens TLS. The line hands the variable on as DROVER_NODE_EXTRA_CA_CERTS,
+// which client-transport.ts loads where a wss:// master is trusted by its certificate (drover
+// only: `master exec` has nothing but its control socket; the master itself keeps the variable),
+// and execs node on this same file, for which the line is a string and a comment. `node FILE`
+// still runs the bins as before.
+const SH_WAY_IN = {
+  'packages/master/dist/bin/drover.cjs': 'move',
+  'packages/master/dist/bin/master.cjs': 'case "${1-}" in exec) move;; esac',
+};
+for (const [file, when] of Object.entries(SH_WAY_IN)) {
+  const move =
+    'if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then DROVER_NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export DROVER_NODE_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi';
+  const line = `#!/bin/sh\n':' //; ${when.replace('move', move)}; exec node "$0" "$@"\n`;
+  const text = readFileSync(path.join(root, file), 'utf8');
+  // tsc writes the file again only when its source changes: then it starts with node's shebang.
+  if (text.startsWith('#!/usr/bin/env node\n')) writeFileSync(path.join(root, file), line + text.slice('#!/usr/bin/env node\n'.length));
+  else if (!text.startsWith(line)) throw new Error(`${file} starts with neither node's shebang nor its sh line`);
+}
+
 // The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.
 await build({
   entryPoints: { app: path.join(root, 'packages/master/dashboard/src/main.ts') },

@@ -124,8 +124,12 @@ describe('the small clients read what the master sends with the control schemas'
   }
 
   /** Runs a built client (not spawnSync: the fake master answers from this process). */
-  function client(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  function client(
+    args: string[],
+    how: { asProgram?: boolean; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const [file, rest] = how.asProgram ? [args[0]!, args.slice(1)] : [process.execPath, args];
+    const child = spawn(file, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: how.env ?? process.env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -149,6 +153,32 @@ describe('the small clients read what the master sends with the control schemas'
         expect(r.stderr.trim().split('\n')).toHaveLength(1);
         expect(r.stdout).toBe('');
       }
+    } finally {
+      master.close();
+    }
+  });
+
+  test("the bins, run as programs, keep node from parsing NODE_EXTRA_CA_CERTS at a client's start; the master keeps it", async () => {
+    const master = await fakeMaster({ v: 1, type: 'done', ok: 'yes', results: [] });
+    // A file that cannot be read: node warns at its start when it loads the variable.
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: path.join(tempDir(), 'no-such-ca.pem') };
+    const nodeWarns = 'Ignoring extra certs from';
+    try {
+      expect(spawnSync(process.execPath, ['-e', '0'], { encoding: 'utf8', env }).stderr).toContain(nodeWarns);
+      for (const args of [
+        [path.join(ROOT, 'packages/master/dist/bin/drover.cjs'), '--state-dir', master.dir, 'ps'],
+        [path.join(ROOT, 'packages/master/dist/bin/master.cjs'), 'exec', 'ps', '--state-dir', master.dir],
+      ]) {
+        const r = await client(args, { asProgram: true, env });
+        expect(r.stderr).not.toContain(nodeWarns);
+        expect(r.stderr.trim().split('\n')).toEqual([expect.stringContaining('invalid control reply at ok')]);
+        // `node FILE` runs the same bins as before (the sh line is a string and a comment to node).
+        expect((await client(args, { env })).stderr).toContain(nodeWarns);
+      }
+      // The master itself (anything but exec) starts with the variable, as node would.
+      const version = await client([path.join(ROOT, 'packages/master/dist/bin/master.cjs'), '--version'], { asProgram: true, env });
+      expect(version.status).toBe(0);
+      expect(version.stderr).toContain(nodeWarns);
     } finally {
       master.close();
     }

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { publicKeyPin } from '@drover/protocol';
-import { MASTER_CLI, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
+import { MASTER_CLI, ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
 if (!haveOpenssl) console.warn('TLS tests SKIPPED: openssl is not installed to make a test certificate');
@@ -55,6 +55,33 @@ describe.skipIf(!haveOpenssl)('TLS between master and workers', () => {
     expect(rows.map((r) => r.name)).toEqual(['trusting']);
     expect(plain.child.exitCode).toBeNull(); // keeps retrying; nothing crashed
     expect(master.child.exitCode).toBeNull();
+
+    // drover, run as a user runs it, trusts the CA that NODE_EXTRA_CA_CERTS names (here in a
+    // bundle of two), though its bin keeps node from loading that file at its start.
+    const admin = readFileSync(path.join(master.stateDir, 'admin-token'), 'utf8').trim();
+    const other = readFileSync(makeCertificate().cert, 'utf8');
+    const bundle = path.join(tempDir(), 'bundle.pem');
+    writeFileSync(bundle, other + readFileSync(cert, 'utf8'));
+    const alone = path.join(tempDir(), 'other.pem');
+    writeFileSync(alone, other);
+    const drover = (caFile: string) =>
+      spawnSync(path.join(ROOT, 'packages/master/dist/bin/drover.cjs'), ['--master', `wss://127.0.0.1:${master.port}`, '--json', 'workers'], {
+        encoding: 'utf8',
+        env: { ...process.env, DROVER_ADMIN_TOKEN: admin, NODE_EXTRA_CA_CERTS: caFile },
+      });
+    const trusted = drover(bundle);
+    expect(trusted.status, trusted.stderr).toBe(0);
+    expect((JSON.parse(trusted.stdout) as WorkerRow[]).map((r) => r.name)).toEqual(['trusting']);
+    const untrusted = drover(alone);
+    expect(untrusted.status).toBe(2);
+    const refusal = {
+      error: { code: 'MASTER_UNREACHABLE', message: expect.stringMatching(/SELF_SIGNED.*\(pass --fingerprint from its join line, or --ca\)$/) },
+    };
+    expect(JSON.parse(untrusted.stdout)).toEqual(refusal);
+    const missing = drover(path.join(tempDir(), 'none.pem'));
+    expect(missing.status).toBe(2);
+    expect(JSON.parse(missing.stdout)).toEqual(refusal);
+    expect(missing.stderr).toMatch(/^drover: warning: ignoring extra certs from \S*none\.pem \(NODE_EXTRA_CA_CERTS\): ENOENT\n$/);
   });
 
   test('the installer runs over https with --ca and the worker joins over wss', async () => {

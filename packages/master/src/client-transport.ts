@@ -1,7 +1,7 @@
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import {
   OutputParts,
   CONTROL_VERSION,
@@ -182,6 +182,30 @@ export async function connectLocal(stateDir: string): Promise<Transport | Connec
 }
 
 /**
+ * The trust node gives a TLS client by default, with NODE_EXTRA_CA_CERTS's certificates loaded
+ * here: the bins' sh line hands that variable on as DROVER_NODE_EXTRA_CA_CERTS, so that node does
+ * not parse the file at every start (see scripts/bundle.mjs). The certificates are added to
+ * node's default store (bundled or the system's, whichever this node uses), as node itself adds
+ * them; a file that cannot be read or parsed is passed over with a warning, as node does.
+ */
+function withExtraCas(): { secureContext?: SecureContext } {
+  const file = process.env.DROVER_NODE_EXTRA_CA_CERTS;
+  if (!file) return {};
+  const tls = process.getBuiltinModule('node:tls');
+  const secureContext = tls.createSecureContext();
+  try {
+    const pem = process.getBuiltinModule('node:fs').readFileSync(file, 'utf8');
+    // The native context's addCACert, as node's own `ca` option uses it: every certificate in
+    // the PEM, on a copy of the default store owned by this context.
+    (secureContext.context as { addCACert(pem: string): void }).addCACert(pem);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    process.stderr.write(`drover: warning: ignoring extra certs from ${file} (NODE_EXTRA_CA_CERTS): ${why}\n`);
+  }
+  return { secureContext };
+}
+
+/**
  * A master elsewhere: its operator API over wss (ws only where it runs --insecure-operator-api),
  * with an operator token. With a fingerprint, the master's public key is pinned (checked before
  * the token is sent); without, its certificate must be trusted (its CA, or `ca`).
@@ -212,7 +236,7 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
         host,
         port,
         ...(net.isIP(host) ? {} : { servername: host }),
-        ...(opts.fingerprint ? { rejectUnauthorized: false } : opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.fingerprint ? { rejectUnauthorized: false } : opts.ca ? { ca: opts.ca } : withExtraCas()),
       })
     : net.connect({ host, port });
   const err = await connected(socket, secure ? 'secureConnect' : 'connect', HANDSHAKE_MS);
