@@ -9,6 +9,7 @@ import {
   MAX_FRAME_BYTES,
   parseControlReply,
   publicKeyPin,
+  pinnedTls,
   type ControlParsed,
   type ControlReply,
   type ControlRun,
@@ -236,7 +237,7 @@ export async function connectRemote(opts: { url: string; token: string; fingerpr
         host,
         port,
         ...(net.isIP(host) ? {} : { servername: host }),
-        ...(opts.fingerprint ? { rejectUnauthorized: false } : opts.ca ? { ca: opts.ca } : withExtraCas()),
+        ...(opts.fingerprint ? pinnedTls() : opts.ca ? { ca: opts.ca } : withExtraCas()),
       })
     : net.connect({ host, port });
   const err = await connected(socket, secure ? 'secureConnect' : 'connect', HANDSHAKE_MS);

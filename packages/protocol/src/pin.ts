@@ -26,3 +26,13 @@ export function parseFingerprint(text: string): string | null {
   const m = /^sha256:([0-9a-fA-F]{64})$/.exec(text.trim());
   return m ? `sha256:${m[1]!.toLowerCase()}` : null;
 }
+
+/**
+ * TLS options for a connection to a pinned peer: its key, checked by the caller once the
+ * handshake is done (publicKeyPin of the peer's certificate), is the only trust. Node's CA store
+ * is not consulted, so it is not loaded either (`ca: []`): loading it parses ~140 bundled roots,
+ * ~23 ms of every pinned `drover` command and ~1.25 MiB of a worker's memory.
+ */
+export function pinnedTls(): { rejectUnauthorized: false; ca: string[] } {
+  return { rejectUnauthorized: false, ca: [] };
+}

@@ -12,6 +12,7 @@ import {
   noteReceived,
   parseMasterMessage,
   publicKeyPin,
+  pinnedTls,
   type Hello,
   type Load,
   type MasterToWorker,
@@ -144,8 +145,7 @@ export class Link {
       maxPayload: MAX_FRAME_BYTES + CHUNK_HEADER_BYTES + CHUNK_BYTES,
       handshakeTimeout: 10_000,
       generateMask: zeroMask,
-      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
-      ...(this.opts.fingerprint ? { rejectUnauthorized: false } : {}),
+      ...(this.opts.fingerprint ? pinnedTls() : this.opts.ca ? { ca: this.opts.ca } : {}),
     });
     this.ws = ws;
     this.welcomed = false;
