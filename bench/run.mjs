@@ -232,15 +232,15 @@ console.log(
  * Starts a master on loopback with an ephemeral port; resolves once it listens. Plain ws: the
  * baselines are plain ws too, so the ratios measure drover, not TLS.
  */
-async function startMaster(stateDir, { shell = false, args = [] } = {}) {
+async function startMaster(stateDir, { shell = false, args = [], tls = false } = {}) {
   const proc = start(
     process.execPath,
     [
       MASTER,
       ...(shell ? [] : ['--no-shell']),
-      '--no-tls',
-      // The client's remote path is measured too; plain ws, like every baseline here.
-      '--insecure-operator-api',
+      // The client's remote path is measured too; plain ws, like every baseline here (but the
+      // one master with TLS, as a master starts by default, for the client against ssh).
+      ...(tls ? [] : ['--no-tls', '--insecure-operator-api']),
       '--host',
       '127.0.0.1',
       '--port',
@@ -393,6 +393,21 @@ const timeRun = (file, args, env = process.env) => {
 const { NODE_EXTRA_CA_CERTS: extraCa, ...withoutCa } = process.env;
 const nodeWithCa = [];
 const wholeExec = [];
+// ssh encrypts, so the client against it also runs as users run it by default: a master with
+// TLS (its self-signed certificate) and drover pinning its key, as `drover login` remembers it.
+const tlsState = path.join(tmp, 'master-tls');
+const { proc: tlsMaster, port: tlsPort } = await startMaster(tlsState, { tls: true });
+const tlsPin = /certificate (sha256:[0-9a-f]{64})/.exec(tlsMaster.out())[1];
+const tlsWorker = start(process.execPath, [
+  WORKER,
+  ...['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, '--name', 'w1', '--token', TOKEN],
+  ...['--state-dir', path.join(tmp, 'w1-tls'), '--log-level', 'warn'],
+]);
+const tlsCtl = await control(tlsState);
+await until(async () => (await tlsCtl.run('workers')).some((w) => w.status === 'available'), 'the worker over wss');
+tlsCtl.close();
+const tlsAdmin = readFileSync(path.join(tlsState, 'admin-token'), 'utf8').trim();
+const wholeTls = [];
 for (let i = 0; i < (QUICK ? 7 : 12); i++) {
   const keep = i >= 2;
   const a = timeRun(process.execPath, ['-e', '0'], withoutCa);
@@ -400,7 +415,9 @@ for (let i = 0; i < (QUICK ? 7 : 12); i++) {
   const c = timeRun(DROVER, ['--master', `ws://127.0.0.1:${port}`, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: adminToken });
   const d = timeRun(MASTER_BIN, ['exec', 'ps w1', '--state-dir', mstate]);
   const e = extraCa ? timeRun(process.execPath, ['-e', '0']) : NaN;
+  const f = timeRun(DROVER, ['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: tlsAdmin });
   if (!keep) continue;
+  wholeTls.push(f);
   nodeBare.push(a);
   wholeLocal.push(b);
   wholeRemote.push(c);
@@ -420,7 +437,11 @@ const ssh = await sshBaseline(QUICK ? 6 : 10);
 if (ssh) {
   report('drover ps w1, local socket vs `ssh host true`', median(wholeLocal), median(ssh), 'ms', 0.5);
   report('drover ps w1, remote vs `ssh host true`', median(wholeRemote), median(ssh), 'ms', 0.5);
+  report('drover ps w1, remote over wss (pinned) vs `ssh host true`', median(wholeTls), median(ssh), 'ms', 0.5);
 } else console.log('  (no ssh baseline: install openssh-server for `ssh 127.0.0.1 true` over a new connection)');
+console.log(`  drover ps w1 over wss (pinned): ${median(wholeTls).toFixed(0)} ms (${Math.min(...wholeTls).toFixed(0)}-${Math.max(...wholeTls).toFixed(0)})`);
+tlsWorker.child.kill('SIGINT');
+tlsMaster.child.kill('SIGINT');
 
 // ---------------------------------------------------------------- 3. launch vs a bare spawn
 console.log('\n3. launch through drover against a bare child_process.spawn of the same program, in a Node process that does nothing else');
