@@ -1,9 +1,11 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
 import { startScriptedMaster } from '../helpers/scripted-master.js';
-import { TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
+import { ROOT, TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const H = 200;
 
@@ -363,5 +365,8 @@ describe('foundation', () => {
     const droverHelp = await drover(['--help']);
     expect(droverHelp.code).toBe(0);
     expect(droverHelp.out).toContain('drover login URL --token T');
+    // yargs is not in the bundle: --help and --version load it from node_modules.
+    expect(await drover(['--version'])).toMatchObject({ code: 0, out: expect.stringMatching(/^\d+\.\d+\.\d+\n$/) as unknown });
+    expect(readFileSync(path.join(ROOT, 'packages/master/dist/drover.cjs'), 'utf8')).not.toContain('yargs-parser');
   });
 });
