@@ -440,8 +440,6 @@ if (ssh) {
   report('drover ps w1, remote over wss (pinned) vs `ssh host true`', median(wholeTls), median(ssh), 'ms', 0.5);
 } else console.log('  (no ssh baseline: install openssh-server for `ssh 127.0.0.1 true` over a new connection)');
 console.log(`  drover ps w1 over wss (pinned): ${median(wholeTls).toFixed(0)} ms (${Math.min(...wholeTls).toFixed(0)}-${Math.max(...wholeTls).toFixed(0)})`);
-tlsWorker.child.kill('SIGINT');
-tlsMaster.child.kill('SIGINT');
 
 // ---------------------------------------------------------------- 3. launch vs a bare spawn
 console.log('\n3. launch through drover against a bare child_process.spawn of the same program, in a Node process that does nothing else');
@@ -619,11 +617,28 @@ if (sshd) {
     timeCmd('sync', []);
     if (keep) scps.push(now() - t);
   };
-  await alternate(runExecCopy, runScp);
+  // scp encrypts: the same copy also through the master of section 2b, with TLS as a master
+  // starts by default and its worker joined by its key's fingerprint.
+  const tlsCopies = [];
+  const runTlsCopy = async (keep) => {
+    writeFileSync(source, 'x', { flag: 'a' });
+    const t = now();
+    timeCmd(MASTER_BIN, ['exec', `copy w1 ${source} --as big`, '--state-dir', tlsState]);
+    if (keep) tlsCopies.push(now() - t);
+  };
+  let pass = 0;
+  const bothCopies = async (keep) => {
+    const order = pass++ % 2 === 0 ? [runExecCopy, runTlsCopy] : [runTlsCopy, runExecCopy];
+    for (const run of order) await run(keep);
+  };
+  await alternate(bothCopies, runScp);
   spawnSync('ssh', [...mux, '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
   sshd.stop();
   report('copy w1 (whole master exec) vs scp, ssh multiplexed (ms)', median(execCopies), median(scps), 'ms', 0.75, execCopies);
+  report('copy w1 over wss (pinned) vs scp, ssh multiplexed (ms)', median(tlsCopies), median(scps), 'ms', 0.75, tlsCopies);
 } else console.log('  (no scp baseline: install openssh-server for scp over a multiplexed connection)');
+tlsWorker.child.kill('SIGINT');
+tlsMaster.child.kill('SIGINT');
 console.log(
   `  drover copies at ${mibps(median(copies)).toFixed(0)} MiB/s on this machine (the master reads the file drover named, checked to be the same inode), ${mibps(median(remoteCopies)).toFixed(0)} MiB/s streamed through drover, ${mibps(median(masterCopies)).toFixed(0)} MiB/s typed at the master (hash, send, verify, fsync, rename); cp at ${mibps(median(cps)).toFixed(0)} MiB/s`,
 );
