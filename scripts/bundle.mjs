@@ -88,9 +88,15 @@ for (const [file, when] of Object.entries(SH_WAY_IN)) {
     'if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then DROVER_NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export DROVER_NODE_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi';
   const line = `#!/bin/sh\n':' //; ${when.replace('move', move)}; exec node "$0" "$@"\n`;
   const text = readFileSync(path.join(root, file), 'utf8');
-  // tsc writes the file again only when its source changes: then it starts with node's shebang.
-  if (text.startsWith('#!/usr/bin/env node\n')) writeFileSync(path.join(root, file), line + text.slice('#!/usr/bin/env node\n'.length));
-  else if (!text.startsWith(line)) throw new Error(`${file} starts with neither node's shebang nor its sh line`);
+  // tsc writes the file again only when its source changes (then it starts with node's
+  // shebang); otherwise it still has the sh line of an earlier build, this one or another.
+  const body = text.startsWith('#!/usr/bin/env node\n')
+    ? text.slice(text.indexOf('\n') + 1)
+    : text.startsWith("#!/bin/sh\n':' //;")
+      ? text.split('\n').slice(2).join('\n')
+      : null;
+  if (body === null) throw new Error(`${file} starts with neither node's shebang nor an sh line`);
+  if (line + body !== text) writeFileSync(path.join(root, file), line + body);
 }
 
 // The web dashboard, dist/dashboard: one script and one stylesheet (preact + htm), served by the master at /.
