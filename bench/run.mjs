@@ -34,9 +34,9 @@ const median = (xs) => {
 };
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-const timeCmd = (cmd, args) => {
+const timeCmd = (cmd, args, env = process.env) => {
   const t = now();
-  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  const r = spawnSync(cmd, args, { stdio: 'ignore', env });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`);
   return now() - t;
 };
@@ -379,13 +379,8 @@ const adminToken = readFileSync(path.join(mstate, 'admin-token'), 'utf8').trim()
 const wholeLocal = [];
 const wholeRemote = [];
 const nodeBare = [];
-// Each run as a user's shell runs it: the bins as programs (their first line is /bin/sh's, see
-// scripts/bundle.mjs), node by its path, all in this process's environment.
-const timeRun = (file, args, env = process.env) => {
-  const t = now();
-  execFileSync(file, args, { stdio: 'ignore', env });
-  return now() - t;
-};
+// Each run (timeCmd) as a user's shell runs it: the bins as programs (their first line is
+// /bin/sh's, see scripts/bundle.mjs), node by its path, in this process's environment.
 // Node's own start is the baseline without NODE_EXTRA_CA_CERTS (the lower, stricter figure): node
 // 20 parses the file it names at every start, before any JavaScript, and some machines set it for
 // every program (this one: ~40 ms). The bins keep node from loading it, so a client here would
@@ -410,12 +405,12 @@ const tlsAdmin = readFileSync(path.join(tlsState, 'admin-token'), 'utf8').trim()
 const wholeTls = [];
 for (let i = 0; i < (QUICK ? 7 : 12); i++) {
   const keep = i >= 2;
-  const a = timeRun(process.execPath, ['-e', '0'], withoutCa);
-  const b = timeRun(DROVER, ['--state-dir', mstate, 'ps', 'w1']);
-  const c = timeRun(DROVER, ['--master', `ws://127.0.0.1:${port}`, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: adminToken });
-  const d = timeRun(MASTER_BIN, ['exec', 'ps w1', '--state-dir', mstate]);
-  const e = extraCa ? timeRun(process.execPath, ['-e', '0']) : NaN;
-  const f = timeRun(DROVER, ['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: tlsAdmin });
+  const a = timeCmd(process.execPath, ['-e', '0'], withoutCa);
+  const b = timeCmd(DROVER, ['--state-dir', mstate, 'ps', 'w1']);
+  const c = timeCmd(DROVER, ['--master', `ws://127.0.0.1:${port}`, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: adminToken });
+  const d = timeCmd(MASTER_BIN, ['exec', 'ps w1', '--state-dir', mstate]);
+  const e = extraCa ? timeCmd(process.execPath, ['-e', '0']) : NaN;
+  const f = timeCmd(DROVER, ['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, 'ps', 'w1'], { ...process.env, DROVER_ADMIN_TOKEN: tlsAdmin });
   if (!keep) continue;
   wholeTls.push(f);
   nodeBare.push(a);

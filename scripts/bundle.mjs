@@ -79,14 +79,14 @@ await bundle('packages/master/dist/bundle-loader.js', 'packages/master/dist/bund
 // only: `master exec` has nothing but its control socket; the master itself keeps the variable),
 // and execs node on this same file, for which the line is a string and a comment. `node FILE`
 // still runs the bins as before.
+const moveCaAside =
+  'if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then DROVER_NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export DROVER_NODE_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi';
 const SH_WAY_IN = {
-  'packages/master/dist/bin/drover.cjs': 'move',
-  'packages/master/dist/bin/master.cjs': 'case "${1-}" in exec) move;; esac',
+  'packages/master/dist/bin/drover.cjs': moveCaAside,
+  'packages/master/dist/bin/master.cjs': `case "\${1-}" in exec) ${moveCaAside};; esac`,
 };
-for (const [file, when] of Object.entries(SH_WAY_IN)) {
-  const move =
-    'if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then DROVER_NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export DROVER_NODE_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi';
-  const line = `#!/bin/sh\n':' //; ${when.replace('move', move)}; exec node "$0" "$@"\n`;
+for (const [file, shell] of Object.entries(SH_WAY_IN)) {
+  const line = `#!/bin/sh\n':' //; ${shell}; exec node "$0" "$@"\n`;
   const text = readFileSync(path.join(root, file), 'utf8');
   // tsc writes the file again only when its source changes (then it starts with node's
   // shebang); otherwise it still has the sh line of an earlier build, this one or another.
