@@ -296,7 +296,9 @@ describe('foundation', () => {
     const rows = await waitForAvailable(master, 2);
     expect(rows.map((r) => r.name)).toEqual(['w1', 'w2']);
     expect(master.stdout()).toMatch(/started 2 local workers \(w1, w2\); their logs are in .*\/dev/);
-    const pids = spawnSync('pgrep', ['-f', `${master.stateDir}/dev/w`], { encoding: 'utf8' })
+    // The master's own children: a worker's fork (its spawn helper, a mkfifo) carries the
+    // worker's command line until it execs, and is not a dev worker.
+    const pids = spawnSync('pgrep', ['-P', String(master.child.pid), '-f', `${master.stateDir}/dev/w`], { encoding: 'utf8' })
       .stdout.split('\n')
       .filter(Boolean)
       .map(Number);
@@ -308,7 +310,7 @@ describe('foundation', () => {
     // Even a master killed outright leaves no dev worker behind: their stdin closes.
     const killed = await startMaster({ heartbeatMs: H, args: ['--dev', '1'] });
     await waitForAvailable(killed, 1);
-    const orphan = Number(spawnSync('pgrep', ['-f', `${killed.stateDir}/dev/w1`], { encoding: 'utf8' }).stdout.trim());
+    const orphan = Number(spawnSync('pgrep', ['-P', String(killed.child.pid), '-f', `${killed.stateDir}/dev/w1`], { encoding: 'utf8' }).stdout.trim());
     await killed.kill('SIGKILL');
     await waitFor(() => !pidAlive(orphan), 'the dev worker of a killed master to exit');
   });
