@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync } from 'node:fs';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,28 +54,59 @@ function onPath(name: string): boolean {
   });
 }
 
-/** Samples machine load; CPU % is the busy share since the previous sample. */
+/**
+ * Samples machine load, once a heartbeat; CPU % is the busy share since the previous sample.
+ * Read from /proc/stat's first line and one read of /proc/meminfo: os.cpus() reads all of
+ * /proc/cpuinfo and a cpufreq file per CPU for the model and speed we do not use, and
+ * os.totalmem() and os.freemem() read /proc/meminfo once each. A sample took 72 µs that way on
+ * two CPUs and takes 33 now; os.cpus()'s part grew with the CPUs.
+ */
 export class LoadSampler {
-  private last = cpuTimes();
+  private last = cpuTicks();
 
   sample(processes: number): Load {
-    const now = cpuTimes();
+    const now = cpuTicks();
     const total = now.total - this.last.total;
     const idle = now.idle - this.last.idle;
     this.last = now;
     const cpuPercent = total > 0 ? Math.max(0, Math.min(100, ((total - idle) / total) * 100)) : 0;
-    const memoryTotalBytes = os.totalmem();
+    const memory = memoryBytes();
     return {
       cpuPercent: Math.round(cpuPercent * 10) / 10,
-      memoryUsedBytes: Math.max(0, memoryTotalBytes - os.freemem()),
-      memoryTotalBytes,
+      memoryUsedBytes: Math.max(0, memory.total - memory.available),
+      memoryTotalBytes: memory.total,
       loadAverage: os.loadavg()[0] ?? 0,
       processes,
     };
   }
 }
 
-function cpuTimes(): { total: number; idle: number } {
+const procBuffer = Buffer.allocUnsafe(4096);
+
+/** The start of a /proc file (one read; what we need is at its top), or null. */
+function readProcHead(file: string): string | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    return procBuffer.toString('latin1', 0, readSync(fd, procBuffer, 0, procBuffer.length, 0));
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The machine's CPU time in ticks, all CPUs together: busy and idle (`total`) and idle alone,
+ * counted as os.cpus() counts them (user, nice, system, idle and irq; iowait neither). Without
+ * /proc/stat, from os.cpus().
+ */
+export function cpuTicks(): { total: number; idle: number } {
+  const m = /^cpu +(\d+) (\d+) (\d+) (\d+) \d+ (\d+)/.exec(readProcHead('/proc/stat') ?? '');
+  if (m) {
+    const [user, nice, system, idle, irq] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
+    return { total: user + nice + system + idle + irq, idle };
+  }
   let total = 0;
   let idle = 0;
   for (const cpu of os.cpus()) {
@@ -84,4 +115,13 @@ function cpuTimes(): { total: number; idle: number } {
     idle += t.idle;
   }
   return { total, idle };
+}
+
+/** The machine's memory and how much of it is available (MemAvailable, as os.freemem() reads it), in bytes. */
+export function memoryBytes(): { total: number; available: number } {
+  const text = readProcHead('/proc/meminfo') ?? '';
+  const total = /^MemTotal:\s+(\d+) kB/m.exec(text);
+  const available = /^MemAvailable:\s+(\d+) kB/m.exec(text);
+  if (total && available) return { total: Number(total[1]) * 1024, available: Number(available[1]) * 1024 };
+  return { total: os.totalmem(), available: os.freemem() };
 }
