@@ -5,12 +5,10 @@ import { CLK_TCK } from '../../../packages/worker/src/proc.js';
 
 test("the machine's CPU ticks are os.cpus()'s times summed (user, nice, system, idle, irq), idle apart", () => {
   const sum = (): { total: number; idle: number } =>
-    os
-      .cpus()
-      .reduce((a, c) => ({ total: a.total + c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq, idle: a.idle + c.times.idle }), {
-        total: 0,
-        idle: 0,
-      });
+    os.cpus().reduce((a, c) => ({ total: a.total + c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq, idle: a.idle + c.times.idle }), {
+      total: 0,
+      idle: 0,
+    });
   const before = sum();
   const ticks = cpuTicks();
   const after = sum();
