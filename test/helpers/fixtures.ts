@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './cluster.js';
 
@@ -50,4 +51,20 @@ export function writeBigFile(file: string, mib: number, seed = 1): void {
       parts.length = 0;
     }
   }
+}
+
+/**
+ * The sha256 of a file, read 1 MiB at a time. Not readFileSync: a test's process holding a few
+ * hundred MiB makes every process it spawns after cost more to fork (page tables to copy).
+ */
+export function fileSha256(file: string): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }

@@ -5,13 +5,12 @@ import path from 'node:path';
 import { expect, test } from 'vitest';
 import { FILE_CHUNK_BYTES, type WorkerToMaster } from '@drover/protocol';
 import { MASTER_CLI, startCluster, startWorker, tempDir, type Master } from '../helpers/cluster.js';
-import { writeBigFile } from '../helpers/fixtures.js';
+import { fileSha256 as sha, writeBigFile } from '../helpers/fixtures.js';
 import { SHARED_READ_RING_BYTES } from '../../packages/master/src/shared-read.js';
 import { startScriptedMaster } from '../helpers/scripted-master.js';
 
 type CopyResult = { worker: string; ok: boolean; files: { dest: string; bytes: number; sha256: string; sent: boolean }[] }[];
 
-const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 /** Bytes a process has read through read(2) and friends, page cache or not. */
 const readBytes = (pid: number): number => Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]);
 

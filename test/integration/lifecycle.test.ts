@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -18,7 +17,7 @@ import {
   waitForAvailable,
   CAN_MOUNT,
 } from '../helpers/cluster.js';
-import { buildFixtures, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
+import { buildFixtures, fileSha256 as sha, haveGcc, writeBigFile, type Fixtures } from '../helpers/fixtures.js';
 import { startScriptedMaster } from '../helpers/scripted-master.js';
 
 const gcc = haveGcc();
@@ -34,8 +33,6 @@ type CopyResult = {
   error: { code: string } | null;
   warnings: string[];
 }[];
-
-const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 async function psOf(master: Master, pid: number): Promise<Proc> {
   const rows = await master.execJson<Proc[]>('ps');

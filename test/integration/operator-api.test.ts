@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { haveGcc, writeBigFile } from '../helpers/fixtures.js';
+import { fileSha256 as sha, haveGcc, writeBigFile } from '../helpers/fixtures.js';
 import { CAN_MOUNT, ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type Master } from '../helpers/cluster.js';
 
 const DROVER = path.join(ROOT, 'packages/master/dist/drover.js');
@@ -306,7 +306,6 @@ describe('files are read and written where the client runs', () => {
 });
 
 describe('a copy streamed through drover', () => {
-  const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
   const vmHwm = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
   test('keeps the master flat whatever the size, and drover killed mid-copy leaves the previous version whole', async () => {
