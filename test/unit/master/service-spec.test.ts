@@ -35,6 +35,18 @@ describe('service files', () => {
     );
   });
 
+  test('restart and stop take their policy or signal alone', () => {
+    const [p] = parseServiceFile('name: a\nprograms:\n  - { name: p, path: x, restart: always, stop: SIGTERM }\n', 'a.yaml').programs;
+    expect(p!.restart).toEqual({ policy: 'always', maxRestarts: 5, windowMs: 600_000, backoffMs: [1000, 60_000] });
+    expect(p!.stop).toEqual({ signal: 'SIGTERM', timeoutMs: 10_000 });
+    expect(() => parseServiceFile('name: a\nprograms:\n  - name: p\n    path: x\n    restart: sometimes\n', 'a.yaml')).toThrow(
+      'a.yaml:5: programs.0.restart.policy: Invalid option: expected one of "always"|"on-failure"|"never"',
+    );
+    expect(() => parseServiceFile('name: a\nprograms:\n  - { name: p, path: x, stop: SIGSTOP }\n', 'a.yaml')).toThrow(
+      /^a\.yaml:3: programs\.0\.stop\.signal: Invalid option/,
+    );
+  });
+
   test('each problem is a line: file, line, field, why; YAML syntax errors too', () => {
     const bad = (text: string): string[] => {
       try {

@@ -41,6 +41,11 @@ const scalarText = z.union([z.string(), z.number(), z.boolean()]).transform(Stri
 const launchText = scalarText.pipe(z.string().max(MAX_ARG_CHARS));
 const workerName = z.string().refine((n) => checkWorkerName(n) === null, { message: 'not a worker name' });
 
+/** `restart: always` for `restart: { policy: always }`, `stop: SIGTERM` for `stop: { signal: SIGTERM }`. */
+function byName(field: string): (v: unknown) => unknown {
+  return (v) => (typeof v === 'string' ? { [field]: v } : v);
+}
+
 const Program = z.strictObject({
   name: serviceName,
   path: z.string().min(1).max(4096),
@@ -58,20 +63,27 @@ const Program = z.strictObject({
     .default('any'),
   resources: z.strictObject({ cpus: z.number().min(0).max(4096).default(0), memory: size.default(0) }).default({ cpus: 0, memory: 0 }),
   restart: z
-    .strictObject({
-      policy: z.enum(['always', 'on-failure', 'never']).default('on-failure'),
-      maxRestarts: z.number().int().min(0).max(1_000_000).default(5),
-      window: duration.default(600_000),
-      backoff: z.tuple([duration, duration]).default([1000, 60_000]),
-    })
-    .refine((r) => r.backoff[0] <= r.backoff[1], { message: 'backoff is [first, most]: the first delay cannot exceed the most', path: ['backoff'] })
-    .refine((r) => r.window > 0, { message: 'window must be longer than 0', path: ['window'] })
+    .preprocess(
+      byName('policy'),
+      z
+        .strictObject({
+          policy: z.enum(['always', 'on-failure', 'never']).default('on-failure'),
+          maxRestarts: z.number().int().min(0).max(1_000_000).default(5),
+          window: duration.default(600_000),
+          backoff: z.tuple([duration, duration]).default([1000, 60_000]),
+        })
+        .refine((r) => r.backoff[0] <= r.backoff[1], { message: 'backoff is [first, most]: the first delay cannot exceed the most', path: ['backoff'] })
+        .refine((r) => r.window > 0, { message: 'window must be longer than 0', path: ['window'] }),
+    )
     .default({ policy: 'on-failure', maxRestarts: 5, window: 600_000, backoff: [1000, 60_000] }),
   stop: z
-    .strictObject({
-      signal: z.enum(['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']).default('SIGINT'),
-      timeout: duration.default(10_000),
-    })
+    .preprocess(
+      byName('signal'),
+      z.strictObject({
+        signal: z.enum(['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']).default('SIGINT'),
+        timeout: duration.default(10_000),
+      }),
+    )
     .default({ signal: 'SIGINT', timeout: 10_000 }),
   healthy: z.strictObject({ after: duration.default(2000) }).default({ after: 2000 }),
   /** Higher first in the queue. */
