@@ -123,8 +123,7 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
   try {
     parsed = parseArgs({ args: head, options, allowPositionals: true, strict: true });
   } catch (err) {
-    const message = err instanceof Error ? err.message.split('\n')[0]!.replace(/\. To specify a positional.*$/, '') : String(err);
-    throw badArgs(command, message.replace(/^Unknown option/, 'unknown option').replace(/^Option/, 'option'));
+    throw badArgs(command, parseArgsMessage(err));
   }
   const values: Record<string, unknown> = { ...parsed.values };
   for (const [key, spec] of Object.entries(command.options ?? {})) {
@@ -141,6 +140,21 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
     values[key] = Array.isArray(raw) ? (raw as string[]).map(one) : one(raw as string);
   }
   return checkCount(command, { positionals: parsed.positionals, values, rest });
+}
+
+/** parseArgs's error as one line of ours. */
+function parseArgsMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const first = err.message.split('\n')[0]!;
+  // `--cpus -1`: parseArgs takes -1 for an option, not for the value.
+  const ambiguous = /^Option '(-[^']+)' argument is ambiguous/.exec(first);
+  if (ambiguous) return `${ambiguous[1]} needs a value; one that starts with - is written ${ambiguous[1]}=VALUE`;
+  const missing = /^Option '(-[^ ']+)[^']*' argument missing/.exec(first);
+  if (missing) return `${missing[1]} needs a value`;
+  return first
+    .replace(/\. To specify a positional.*$/, '')
+    .replace(/^Unknown option/, 'unknown option')
+    .replace(/^Option/, 'option');
 }
 
 /** The parsed words, once their positionals are as many as the command takes. */

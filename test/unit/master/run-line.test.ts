@@ -114,6 +114,11 @@ describe('parseCommandArgs and the option parsers', () => {
     expect(() => parseCommandArgs(stop, ['w1', '1', '--', 'x'])).toThrow(/takes no arguments after --/);
     expect(() => parseCommandArgs(stop, ['w1', '1', 'extra'])).toThrow(/unexpected argument "extra"/);
     expect(() => parseCommandArgs(stop, ['w1', '1', '--timeout', '0'])).toThrow(/--timeout must be seconds > 0/);
+    expect(() => parseCommandArgs(launch, ['w1', 'app', '--cpus', '-1'])).toThrow(
+      /^launch: --cpus needs a value; one that starts with - is written --cpus=VALUE \(usage: /,
+    );
+    expect(() => parseCommandArgs(launch, ['w1', 'app', '--cpus=-1'])).toThrow(/^launch: --cpus must be /);
+    expect(() => parseCommandArgs(launch, ['w1', 'app', '--cpus'])).toThrow(/^launch: --cpus needs a value \(usage: /);
   });
 
   test('words without options (no parseArgs) come out as parseArgs would give them', () => {
