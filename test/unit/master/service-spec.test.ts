@@ -64,6 +64,13 @@ describe('service files', () => {
       's.yaml:3: programs.0.restart.backoff: backoff is [first, most]: the first delay cannot exceed the most',
     ]);
     expect(bad('name: a\nprograms:\n  - { name: p, path: x }\n  - { name: p, path: y }\n')).toEqual(['s.yaml:3: programs: program names must be unique']);
+    // Not a service file at all: its keys are named five at most, each cut at 40 characters.
+    const keys = Array.from({ length: 8 }, (_, i) => `${'klmnopqr'[i]!.repeat(50)}: 1`).join('\n');
+    expect(bad(`name: a\nprograms: [{ name: p, path: x }]\n${keys}\n`)).toEqual([
+      `s.yaml:3: ${'k'.repeat(39)}…: unknown fields ${[...'klmno'].map((c) => `${c.repeat(39)}…`).join(', ')} and 3 more`,
+    ]);
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdef'[i]}`).join(', ')}]`)];
+    expect(bad(`${bomb.join('\n')}\nname: x\nprograms: *g\n`)).toEqual(['s.yaml: Excessive alias count indicates a resource exhaustion attack']);
     expect(bad('name: [a\n')[0]).toMatch(/^s\.yaml:\d+: Flow sequence/);
     expect(bad('name: a\nname: b\nprograms: []\n')[0]).toMatch(/^s\.yaml:2: Map keys must be unique/);
   });

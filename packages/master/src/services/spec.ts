@@ -192,6 +192,14 @@ function normalize(s: Parsed): ServiceSpec {
   };
 }
 
+/** Unknown fields named in one problem line; the rest are counted. */
+const MAX_KEYS_NAMED = 5;
+
+/** A key as a problem line names it: a file that is not a service file can have keys of any length. */
+function shortKey(key: string): string {
+  return key.length > 40 ? `${key.slice(0, 39)}…` : key;
+}
+
 /**
  * Parses a service file (YAML; JSON is YAML too) and validates it. Every problem is one line
  * naming the file, the line where the parser can tell it, the field, and why; all of them are
@@ -208,7 +216,14 @@ export function parseServiceFile(text: string, file: string): ServiceSpec {
   if (doc.errors.length > 0) {
     throw new DroverError(ErrorCode.BAD_ARGUMENTS, doc.errors.map((e) => `${at(e.pos[0])}: ${e.message.split('\n')[0]}`).join('\n'));
   }
-  const result = Service.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    // Throws on an alias bomb (the yaml package's alias count limit).
+    value = doc.toJS();
+  } catch (err) {
+    throw new DroverError(ErrorCode.BAD_ARGUMENTS, `${file}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+  const result = Service.safeParse(value);
   if (result.success) return normalize(result.data);
   const problems = result.error.issues.map((issue) => {
     const path = issue.path.filter((k): k is string | number => typeof k !== 'symbol');
@@ -219,8 +234,11 @@ export function parseServiceFile(text: string, file: string): ServiceSpec {
       const parent = path.length ? doc.getIn(path, true) : doc.contents;
       const pair = isMap(parent) ? parent.items.find((p) => isPair(p) && isScalar(p.key) && p.key.value === key) : undefined;
       node = (pair?.key as Node | undefined) ?? node ?? undefined;
-      field = [...path, key].join('.');
-      return `${at(node?.range?.[0])}: ${field}: unknown field${issue.keys.length > 1 ? `s ${issue.keys.join(', ')}` : ''}`;
+      field = [...path, shortKey(key)].join('.');
+      if (issue.keys.length === 1) return `${at(node?.range?.[0])}: ${field}: unknown field`;
+      const named = issue.keys.slice(0, MAX_KEYS_NAMED).map(shortKey).join(', ');
+      const more = issue.keys.length > MAX_KEYS_NAMED ? ` and ${issue.keys.length - MAX_KEYS_NAMED} more` : '';
+      return `${at(node?.range?.[0])}: ${field}: unknown fields ${named}${more}`;
     }
     // A missing field has no node of its own: point at the object that lacks it.
     for (let up = path.length - 1; !node && up >= 0; up--) node = doc.getIn(path.slice(0, up), true) as Node | undefined;
