@@ -207,26 +207,45 @@ function withExtraCas(): { secureContext?: SecureContext } {
 }
 
 /**
+ * The operator API's URL for what a user gives as the master: `HOST:PORT` (wss), `wss://` or
+ * `ws://`, and the dashboard's own `https://` or `http://` address, with or without a path of
+ * `/` or `/operator`. Null for anything else.
+ */
+export function operatorUrl(text: string): string | null {
+  const m = /^(?:(wss?|https?):\/\/)?((?:\[[0-9A-Fa-f:.]+\]|[^/?#\s:@[\]]+)(?::\d+)?)\/*(?:operator\/*)?$/.exec(text.trim());
+  if (!m) return null;
+  const scheme = m[1] === 'ws' || m[1] === 'http' ? 'ws' : 'wss';
+  try {
+    return new URL(`${scheme}://${m[2]}/operator`).href;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * A master elsewhere: its operator API over wss (ws only where it runs --insecure-operator-api),
  * with an operator token. With a fingerprint, the master's public key is pinned (checked before
  * the token is sent); without, its certificate must be trusted (its CA, or `ca`).
  */
 export async function connectRemote(opts: { url: string; token: string; fingerprint?: string; ca?: Buffer }): Promise<Transport | ConnectFailure> {
-  const base = /^wss?:\/\//.test(opts.url) ? opts.url : `wss://${opts.url}`;
-  const url = `${base.replace(/\/+$/, '')}/operator`;
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return { code: ErrorCode.BAD_ARGUMENTS, message: `not a master address: ${opts.url}`, exitCode: 2 };
+  const url = operatorUrl(opts.url);
+  if (url === null) {
+    return { code: ErrorCode.BAD_ARGUMENTS, message: `not a master address: ${opts.url} (wss://HOST:PORT, or ws:// for a master without TLS)`, exitCode: 2 };
   }
+  const u = new URL(url);
   const secure = u.protocol === 'wss:';
   if (opts.fingerprint && !secure) return { code: ErrorCode.BAD_ARGUMENTS, message: '--fingerprint is for a master with TLS (wss://)', exitCode: 2 };
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const port = Number(u.port || (secure ? 443 : 80));
   const unreachable = (code: string): ConnectFailure => ({
     code: ErrorCode.MASTER_UNREACHABLE,
-    message: `cannot reach the master at ${url}: ${code}${/CERT|SELF_SIGNED/.test(code) ? ' (pass --fingerprint from its join line, or --ca)' : ''}`,
+    message: `cannot reach the master at ${url}: ${code}${
+      /CERT|SELF_SIGNED/.test(code)
+        ? ' (pass --fingerprint from its join line, or --ca)'
+        : secure && /ECONNRESET|EPROTO|WRONG_VERSION/.test(code)
+          ? ` (if the master runs without TLS: ws://${u.host})`
+          : ''
+    }`,
     exitCode: 2,
   });
   // The token goes in the upgrade request, on a connection whose TLS is checked first: its key

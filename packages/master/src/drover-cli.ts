@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AGENT_VERSION, parseFingerprint } from '@drover/protocol';
 import { writeFileAtomic } from './atomic-write.js';
-import { connectLocal, connectRemote, type ConnectFailure, type Transport } from './client-transport.js';
+import { connectLocal, connectRemote, operatorUrl, type ConnectFailure, type Transport } from './client-transport.js';
 import { flushStdio, runOver, stdinLines } from './exec-client.js';
 import { startRemoteShell } from './remote-shell.js';
 import { quoteWord } from './tokenize.js';
@@ -179,6 +179,7 @@ async function main(): Promise<void> {
   const master = argv.master ?? (process.env.DROVER_MASTER || undefined) ?? context?.master;
   let connection: Transport | ConnectFailure;
   if (master) {
+    if (operatorUrl(master) === null) fail(`not a master address: ${master} (wss://HOST:PORT, or ws:// for a master without TLS)`, 2);
     const token = argv.token ?? (process.env.DROVER_ADMIN_TOKEN || undefined) ?? (master === context?.master ? context.token : undefined);
     if (!token) fail(`no operator token for ${master}: pass --token, set DROVER_ADMIN_TOKEN, or drover login`);
     const fingerprint = fingerprintOf(
