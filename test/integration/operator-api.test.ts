@@ -115,6 +115,17 @@ describe('the operator API: drover from another machine', () => {
     const lab = await startMaster({ args: ['--insecure-operator-api'] });
     const labAdmin = readFileSync(path.join(lab.stateDir, 'admin-token'), 'utf8').trim();
     expect((await drover(['--master', `ws://127.0.0.1:${lab.port}`, 'workers'], { DROVER_ADMIN_TOKEN: labAdmin })).status).toBe(0);
+    // The dashboard's address, as the banner prints it, is the same master.
+    expect((await drover(['--master', `http://127.0.0.1:${lab.port}/`, 'workers'], { DROVER_ADMIN_TOKEN: labAdmin })).status).toBe(0);
+    // TLS (the default for HOST:PORT) against a plain master: the address to use instead.
+    const tlsAtPlain = await drover(['--master', `127.0.0.1:${lab.port}`, 'workers'], { DROVER_ADMIN_TOKEN: labAdmin });
+    expect(tlsAtPlain.status).toBe(2);
+    expect(tlsAtPlain.stderr).toMatch(new RegExp(`: (ECONNRESET|EPROTO)\\S* \\(if the master runs without TLS: ws://127\\.0\\.0\\.1:${lab.port}\\)\\n$`));
+    const notAnAddress = await drover(['--master', 'ftp://127.0.0.1:1', 'workers']);
+    expect(notAnAddress).toMatchObject({
+      status: 2,
+      stderr: 'drover: not a master address: ftp://127.0.0.1:1 (wss://HOST:PORT, or ws:// for a master without TLS)\n',
+    });
     expect(lab.stdout()).toContain('the operator API is offered without TLS (--insecure-operator-api)');
   });
 

@@ -192,9 +192,12 @@ describe('TLS by default, pinned', () => {
     expect(gone.status, gone.stderr).toBe(0);
   });
 
-  test('--no-tls is said loudly, and contradicts --tls-cert', async () => {
+  test('--no-tls is said loudly, and contradicts --tls-cert; a worker that tries TLS there is told so', async () => {
     const master = await startMaster({ stdin: 'pipe' });
     expect(master.stdout()).toContain('WITHOUT TLS');
+    const tlsWorker = startWorker({ address: `wss://127.0.0.1:${master.port}` }, { name: 'tls' });
+    await waitFor(() => tlsWorker.stdout().includes('if it runs with --no-tls, join with --master HOST:PORT (ws://)'), 'the hint in the log');
+    expect(tlsWorker.stdout()).toMatch(/"why":"(ECONNRESET|EPROTO)[^"]*","msg":"reconnecting to the master"/);
     await waitFor(() => readFileSync(path.join(master.stateDir, 'master.log'), 'utf8').includes('TLS is off (--no-tls)'), 'the warning in master.log');
     const both = spawnSync(process.execPath, [MASTER_CLI, '--no-tls', '--tls-cert', 'a', '--tls-key', 'b', '--state-dir', tempDir()], { encoding: 'utf8' });
     expect(both.status).toBe(1);

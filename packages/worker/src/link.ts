@@ -68,6 +68,8 @@ const PING_SLACK_MS = 50;
 export class Link {
   private ws: WebSocket | null = null;
   private welcomed = false;
+  /** Why the last connection attempt failed (an errno code or a message), for the reconnect line. */
+  private lastError: string | null = null;
   private attempt = 0;
   private seq = 0;
   private heartbeatMs: number;
@@ -203,6 +205,12 @@ export class Link {
         );
       } else if (err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(err.message)) {
         logger.error({ code: err.code }, 'TLS: the master does not speak TLS on this port (it runs with --no-tls): use HOST:PORT or ws://');
+      } else if (!this.welcomed && this.opts.url.startsWith('wss://') && /socket hang up|ECONNRESET|EPROTO/.test(`${err.code ?? ''} ${err.message}`)) {
+        // A plain master answers a TLS hello with an HTTP 400 and hangs up.
+        logger.error(
+          { code: err.code },
+          'TLS: the master closed the connection during the handshake: if it runs with --no-tls, join with --master HOST:PORT (ws://)',
+        );
       } else if (!this.welcomed && this.opts.url.startsWith('ws://') && /socket hang up|ECONNRESET/.test(`${err.code ?? ''} ${err.message}`)) {
         // A TLS master (the default) hangs up on a plain-text request without a word.
         logger.error(
@@ -212,6 +220,7 @@ export class Link {
       } else {
         logger.debug({ err: err.message }, 'connection error');
       }
+      this.lastError = err.code ?? err.message;
     });
     ws.on('close', (code, reasonBuf) => {
       if (this.ws !== ws) return;
@@ -242,7 +251,8 @@ export class Link {
   private scheduleReconnect(): void {
     if (this.stopped) return;
     const delay = backoffDelay(this.attempt++);
-    this.opts.logger.info({ delayMs: delay, attempt: this.attempt }, 'reconnecting to the master');
+    this.opts.logger.info({ delayMs: delay, attempt: this.attempt, ...(this.lastError ? { why: this.lastError } : {}) }, 'reconnecting to the master');
+    this.lastError = null;
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
