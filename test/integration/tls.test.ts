@@ -188,8 +188,20 @@ describe('TLS by default, pinned', () => {
     expect(ok.status, ok.stderr).toBe(0);
     expect((await waitForAvailable(master, 1))[0]!.name).toBe('pinvm');
     expect(readFileSync(path.join(prefix, 'etc/worker.env'), 'utf8')).toContain(`DROVER_FINGERPRINT='${fingerprint}'`);
+    // The native spawn helper came along (where the build made one), and launches go through it.
+    const native = path.join(ROOT, 'packages/worker/dist/drover-spawn');
+    expect(existsSync(path.join(prefix, 'lib/drover-spawn'))).toBe(existsSync(native));
+    if (existsSync(native)) {
+      expect(readFileSync(path.join(prefix, 'lib/drover-spawn')).equals(readFileSync(native))).toBe(true);
+      await master.execJson('copy pinvm /bin/sleep --as s');
+      const { pid } = await master.execFirst<{ pid: number }>('launch pinvm s -- 30');
+      const ppid = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1];
+      expect(readFileSync(`/proc/${ppid}/cmdline`, 'utf8')).toBe(`${path.join(prefix, 'lib/drover-spawn')}\0`);
+      process.kill(pid, 'SIGKILL');
+    }
     const gone = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --prefix ${prefix} --uninstall`);
     expect(gone.status, gone.stderr).toBe(0);
+    expect(existsSync(path.join(prefix, 'lib/drover-spawn'))).toBe(false);
   });
 
   test('--no-tls is said loudly, and contradicts --tls-cert; a worker that tries TLS there is told so', async () => {
@@ -197,7 +209,8 @@ describe('TLS by default, pinned', () => {
     expect(master.stdout()).toContain('WITHOUT TLS');
     const tlsWorker = startWorker({ address: `wss://127.0.0.1:${master.port}` }, { name: 'tls' });
     await waitFor(() => tlsWorker.stdout().includes('if it runs with --no-tls, join with --master HOST:PORT (ws://)'), 'the hint in the log');
-    expect(tlsWorker.stdout()).toMatch(/"why":"(ECONNRESET|EPROTO)[^"]*","msg":"reconnecting to the master"/);
+    // The reconnect line follows once the connection's close is seen.
+    await waitFor(() => /"why":"(ECONNRESET|EPROTO)[^"]*","msg":"reconnecting to the master"/.test(tlsWorker.stdout()), 'the reconnect line with its reason');
     await waitFor(() => readFileSync(path.join(master.stateDir, 'master.log'), 'utf8').includes('TLS is off (--no-tls)'), 'the warning in master.log');
     const both = spawnSync(process.execPath, [MASTER_CLI, '--no-tls', '--tls-cert', 'a', '--tls-key', 'b', '--state-dir', tempDir()], { encoding: 'utf8' });
     expect(both.status).toBe(1);
