@@ -140,6 +140,10 @@ describe('the error catalogue', () => {
     expect(long.code).toBe(1);
     expect(long.stdout + long.stderr).toContain("argument 1 is 70000 characters; a launch's arguments hold at most 65536 each");
     expect(await codesOf(master, `launch w2 true -- ${'d'.repeat(70_000)}`)).toEqual(['BAD_REQUEST']);
+    // A NUL would end the argument for exec: refused, from a script's stdin as from anywhere.
+    const nul = await exec(master.stateDir, null, { json: true, input: 'launch w2 true -- a\0b\n' });
+    expect(nul.stdout).toContain('"code":"BAD_REQUEST"');
+    expect(nul.stdout).toContain('argument 1 holds a NUL byte');
 
     // A control request that is not one: the master answers BAD_REQUEST and carries on.
     const reply = await new Promise<string>((resolve, reject) => {

@@ -69,6 +69,9 @@ describe('service files', () => {
     expect(bad(`name: a\nprograms: [{ name: p, path: x }]\n${keys}\n`)).toEqual([
       `s.yaml:3: ${'k'.repeat(39)}…: unknown fields ${[...'klmno'].map((c) => `${c.repeat(39)}…`).join(', ')} and 3 more`,
     ]);
+    expect(bad('name: a\nprograms:\n  - { name: p, path: x, args: ["a\\0b"] }\n')).toEqual([
+      's.yaml:3: programs.0.args.0: holds a NUL byte, which no argument or environment value can',
+    ]);
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdef'[i]}`).join(', ')}]`)];
     expect(bad(`${bomb.join('\n')}\nname: x\nprograms: *g\n`)).toEqual(['s.yaml: Excessive alias count indicates a resource exhaustion attack']);
     expect(bad('name: [a\n')[0]).toMatch(/^s\.yaml:\d+: Flow sequence/);

@@ -30,6 +30,11 @@ export const launchCommand = defineCommand<Launched[]>({
         ErrorCode.BAD_REQUEST,
         `argument ${long + 1} is ${args.rest[long]!.length} characters; a launch's arguments hold at most ${MAX_ARG_CHARS} each`,
       );
+    // exec takes each argument and variable up to its first NUL: what follows would be lost.
+    const nul = args.rest.findIndex((a) => a.includes('\0'));
+    if (nul >= 0) throw new DroverError(ErrorCode.BAD_REQUEST, `argument ${nul + 1} holds a NUL byte, which no program's argument can`);
+    const nulEnv = Object.entries(env).find(([, v]) => v.includes('\0'));
+    if (nulEnv) throw new DroverError(ErrorCode.BAD_REQUEST, `--env ${nulEnv[0]} holds a NUL byte, which no environment value can`);
     const longEnv = Object.entries(env).find(([, v]) => v.length > MAX_ARG_CHARS);
     if (longEnv) throw new DroverError(ErrorCode.BAD_REQUEST, `--env ${longEnv[0]} is ${longEnv[1].length} characters; a value holds at most ${MAX_ARG_CHARS}`);
     const where = target === 'any' ? await pickWorker(ctx, app, wants) : target;

@@ -38,7 +38,12 @@ const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
 
 const scalarText = z.union([z.string(), z.number(), z.boolean()]).transform(String);
 /** An argument or environment value: within what a launch carries, refused here with the path, not by the worker. */
-const launchText = scalarText.pipe(z.string().max(MAX_ARG_CHARS));
+const launchText = scalarText.pipe(
+  z
+    .string()
+    .max(MAX_ARG_CHARS)
+    .refine((t) => !t.includes('\0'), { message: 'holds a NUL byte, which no argument or environment value can' }),
+);
 const workerName = z.string().refine((n) => checkWorkerName(n) === null, { message: 'not a worker name' });
 
 /** `restart: always` for `restart: { policy: always }`, `stop: SIGTERM` for `stop: { signal: SIGTERM }`. */
