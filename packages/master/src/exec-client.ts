@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { ErrorCode, unreachable, type ErrorCode as Code } from '@drover/protocol';
+import { ErrorCode, MAX_LINE_CHARS, unreachable, type ErrorCode as Code } from '@drover/protocol';
 import { connectLocal, type ConnectFailure, type Transport } from './client-transport.js';
 
 /**
@@ -37,6 +37,10 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
   });
   let anyFailed = false;
   for (const line of lines) {
+    // The master would refuse it and end the session (or, past a frame, just close it).
+    if (line.length > MAX_LINE_CHARS) {
+      return failed(ErrorCode.BAD_ARGUMENTS, `a command line is at most ${MAX_LINE_CHARS} characters; this one is ${line.length}`, 1);
+    }
     transport.run(line, json);
     for (;;) {
       const parsed = await transport.next();

@@ -39,7 +39,8 @@ function lazy<T>(build: () => T): () => T {
 
 const v = lazy(() => z.literal(CONTROL_VERSION));
 
-const MAX_LINE_CHARS = 256 * 1024;
+/** The longest command line a client sends (a longer one is refused before it is sent). */
+export const MAX_LINE_CHARS = 256 * 1024;
 const MAX_CWD_CHARS = 4096;
 const controlRun = lazy(() =>
   z.object({
