@@ -130,7 +130,7 @@ uninstall() {
   state=$(sed -n 's/^state=//p' "$RECORD")
   [ -n "$state" ] && [ "$state" != / ] && rm -rf "$state"
   if grep -qx 'user' "$RECORD"; then userdel "$SYSTEM_USER" >/dev/null 2>&1 || true; fi
-  rm -rf "$PREFIX/bin/worker" "$PREFIX/lib/worker.mjs" "$PREFIX/etc/worker.env" "$PREFIX/etc/ca.pem" "$PREFIX/run" "$PREFIX/log"
+  rm -rf "$PREFIX/bin/worker" "$PREFIX/lib/worker.mjs" "$PREFIX/lib/drover-spawn" "$PREFIX/etc/worker.env" "$PREFIX/etc/ca.pem" "$PREFIX/run" "$PREFIX/log"
   for d in bin lib etc; do rmdir "$PREFIX/$d" 2>/dev/null || true; done
   rm -f "$RECORD"
   rmdir "$PREFIX" 2>/dev/null || true
@@ -284,6 +284,22 @@ got=$(sha256 "$STAGE/worker.mjs")
 if [ -z "$want" ] || [ "$want" != "$got" ]; then
   die "the downloaded worker is corrupt: sha256 $got, expected $want; nothing was installed"
 fi
+# The native spawn helper, where the master has one for this machine's architecture: launches
+# fork from it in a fraction of the time. Without it the worker launches through its Node helper.
+if fetch "$BASE/drover-spawn.sha256" "$STAGE/drover-spawn.sha256" 2>/dev/null; then
+  spawn_want=$(cut -d' ' -f1 "$STAGE/drover-spawn.sha256")
+  spawn_arch=$(awk '{print $3}' "$STAGE/drover-spawn.sha256")
+  node_arch=$("$NODE" -p process.arch 2>/dev/null || echo unknown)
+  if [ "$spawn_arch" = "$node_arch" ]; then
+    fetch "$BASE/drover-spawn" "$STAGE/drover-spawn" || die "could not download $BASE/drover-spawn"
+    spawn_got=$(sha256 "$STAGE/drover-spawn")
+    if [ -z "$spawn_want" ] || [ "$spawn_want" != "$spawn_got" ]; then
+      die "the downloaded spawn helper is corrupt: sha256 $spawn_got, expected $spawn_want; nothing was installed"
+    fi
+  else
+    say "the master's native spawn helper is for $spawn_arch, this machine is $node_arch: launches use the Node helper"
+  fi
+fi
 if [ "$USE_SYSTEMD" = yes ]; then
   fetch "$BASE/drover-worker.service" "$STAGE/unit" || die "could not download $BASE/drover-worker.service"
 fi
@@ -328,6 +344,13 @@ COMMITTED=1
 chmod 0755 "$STAGE/worker"
 chmod 0644 "$STAGE/worker.mjs"
 chmod 0600 "$STAGE/worker.env"
+if [ -f "$STAGE/drover-spawn" ]; then
+  chmod 0755 "$STAGE/drover-spawn"
+  mv -f "$STAGE/drover-spawn" "$PREFIX/lib/drover-spawn"
+else
+  # An older one would not speak this worker's version.
+  rm -f "$PREFIX/lib/drover-spawn"
+fi
 mv -f "$STAGE/worker.mjs" "$PREFIX/lib/worker.mjs"
 mv -f "$STAGE/worker" "$PREFIX/bin/worker"
 mv -f "$STAGE/worker.env" "$PREFIX/etc/worker.env"

@@ -1,47 +1,94 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { TOKEN, pidAlive, startMaster, startWorker, waitFor, waitForAvailable } from '../helpers/cluster.js';
+import { ROOT, TOKEN, pidAlive, startMaster, startWorker, waitFor, waitForAvailable } from '../helpers/cluster.js';
 
 type Row = { pid: number; app: string; state: string; exit: { code: number | null; reason: string } | null };
 
-/** The spawn helper of the worker whose state dir is `stateDir`, or null. */
-function helperOf(stateDir: string): number | null {
-  const out = spawnSync('pgrep', ['-f', path.join(stateDir, 'spawn-helper.cjs')], { encoding: 'utf8' }).stdout.trim();
+const NATIVE = path.join(ROOT, 'packages/worker/dist/drover-spawn');
+const haveNative = existsSync(NATIVE);
+if (!haveNative) console.warn('native spawn helper tests SKIPPED: no C compiler built packages/worker/dist/drover-spawn');
+
+/** The spawn helper of the agent `agentPid` (the native one or Node's), or null. */
+function helperOf(agentPid: number): number | null {
+  const out = spawnSync('pgrep', ['-P', String(agentPid), '-f', 'drover-spawn|spawn-helper\\.cjs'], { encoding: 'utf8' }).stdout.trim();
   return out ? Number(out.split('\n')[0]) : null;
 }
 
-describe('spawn helper', () => {
-  test('launches fork from the helper, not the agent; it holds no secret; its loss leaves processes running, found and stoppable; it ends with its agent', async () => {
-    const master = await startMaster();
-    const w = startWorker(master, { name: 'w1', env: { ...process.env, DROVER_SECRET_PROBE: 'nope' } });
-    await waitForAvailable(master, 1);
-    await master.execJson('copy w1 /bin/sleep --as s');
+const HELPERS = [
+  { kind: 'native', program: NATIVE, env: {}, skip: !haveNative },
+  { kind: 'node', program: 'spawn-helper.cjs', env: { DROVER_SPAWN_HELPER: 'node' }, skip: false },
+];
 
-    // No helper until the first launch.
-    expect(helperOf(w.stateDir)).toBeNull();
+/** A master and one worker whose agent has the given environment, with /bin/sleep copied as `s`. */
+async function oneWorker(env: NodeJS.ProcessEnv) {
+  const master = await startMaster();
+  const w = startWorker(master, { name: 'w1', env: { ...process.env, ...env, DROVER_SECRET_PROBE: 'nope' } });
+  await waitForAvailable(master, 1);
+  await master.execJson('copy w1 /bin/sleep --as s');
+  return { master, w, agent: w.child.pid! };
+}
+
+const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+
+describe.each(HELPERS)('spawn helper ($kind)', ({ kind, program, env, skip }) => {
+  test.skipIf(skip)(
+    'launches fork from the helper, not the agent; it holds no secret; a process holds only its stdio; exits come back with their status',
+    async () => {
+      const { master, w, agent } = await oneWorker(env);
+      // No helper until the first launch.
+      expect(helperOf(agent)).toBeNull();
+      const first = await master.execFirst<{ pid: number }>('launch w1 s -- 30');
+      const helper = helperOf(agent);
+      expect(helper).not.toBeNull();
+      // The process is the helper's child, not the agent's; the agent never forked it.
+      expect(parentOf(first.pid)).toBe(helper);
+      // The helper's environment is PATH alone: not the token, nothing else of the agent's.
+      const environ = readFileSync(`/proc/${helper}/environ`, 'utf8').split('\0').filter(Boolean);
+      expect(environ.map((e) => e.split('=')[0])).toEqual(['PATH']);
+      expect(readFileSync(`/proc/${helper}/cmdline`, 'utf8')).not.toContain(TOKEN);
+      expect(readFileSync(`/proc/${helper}/cmdline`, 'utf8')).toContain(program);
+      // What the process holds: stdin /dev/null, stdout and stderr its pipe; no signal ignored or
+      // blocked; a session of its own. The Node helper passes on what the agent inherited from
+      // whoever started it (Node cannot close what it did not open); the native one closes it.
+      const fds = readdirSync(`/proc/${first.pid}/fd`).sort();
+      if (kind === 'native') expect(fds).toEqual(['0', '1', '2']);
+      else expect(fds.slice(0, 3)).toEqual(['0', '1', '2']);
+      expect(readlinkSync(`/proc/${first.pid}/fd/0`)).toBe('/dev/null');
+      expect(readlinkSync(`/proc/${first.pid}/fd/1`)).toBe(path.join(w.stateDir, 'logs', `s.${first.pid}.pipe`));
+      const status = readFileSync(`/proc/${first.pid}/status`, 'utf8');
+      expect(status).toMatch(/^SigIgn:\s+0+$/m);
+      expect(status).toMatch(/^SigBlk:\s+0+$/m);
+      expect(readFileSync(`/proc/${first.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[3]).toBe(String(first.pid));
+
+      // Exits come back through the helper with their status, even one read in the same chunk as
+      // its pid (these end at once; 20 at a time), and a signal's name.
+      const quick = (await Promise.all(Array.from({ length: 20 }, () => master.execFirst<{ pid: number }>('launch w1 s -- bad')))).map((r) => r.pid);
+      const ended = async (): Promise<Row[]> => (await master.execJson<Row[]>('ps w1')).filter((r) => quick.includes(r.pid) && r.state === 'dead');
+      await waitFor(async () => (await ended()).length === 20, 'the quick ones to end');
+      for (const r of await ended()) expect(r.exit).toMatchObject({ code: 1, reason: 'exited with code 1' });
+      process.kill(first.pid, 'SIGTERM');
+      await waitFor(
+        async () => (await master.execJson<Row[]>('ps w1')).find((r) => r.pid === first.pid)?.exit?.reason === 'killed by SIGTERM (terminated)',
+        'its end by SIGTERM',
+      );
+    },
+  );
+});
+
+// The helper's loss, wedge and end are the agent's handling, the same for either helper: tested
+// on the one the agent picks.
+describe('spawn helper, lost', () => {
+  test('its loss leaves processes running, found and stoppable; a wedged one is replaced; it ends with its agent', async () => {
+    const { master, w, agent } = await oneWorker({});
     const first = await master.execFirst<{ pid: number }>('launch w1 s -- 30');
-    const helper = helperOf(w.stateDir);
-    expect(helper).not.toBeNull();
-    // The process is the helper's child, not the agent's; the agent never forked it.
-    const ppid = Number(readFileSync(`/proc/${first.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-    expect(ppid).toBe(helper);
-    // The helper's environment is PATH alone: not the token, nothing else of the agent's.
-    const environ = readFileSync(`/proc/${helper}/environ`, 'utf8').split('\0').filter(Boolean);
-    expect(environ.map((e) => e.split('=')[0])).toEqual(['PATH']);
-    expect(readFileSync(`/proc/${helper}/cmdline`, 'utf8')).not.toContain(TOKEN);
-
-    // Exits come back through the helper with their status, even one read in the same chunk as
-    // its pid (these end at once; 20 at a time).
-    const quick = (await Promise.all(Array.from({ length: 20 }, () => master.execFirst<{ pid: number }>('launch w1 s -- bad')))).map((r) => r.pid);
-    const ended = async (): Promise<Row[]> => (await master.execJson<Row[]>('ps w1')).filter((r) => quick.includes(r.pid) && r.state === 'dead');
-    await waitFor(async () => (await ended()).length === 20, 'the quick ones to end');
-    for (const r of await ended()) expect(r.exit).toMatchObject({ code: 1, reason: 'exited with code 1' });
+    const helper = helperOf(agent)!;
+    expect(parentOf(first.pid)).toBe(helper);
 
     // The helper dies: what it started runs on (re-parented), still listed as running.
-    process.kill(helper!, 'SIGKILL');
-    await waitFor(() => !pidAlive(helper!), 'the helper to die');
+    process.kill(helper, 'SIGKILL');
+    await waitFor(() => !pidAlive(helper), 'the helper to die');
     expect(pidAlive(first.pid)).toBe(true);
     expect((await master.execJson<Row[]>('ps w1')).find((r) => r.pid === first.pid)!.state).not.toBe('dead');
 
@@ -49,10 +96,10 @@ describe('spawn helper', () => {
     const meanwhile = await master.execFirst<{ pid: number }>('launch w1 s -- bad');
     await waitFor(async () => (await master.execJson<Row[]>('ps w1')).find((r) => r.pid === meanwhile.pid)?.exit?.code === 1, 'its exit, with its status');
     // A new helper takes over, and launches fork from it again.
-    await waitFor(() => (helperOf(w.stateDir) ?? helper) !== helper, 'a new spawn helper');
-    const second = helperOf(w.stateDir)!;
+    await waitFor(() => (helperOf(agent) ?? helper) !== helper, 'a new spawn helper');
+    const second = helperOf(agent)!;
     const after = await master.execFirst<{ pid: number }>('launch w1 s -- 5');
-    expect(Number(readFileSync(`/proc/${after.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1])).toBe(second);
+    expect(parentOf(after.pid)).toBe(second);
 
     // The orphan can still be stopped; its end is found by polling, its status unknown.
     const stopped = await master.exec(`stop w1 ${first.pid} --json`);
@@ -63,13 +110,13 @@ describe('spawn helper', () => {
 
     // A helper that stops answering is killed after 10 s: the launch fails with a reason, and
     // the next one gets a new helper.
-    const third = helperOf(w.stateDir)!;
+    const third = helperOf(agent)!;
     process.kill(third, 'SIGSTOP');
     const wedged = await master.exec('launch w1 s -- 1', { json: true });
     expect(wedged.stdout).toContain('EXEC_FAILED');
     expect(wedged.stdout).toContain('the spawn helper ended during the launch');
-    await waitFor(() => (helperOf(w.stateDir) ?? third) !== third, 'a new spawn helper', 10_000);
-    const last = helperOf(w.stateDir)!;
+    await waitFor(() => (helperOf(agent) ?? third) !== third, 'a new spawn helper', 10_000);
+    const last = helperOf(agent)!;
     expect((await master.execFirst<{ pid: number; state: string }>('launch w1 s -- 1')).state).toBe('running');
 
     // The helper goes with its agent, even one killed outright (its stdin closes); what it

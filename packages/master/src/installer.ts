@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * What the master serves so a VM can join with one line: the install script (with this
- * master's address filled in), the self-contained worker bundle and its sha256, and the
- * systemd unit. Files are found in this checkout; $DROVER_DEPLOY_DIR and $DROVER_WORKER_BUNDLE
+ * master's address filled in), the self-contained worker bundle and its sha256, the native spawn
+ * helper and its sha256 (where the build made one), and the systemd unit. Files are found in this checkout; $DROVER_DEPLOY_DIR and $DROVER_WORKER_BUNDLE
  * point elsewhere.
  */
 export interface Installer {
@@ -35,6 +35,18 @@ export function loadInstaller(scheme: 'http' | 'https', pin?: PublicKeyPin): Ins
     const missing = `installer files not found (${(err as NodeJS.ErrnoException).path ?? String(err)}); run npm run build`;
     return { missing, handle: () => false };
   }
+  // The native spawn helper, where the build made one (a C compiler was there): optional, the
+  // script installs it when its architecture is the VM's.
+  let spawnHelper: Buffer | null = null;
+  let spawnSha: Buffer | null = null;
+  try {
+    const helperPath = path.join(path.dirname(bundlePath), 'drover-spawn');
+    spawnHelper = readFileSync(helperPath);
+    spawnSha = readFileSync(`${helperPath}.sha256`);
+  } catch {
+    spawnHelper = null;
+    spawnSha = null;
+  }
   const send = (res: http.ServerResponse, type: string, body: string | Buffer): void => {
     res.writeHead(200, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     res.end(body);
@@ -58,6 +70,14 @@ export function loadInstaller(scheme: 'http' | 'https', pin?: PublicKeyPin): Ins
           return true;
         case '/worker.mjs.sha256':
           send(res, 'text/plain; charset=utf-8', sha);
+          return true;
+        case '/drover-spawn':
+          if (!spawnHelper) return false;
+          send(res, 'application/octet-stream', spawnHelper);
+          return true;
+        case '/drover-spawn.sha256':
+          if (!spawnSha) return false;
+          send(res, 'text/plain; charset=utf-8', spawnSha);
           return true;
         case '/drover-worker.service':
           send(res, 'text/plain; charset=utf-8', unit);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from './logger.js';
 
 /** How a launched process ended, as Node reports a child's exit. */
@@ -142,6 +143,46 @@ function helperMain(): void {
   process.stdin.on('error', () => process.exit(0));
 }
 
+/**
+ * The native helper (native/drover-spawn.c), built beside the agent's bundle where a C compiler
+ * was found (scripts/bundle.mjs), and installed beside it (deploy/install.sh). Where it is not
+ * there, or cannot run on this machine, the Node helper below does the same work.
+ */
+export const NATIVE_HELPER = fileURLToPath(new URL('./drover-spawn', import.meta.url));
+
+/** The largest request the native helper takes; a bigger one is refused here as exec would (E2BIG). */
+const MAX_NATIVE_FRAME = 512 * 1024 * 1024;
+
+/**
+ * A spawn request as the native helper reads it: u32 (LE) length, id, flags, argc, envc, then
+ * NUL-terminated strings. What exec could not take is refused here, as Node's spawn refuses it:
+ * a NUL inside a string (it would end it early), more than the helper takes (E2BIG).
+ */
+export function encodeNativeRequest(id: number, r: SpawnRequest): Buffer | { code: string; message: string } {
+  const strings = [r.exe, r.cwd, r.out, ...r.args];
+  const env: string[] = [];
+  for (const [name, value] of Object.entries(r.env)) if (value !== undefined) env.push(`${name}=${value}`);
+  let bytes = 20;
+  for (const s of strings) bytes += Buffer.byteLength(s) + 1;
+  for (const s of env) bytes += Buffer.byteLength(s) + 1;
+  if (bytes - 4 > MAX_NATIVE_FRAME) return { code: 'E2BIG', message: `spawn ${r.exe} E2BIG` };
+  if (strings.some((s) => s.includes('\0')) || env.some((s) => s.includes('\0'))) {
+    return { code: 'ERR_INVALID_ARG_VALUE', message: 'an argument or environment value holds a NUL byte' };
+  }
+  const frame = Buffer.allocUnsafe(bytes);
+  frame.writeUInt32LE(bytes - 4, 0);
+  frame.writeUInt32LE(id, 4);
+  frame.writeUInt32LE(r.pipe ? 1 : 0, 8);
+  frame.writeUInt32LE(r.args.length, 12);
+  frame.writeUInt32LE(env.length, 16);
+  let at = 20;
+  for (const s of [...strings, ...env]) {
+    at += frame.write(s, at);
+    frame[at++] = 0;
+  }
+  return frame;
+}
+
 /** Time a launch waits for a helper still starting before it forks the agent itself. */
 const READY_WAIT_MS = 2000;
 /** A spawn the helper has not answered in this long: the helper is killed (see spawn). */
@@ -176,34 +217,55 @@ type Answer = {
  */
 export class SpawnHelper {
   private proc: ChildProcess | null = null;
+  /** Which program the running helper is. */
+  private kind: 'native' | 'node' = 'node';
+  /** The native helper could not start here (not built, another architecture, too old a kernel): the Node one is used. */
+  private nativeBroken: boolean;
   private ready: Promise<boolean> | null = null;
   private nextId = 1;
   private readonly waiting = new Map<number, (a: Answer) => void>();
   private readonly children = new Map<number, HelperChild>();
   private lostAt = 0;
   private closed = false;
+  /** The native helper's {"ready":1} came (a helper that ends before it never worked here). */
+  private saidReady = false;
+  /** Resolves the native helper's ready promise. */
+  private onReady: (ok: boolean) => void = () => undefined;
   private readonly script: string;
 
   constructor(
     stateDir: string,
     private readonly logger: Logger,
+    private readonly nativeHelper: string = NATIVE_HELPER,
   ) {
     this.script = path.join(stateDir, 'spawn-helper.cjs');
+    // DROVER_SPAWN_HELPER=node: the Node helper even where the native one is (the tests run both).
+    this.nativeBroken = process.env.DROVER_SPAWN_HELPER === 'node' || !existsSync(this.nativeHelper);
+  }
+
+  /** Which helper launches go through now: 'native', 'node', or null while none runs. */
+  get running(): 'native' | 'node' | null {
+    return this.proc ? this.kind : null;
   }
 
   /** Starts the helper (the first launch does, and then a lost helper's replacement). */
   start(): void {
     if (this.closed || this.proc || Date.now() - this.lostAt < RESTART_AFTER_MS) return;
     let proc: ChildProcess;
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    this.saidReady = false;
     // Written new at each start: it is the program of this agent's version.
     const tmp = `${this.script}.tmp-${process.pid}`;
     try {
-      writeFileSync(tmp, `'use strict';\n(${helperMain.toString()})();\n`, { mode: 0o600 });
-      renameSync(tmp, this.script);
-      proc = spawn(process.execPath, ['--max-old-space-size=32', this.script], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      });
+      if (!this.nativeBroken) {
+        proc = spawn(this.nativeHelper, [], { stdio: ['pipe', 'pipe', 'pipe'], env });
+        this.kind = 'native';
+      } else {
+        writeFileSync(tmp, `'use strict';\n(${helperMain.toString()})();\n`, { mode: 0o600 });
+        renameSync(tmp, this.script);
+        proc = spawn(process.execPath, ['--max-old-space-size=32', this.script], { stdio: ['pipe', 'pipe', 'pipe'], env });
+        this.kind = 'node';
+      }
     } catch (err) {
       // A full or read-only state disk: no half-written program left behind.
       rmSync(tmp, { force: true });
@@ -218,11 +280,25 @@ export class SpawnHelper {
     this.proc = proc;
     let pending = '';
     proc.stdout!.setEncoding('utf8');
+    const kind = this.kind;
     this.ready = new Promise<boolean>((resolve) => {
-      proc.once('spawn', () => resolve(true));
+      // The native helper says it is ready once it runs (a binary that cannot run here ends
+      // first); Node's is ready once it is spawned (it reads its stdin from its first turn).
+      if (kind === 'native') this.onReady = resolve;
+      else proc.once('spawn', () => resolve(true));
       proc.once('error', (err) => {
-        this.logger.warn({ err }, 'could not start the spawn helper; launches fork the agent');
+        // Not started at all: no 'exit' follows.
         resolve(false);
+        if (this.proc !== proc) return;
+        this.proc = null;
+        this.ready = null;
+        if (kind === 'native') {
+          this.nativeBroken = true;
+          this.logger.info({ err, helper: this.nativeHelper }, 'the native spawn helper cannot run here; launches go through the Node helper');
+        } else {
+          this.lostAt = Date.now();
+          this.logger.warn({ err }, 'could not start the spawn helper; launches fork the agent');
+        }
       });
     });
     proc.stdout!.on('data', (text: string) => {
@@ -249,9 +325,17 @@ export class SpawnHelper {
     if (!proc || !this.ready) return null;
     if (!(await Promise.race([this.ready, new Promise<boolean>((r) => setTimeout(() => r(false), READY_WAIT_MS).unref())]))) return null;
     if (this.proc !== proc) return null;
-    const id = this.nextId++;
+    const id = this.nextId;
+    // Within the native frame's u32.
+    this.nextId = (this.nextId % 0xffff_ffff) + 1;
+    if (this.kind === 'native') {
+      const frame = encodeNativeRequest(id, request);
+      if (!Buffer.isBuffer(frame)) return { ok: false, ...frame };
+      proc.stdin!.write(frame);
+    } else {
+      proc.stdin!.write(`${JSON.stringify({ id, ...request })}\n`);
+    }
     const answer = new Promise<Answer>((resolve) => this.waiting.set(id, resolve));
-    proc.stdin!.write(`${JSON.stringify({ id, ...request })}\n`);
     // A helper that does not answer (stopped, wedged) is killed: this launch then fails with a
     // reason, and the next one gets a new helper.
     const wedged = setTimeout(() => {
@@ -272,10 +356,15 @@ export class SpawnHelper {
   }
 
   private receive(line: string): void {
-    let m: Answer | { exit: number; code: number | null; signal: NodeJS.Signals | null };
+    let m: Answer | { exit: number; code: number | null; signal: NodeJS.Signals | null } | { ready: 1 };
     try {
       m = JSON.parse(line) as typeof m;
     } catch {
+      return;
+    }
+    if ('ready' in m) {
+      this.saidReady = true;
+      this.onReady(true);
       return;
     }
     if ('exit' in m) {
@@ -300,6 +389,19 @@ export class SpawnHelper {
     this.proc = null;
     this.ready = null;
     this.lostAt = Date.now();
+    if (this.kind === 'native' && !this.saidReady) {
+      // It ran but could not work here (a dynamic build on an older glibc, no signalfd): the
+      // Node helper takes over at once, for good.
+      this.nativeBroken = true;
+      this.lostAt = 0;
+      this.onReady(false);
+      this.logger.info(
+        { code, signal, ...(said ? { stderr: said.trim() } : {}) },
+        'the native spawn helper cannot run here; launches go through the Node helper',
+      );
+      // Asked nothing yet (requests wait for ready): the next launch starts the Node helper.
+      return;
+    }
     // Spawns it was asked for and did not answer: refused, never forked again here (it may have
     // forked one before it ended).
     for (const resolve of this.waiting.values()) resolve({ id: -1, error: { code: 'EHELPER', message: 'the spawn helper ended during the launch' } });
