@@ -90,7 +90,9 @@ writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${crea
     rmSync(`${out}.tmp`, { force: true });
     rmSync(out, { force: true });
     rmSync(`${out}.sha256`, { force: true });
-    process.stderr.write(`bundle: no C compiler (${compilers.join(', ')}) could build the worker's native spawn helper; workers launch through the Node helper\n`);
+    process.stderr.write(
+      `bundle: no C compiler (${compilers.join(', ')}) could build the worker's native spawn helper; workers launch through the Node helper\n`,
+    );
   }
 }
 // The master daemon, dist/master.mjs, from dist/master-cli.js: its ~250 modules cost ~0.35 s of

@@ -147,7 +147,9 @@ describe('the error catalogue', () => {
     // A line longer than the control socket takes is refused by the client, before it is sent.
     const tooLong = await exec(master.stateDir, null, { json: true, input: `ps ${'w'.repeat(2_000_000)}\n` });
     expect(tooLong.code).toBe(1);
-    expect(JSON.parse(tooLong.stdout)).toEqual({ error: { code: 'BAD_ARGUMENTS', message: 'a command line is at most 262144 characters; this one is 2000003' } });
+    expect(JSON.parse(tooLong.stdout)).toEqual({
+      error: { code: 'BAD_ARGUMENTS', message: 'a command line is at most 262144 characters; this one is 2000003' },
+    });
 
     // A control request that is not one: the master answers BAD_REQUEST and carries on.
     const reply = await new Promise<string>((resolve, reject) => {
