@@ -44,8 +44,11 @@ describe('releaseMemorySoon', () => {
     releaseMemorySoon();
     releaseMemorySoon(); // a burst: one collection, a second after the last call
     const deadline = Date.now() + 5_000;
-    while (oldSpaceKiB() > before / 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(oldSpaceKiB()).toBeLessThan(before / 2);
+    // Compacted, about half goes back (vitest's own objects share the space); a full GC
+    // without compaction keeps nearly all of it. Two thirds tells them apart (half failed once,
+    // at 50.7%).
+    while (oldSpaceKiB() > (before * 2) / 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(oldSpaceKiB()).toBeLessThan((before * 2) / 3);
     expect(kept.filter(Boolean).length).toBe(300_000 / 8);
     kept = [];
   });
