@@ -249,6 +249,12 @@ export async function waitForAvailable(master: Master, n: number): Promise<Worke
   }, `${n} available workers`);
 }
 
+/** The pid of `pid`'s parent, from /proc (the fields after the command's closing parenthesis). */
+export function parentOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
 /** True while `pid` runs: a zombie (ended, waiting for a parent that may never reap it) is not alive. */
 export function pidAlive(pid: number): boolean {
   try {

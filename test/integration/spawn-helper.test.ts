@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ROOT, TOKEN, pidAlive, startMaster, startWorker, waitFor, waitForAvailable } from '../helpers/cluster.js';
+import { ROOT, TOKEN, parentOf, pidAlive, startMaster, startWorker, waitFor, waitForAvailable } from '../helpers/cluster.js';
 
 type Row = { pid: number; app: string; state: string; exit: { code: number | null; reason: string } | null };
 
@@ -29,8 +29,6 @@ async function oneWorker(env: NodeJS.ProcessEnv) {
   await master.execJson('copy w1 /bin/sleep --as s');
   return { master, w, agent: w.child.pid! };
 }
-
-const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
 
 describe.each(HELPERS)('spawn helper ($kind)', ({ kind, program, env, skip }) => {
   test.skipIf(skip)(

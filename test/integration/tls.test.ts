@@ -3,7 +3,19 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { publicKeyPin } from '@drover/protocol';
-import { MASTER_CLI, ROOT, TOKEN, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
+import {
+  MASTER_CLI,
+  ROOT,
+  TOKEN,
+  parentOf,
+  startMaster,
+  startProcess,
+  startWorker,
+  tempDir,
+  waitFor,
+  waitForAvailable,
+  type WorkerRow,
+} from '../helpers/cluster.js';
 
 const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
 if (!haveOpenssl) console.warn('TLS tests SKIPPED: openssl is not installed to make a test certificate');
@@ -195,8 +207,7 @@ describe('TLS by default, pinned', () => {
       expect(readFileSync(path.join(prefix, 'lib/drover-spawn')).equals(readFileSync(native))).toBe(true);
       await master.execJson('copy pinvm /bin/sleep --as s');
       const { pid } = await master.execFirst<{ pid: number }>('launch pinvm s -- 30');
-      const ppid = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1];
-      expect(readFileSync(`/proc/${ppid}/cmdline`, 'utf8')).toBe(`${path.join(prefix, 'lib/drover-spawn')}\0`);
+      expect(readFileSync(`/proc/${parentOf(pid)}/cmdline`, 'utf8')).toBe(`${path.join(prefix, 'lib/drover-spawn')}\0`);
       process.kill(pid, 'SIGKILL');
     }
     const gone = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --prefix ${prefix} --uninstall`);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SpawnHelper, encodeNativeRequest, type SpawnRequest } from '../../../packages/worker/src/spawn-helper.js';
-import { tempDir } from '../../helpers/cluster.js';
+import { parentOf, tempDir } from '../../helpers/cluster.js';
 
 const helpers: SpawnHelper[] = [];
 afterEach(() => {
@@ -23,9 +23,8 @@ function request(dir: string): SpawnRequest {
   return { exe: '/bin/sleep', args: ['0.5'], cwd: dir, env: { PATH: '/usr/bin:/bin' }, out: path.join(dir, 'out.log'), pipe: false };
 }
 
-function parentOf(pid: number): string {
-  const ppid = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1];
-  return readFileSync(`/proc/${ppid}/cmdline`, 'utf8');
+function parentCommand(pid: number): string {
+  return readFileSync(`/proc/${parentOf(pid)}/cmdline`, 'utf8');
 }
 
 describe('the native spawn helper, where it cannot run', () => {
@@ -58,7 +57,7 @@ describe('the native spawn helper, where it cannot run', () => {
     expect(result?.ok).toBe(true);
     if (!result?.ok) return;
     expect(helper.running).toBe('node');
-    expect(parentOf(result.child.pid)).toContain('spawn-helper.cjs');
+    expect(parentCommand(result.child.pid)).toContain('spawn-helper.cjs');
     const exit = await new Promise<number | null>((resolve) => result.child.onExit((code) => resolve(code)));
     expect(exit).toBe(0);
     if (!_why.startsWith('is not there')) expect(lines.join('')).toContain('the native spawn helper cannot run here');
