@@ -95,8 +95,13 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.nameHoldMs = opts.nameHoldMs ?? DEFAULT_NAME_HOLD_MS;
     this.tokenDigest = digest(opts.token);
     this.peerLog = new LogLimiter(opts.logger);
-    // Sweeping every H/4 bounds the detection slack at H/4 past the 2·H deadline.
-    this.sweeper = opts.sweepTimer === false ? null : setInterval(() => this.sweep(), Math.max(5, Math.floor(opts.heartbeatMs / 4)));
+    // Sweeping every H/4 bounds the detection slack at H/4 past the 2·H deadline. The sweep
+    // runs after the loop's next poll, not in the timer phase: when the master itself was
+    // stalled (a long GC, a swapped page, a busy core), heartbeats that arrived meanwhile sit
+    // unread in the socket buffers, and judging before reading them would call live workers
+    // unavailable.
+    const sweepAfterPoll = (): void => void setImmediate(() => this.sweep());
+    this.sweeper = opts.sweepTimer === false ? null : setInterval(sweepAfterPoll, Math.max(5, Math.floor(opts.heartbeatMs / 4)));
     this.sweeper?.unref();
   }
 
