@@ -29,6 +29,11 @@ import { LogLimiter } from './log-limiter.js';
 import { UploadBudget } from './upload-budget.js';
 import { WorkerSession } from './worker-session.js';
 
+/** What an admitted worker's socket carries for the listeners all sockets share (Fleet.listen). */
+const SESSION = Symbol('drover.session');
+const FLEET = Symbol('drover.fleet');
+type Tagged = WebSocket & { [SESSION]?: WorkerSession; [FLEET]?: Fleet };
+
 /** Disconnected workers stay listed (as unavailable) this long, then are forgotten. */
 const FORGET_AFTER_MS = 60 * 60 * 1000;
 /** A name stays its worker's this long after it was last seen (`--name-hold`). */
@@ -196,9 +201,10 @@ export class Fleet extends EventEmitter<FleetEvents> {
       this.peerLog.log('warn', peer, { peer }, 'no hello in time; connection dropped');
       ws.terminate();
     }, HELLO_DEADLINE_MS);
-    // Bound, not a closure: it stays for the connection's life, and a closure would keep this
-    // call's context (the timer, `done`) with it.
-    ws.on('error', this.socketError.bind(this, peer));
+    // Bound, not a closure: a closure would keep this call's context (the timer, `done`) with
+    // it. Replaced by the shared listener once the worker is admitted.
+    const onError = this.socketError.bind(this, peer);
+    ws.on('error', onError);
     const closedEarly = (): void => {
       clearTimeout(timer);
       done();
@@ -213,11 +219,12 @@ export class Fleet extends EventEmitter<FleetEvents> {
         this.peerLog.log('warn', peer, { peer, why }, 'refused a connection');
         return closeSoon(ws, CloseCode.HELLO_EXPECTED, truncate(`expected hello: ${why}`));
       }
-      this.admit(ws, peer, parsed.message);
+      this.admit(ws, peer, parsed.message, onError);
     });
   }
 
-  private socketError(peer: string, err: Error): void {
+  /** Internal: an error on a worker's socket, before or after its hello. */
+  socketError(peer: string, err: Error): void {
     this.peerLog.log('debug', peer, { peer, err: err.message }, 'worker socket error');
   }
 
@@ -252,7 +259,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.history.forget(name);
   }
 
-  private admit(ws: WebSocket, peer: string, hello: Hello): void {
+  private admit(ws: WebSocket, peer: string, hello: Hello, onError: (err: Error) => void): void {
     const refuse = (code: number, errorCode: ErrorCode, reason: string): void => {
       this.peerLog.log('warn', peer, { peer, worker: hello.name, code: errorCode, reason }, 'refused a worker');
       closeSoon(ws, code, truncate(reason));
@@ -290,6 +297,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.sessions.set(hello.name, session);
     const at = this.position(hello.name);
     this.sorted.splice(at, this.sorted[at]?.name === hello.name ? 1 : 0, session);
+    ws.off('error', onError);
     this.listen(ws, session);
     session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
     this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
@@ -297,21 +305,22 @@ export class Fleet extends EventEmitter<FleetEvents> {
   }
 
   /**
-   * The connection's listeners, made here rather than in admit(): they live as long as the
-   * connection, and closures made there would keep its whole context (the parsed hello with its
-   * token, `refuse`) for as long.
+   * The connection's listeners for its whole life: the same four functions for every worker,
+   * which find the session and the fleet on the socket (two properties). A closure per listener
+   * and worker, with their context and a bound error handler, cost ~280 bytes a worker.
    */
   private listen(ws: WebSocket, session: WorkerSession): void {
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary));
-    ws.on('close', (code, reason) => this.onClose(session, code, reason.toString()));
-    ws.on('pong', () => {
-      if (session.pingAt === null) return;
-      session.rttMs = Math.round((this.clock() - session.pingAt) * 100) / 100;
-      session.pingAt = null;
-    });
+    const tagged = ws as Tagged;
+    tagged[SESSION] = session;
+    tagged[FLEET] = this;
+    ws.on('message', sessionMessage);
+    ws.on('close', sessionClose);
+    ws.on('pong', sessionPong);
+    ws.on('error', sessionError);
   }
 
-  private onFrame(session: WorkerSession, data: Buffer, isBinary: boolean): void {
+  /** Internal: a frame of an admitted worker (the shared listeners call it). */
+  onFrame(session: WorkerSession, data: Buffer, isBinary: boolean): void {
     if (this.sessions.get(session.name) !== session) return;
     if (isBinary) {
       noteReceived(data.length);
@@ -385,7 +394,8 @@ export class Fleet extends EventEmitter<FleetEvents> {
     session.send({ v: 1, type: 'protocol-error', error: { code: ErrorCode.PROTOCOL_ERROR, message } });
   }
 
-  private onClose(session: WorkerSession, code: number, reason: string): void {
+  /** Internal: an admitted worker's connection closed (the shared listeners call it). */
+  onClose(session: WorkerSession, code: number, reason: string): void {
     if (!session.connected) return;
     const why = reason || `connection closed (${code})`;
     session.markDisconnected(why, this.clock());
@@ -423,4 +433,25 @@ function truncate(text: string): string {
         .subarray(0, 120)
         .toString('utf8')
         .replace(/\uFFFD$/, '')}…`;
+}
+
+// The listeners every admitted worker's socket shares (Fleet.listen): each is called with the
+// socket as `this`, and finds its session and fleet on it.
+function sessionMessage(this: Tagged, data: Buffer, isBinary: boolean): void {
+  this[FLEET]!.onFrame(this[SESSION]!, data, isBinary);
+}
+
+function sessionClose(this: Tagged, code: number, reason: Buffer): void {
+  this[FLEET]!.onClose(this[SESSION]!, code, reason.toString());
+}
+
+function sessionPong(this: Tagged): void {
+  const session = this[SESSION]!;
+  if (session.pingAt === null) return;
+  session.rttMs = Math.round((this[FLEET]!.clock() - session.pingAt) * 100) / 100;
+  session.pingAt = null;
+}
+
+function sessionError(this: Tagged, err: Error): void {
+  this[FLEET]!.socketError(this[SESSION]!.address, err);
 }

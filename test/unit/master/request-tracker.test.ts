@@ -4,13 +4,16 @@ import { RequestTracker } from '../../../packages/master/src/request-tracker.js'
 
 function tracker(): { t: RequestTracker; sent: MasterToWorker[] } {
   const sent: MasterToWorker[] = [];
-  return { t: new RequestTracker('w1', (m) => sent.push(m)), sent };
+  return { t: new RequestTracker({ name: 'w1', send: (m) => sent.push(m) }), sent };
 }
 
 describe('RequestTracker: a request that cannot be sent', () => {
   test("fails at once with the sender's error, and leaves nothing pending", async () => {
-    const t = new RequestTracker('w1', () => {
-      throw new DroverError(ErrorCode.TOO_LARGE, 'the launch for w1 is 2000000 bytes');
+    const t = new RequestTracker({
+      name: 'w1',
+      send: () => {
+        throw new DroverError(ErrorCode.TOO_LARGE, 'the launch for w1 is 2000000 bytes');
+      },
     });
     await expect(t.request('launch', { app: 'a', args: ['x'] })).rejects.toMatchObject({ code: 'TOO_LARGE', message: 'the launch for w1 is 2000000 bytes' });
     expect(t.size).toBe(0);

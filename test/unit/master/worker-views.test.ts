@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { workersCommand } from '../../../packages/master/src/commands/workers.js';
-import { HISTORY_POINTS, HISTORY_STEP_MS, LoadHistory } from '../../../packages/master/src/load-history.js';
+import { HISTORY_POINTS, HISTORY_STEP_MS, LoadHistory, decodeMemory, encodeMemory } from '../../../packages/master/src/load-history.js';
 import { sparkline } from '../../../packages/master/src/format.js';
 
 const load = (
@@ -47,17 +47,44 @@ describe('LoadHistory', () => {
 });
 
 describe('LoadHistory steps', () => {
-  test('points stay exact across 2^16 steps (7.6 days of them), the step counter wrapping inside a ring', () => {
+  test('a point keeps its step from its place in the ring: steps a worker was silent in have no point, across many laps of the ring', () => {
     const h = new LoadHistory();
-    const first = 65_530; // steps are kept modulo 2^16: this ring wraps after 6 points
-    for (let i = 0; i < 12; i++) h.record('w1', (first + i) * HISTORY_STEP_MS, load(i + 0.25));
+    const first = 65_530;
+    const skipped = new Set([3, 4, 5, 9]);
+    for (let i = 0; i < 12; i++) if (!skipped.has(i)) h.record('w1', (first + i) * HISTORY_STEP_MS + 1234, load(i + 0.25));
     const s = h.series('w1', (first + 11) * HISTORY_STEP_MS);
-    expect(s.t).toEqual(Array.from({ length: 12 }, (_, i) => (first + i) * HISTORY_STEP_MS));
-    expect(s.cpuPercent).toEqual(Array.from({ length: 12 }, (_, i) => Math.round((i + 0.25) * 10) / 10));
-    // 2^16 steps later (the same step modulo 2^16): a new ring, never the old points.
-    const later = (first + 11 + 65_536) * HISTORY_STEP_MS;
+    const kept = Array.from({ length: 12 }, (_, i) => i).filter((i) => !skipped.has(i));
+    expect(s.t).toEqual(kept.map((i) => (first + i) * HISTORY_STEP_MS));
+    expect(s.cpuPercent).toEqual(kept.map((i) => Math.round((i + 0.25) * 10) / 10));
+    // Ten laps of the ring later, point by point: only the last 90 steps are answered, each once.
+    const t1 = (first + 11) * HISTORY_STEP_MS;
+    for (let i = 1; i <= 10 * HISTORY_POINTS; i++) h.record('w1', t1 + i * HISTORY_STEP_MS, load(i % 100));
+    const late = h.series('w1', t1 + 10 * HISTORY_POINTS * HISTORY_STEP_MS);
+    expect(late.t).toEqual(Array.from({ length: HISTORY_POINTS }, (_, k) => t1 + (9 * HISTORY_POINTS + 1 + k) * HISTORY_STEP_MS));
+    // Long after (the same cell of the ring): a new ring, never the old points.
+    const later = t1 + 10 * HISTORY_POINTS * HISTORY_STEP_MS + 65_536 * HISTORY_STEP_MS;
     h.record('w1', later, load(50));
     expect(h.series('w1', later)).toMatchObject({ t: [later], cpuPercent: [50] });
+  });
+
+  test('memory is packed in 20 bits: exact below 32 KiB, within 1/16,384 above, up to 64 TiB; CPU is kept in tenths up to 409.4%', () => {
+    for (const b of [0, 1, 1000, 32_767]) expect(decodeMemory(encodeMemory(b))).toBe(b);
+    let previous = -1;
+    for (let b = 32_768; b < 2 ** 46; b = Math.ceil(b * 1.37) + 1) {
+      const back = decodeMemory(encodeMemory(b));
+      expect(Math.abs(back - b) / b).toBeLessThanOrEqual(2 ** -15);
+      expect(back).toBeGreaterThanOrEqual(previous);
+      expect(encodeMemory(b)).toBeLessThan(2 ** 20);
+      previous = back;
+    }
+    for (const b of [2 ** 20, 24 * 2 ** 30, 2 ** 45]) expect(decodeMemory(encodeMemory(b))).toBe(b);
+    expect(decodeMemory(encodeMemory(2 ** 50))).toBe((2 ** 15 - 1) * 2 ** 31);
+    const h = new LoadHistory();
+    h.record('w1', 0, load(123.44, 24 * 2 ** 30 + 12_345));
+    h.record('w1', HISTORY_STEP_MS, load(5000));
+    const s = h.series('w1', HISTORY_STEP_MS);
+    expect(s.cpuPercent).toEqual([123.4, 409.4]);
+    expect(Math.abs(s.memoryUsedBytes[0]! - (24 * 2 ** 30 + 12_345))).toBeLessThanOrEqual((24 * 2 ** 30) / 2 ** 15);
   });
 
   test('a gap of 15 minutes or a clock set back starts the ring afresh', () => {

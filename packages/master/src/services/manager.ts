@@ -29,6 +29,8 @@ const PASS_GAP_MS = 100;
 const FULL_LOOK_MS = 30_000;
 /** How long the master waits past `healthy.after` for a new instance to prove itself. */
 const HEALTHY_GRACE_MS = 30_000;
+/** What a worker running none of our instances reported: one map shared by all such workers. */
+const NO_INSTANCES: ReadonlyMap<string, InstanceInfo> = new Map();
 
 export type InstanceStatus = 'running' | 'starting' | 'backoff' | 'pending' | 'failed' | 'exited' | 'lost';
 
@@ -116,8 +118,12 @@ export class ServiceManager {
   private readonly fencedSeen = new Set<string>();
   /** Monotonic start of this master: a worker not yet reconnected after a restart is silent since then. */
   private readonly startedAt: number;
-  /** What each worker reported at the last reconcile. */
-  private readonly observed = new Map<string, Map<string, InstanceInfo>>();
+  /**
+   * What each worker reported at the last reconcile. A worker with no instances shares
+   * NO_INSTANCES (an empty Map is ~180 bytes, and most of a big fleet runs none of ours): the
+   * maps are read-only but for forgetObserved, which deletes only what a map holds.
+   */
+  private readonly observed = new Map<string, ReadonlyMap<string, InstanceInfo>>();
   /** When each worker was last asked for its instances (wall ms, minus jitter). */
   private readonly lookedAt = new Map<string, number>();
   /** Workers to ask on the next pass: they joined, or a process of theirs ended. */
@@ -575,7 +581,7 @@ export class ServiceManager {
     );
     const pairs = new Set(started.map((ref) => `${ref.slot.worker}\n${appName(next.name, ref.program)}`));
     await this.deleteUnusedApps(pairs, signal);
-    for (const ref of started) this.observed.get(ref.slot.worker!)?.delete(ref.slot.id);
+    for (const ref of started) this.forgetObserved(ref.slot.worker!, ref.slot.id);
   }
 
   /**
@@ -848,7 +854,7 @@ export class ServiceManager {
     return copy;
   }
 
-  private async fetch(session: WorkerSession): Promise<Map<string, InstanceInfo>> {
+  private async fetch(session: WorkerSession): Promise<ReadonlyMap<string, InstanceInfo>> {
     // An exit reported while this request is out marks it again.
     this.dirty.delete(session.name);
     const asked = Date.now();
@@ -857,7 +863,7 @@ export class ServiceManager {
       throw err;
     });
     this.lookedAt.set(session.name, asked - Math.random() * 5000);
-    const map = new Map(r.instances.map((i) => [i.id, i]));
+    const map: ReadonlyMap<string, InstanceInfo> = r.instances.length === 0 ? NO_INSTANCES : new Map(r.instances.map((i) => [i.id, i]));
     // What changed since the last look: restarts the worker made, instances that became healthy.
     const before = this.observed.get(session.name);
     for (const i of r.instances) {
@@ -1011,7 +1017,7 @@ export class ServiceManager {
       slot.movedFrom = { worker, why: 'lost', since: Date.now() - silent };
       slot.worker = null;
       slot.queuedAt = Date.now();
-      this.observed.get(worker)?.delete(slot.id);
+      this.forgetObserved(worker, slot.id);
       moved = true;
       this.events.record(
         'rescheduled',
@@ -1020,6 +1026,12 @@ export class ServiceManager {
       );
     }
     return moved;
+  }
+
+  /** Drops instance `id` from what `worker` reported (a map that holds it is never NO_INSTANCES). */
+  private forgetObserved(worker: string, id: string): void {
+    const seen = this.observed.get(worker);
+    if (seen?.has(id)) (seen as Map<string, InstanceInfo>).delete(id);
   }
 
   /** What `worker` reported of its instances at the last look (for metrics). */
