@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket, { WebSocketServer } from 'ws';
+import { quietMsFor } from '@drover/protocol';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MASTER = path.join(ROOT, 'packages/master/dist/cli.js');
@@ -779,15 +780,22 @@ async function startBareServer() {
  * service placement asks unless `mode` says otherwise; `ready` resolves once all have joined.
  */
 function simulatedFleet(address, count, { path: upgrade = '/worker', mode = 'answer', prefix } = {}) {
-  const proc = start(process.execPath, [
-    fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
-    address,
-    String(count),
-    TOKEN,
-    upgrade,
-    ...(mode ? [mode] : []),
-    ...(prefix ? [prefix] : []),
-  ]);
+  // A server that says nothing of its quiet time (the bare one) is pinged as the master's agents
+  // are told to ping it for a fleet this size: both servers get the same frames.
+  const env = upgrade === '/worker' ? {} : { SIM_QUIET_MS: String(quietMsFor(count, 1000)) };
+  const proc = start(
+    process.execPath,
+    [
+      fileURLToPath(new URL('./simulate-workers.mjs', import.meta.url)),
+      address,
+      String(count),
+      TOKEN,
+      upgrade,
+      ...(mode ? [mode] : []),
+      ...(prefix ? [prefix] : []),
+    ],
+    env,
+  );
   const ready = (ms = 120_000) => until(() => /ready (\d+)/.exec(proc.out()), 'the simulated fleet', ms).then((m) => Number(m[1]));
   return Object.assign(proc, { ready });
 }

@@ -34,15 +34,26 @@ function hello(i) {
 const HEARTBEAT_MS = 1000;
 
 /**
+ * How long a server may be quiet before a heartbeat carries a ping, where the server does not
+ * say (the bare baseline server): SIM_QUIET_MS, which run.mjs sets to what the master tells a
+ * fleet of this size, so both servers get the same frames. Else two intervals, as the agent.
+ */
+const DEFAULT_QUIET_MS = Number(process.env.SIM_QUIET_MS ?? 2 * HEARTBEAT_MS);
+
+/**
  * Heartbeats from the moment it is welcomed (as the agent does: a worker that waited for the
  * whole fleet to join would be marked unavailable meanwhile), at a random phase of the second.
  * Like the agent (link.ts), a heartbeat carries a ping when the server has said nothing (no
- * message, ping or pong) for two intervals.
+ * message, ping or pong) for its quiet time: what the master's welcome and pace messages say.
  */
-function beat(ws) {
+function beat(ws, welcome) {
   let heard = Date.now();
+  let quiet = welcome?.quietMs ?? DEFAULT_QUIET_MS;
+  ws.on('message', (data, isBinary) => {
+    heard = Date.now();
+    if (!isBinary && data.includes('"pace"')) quiet = JSON.parse(data.toString()).quietMs ?? quiet;
+  });
   const hear = () => (heard = Date.now());
-  ws.on('message', hear);
   ws.on('ping', hear);
   ws.on('pong', hear);
   setTimeout(() => {
@@ -51,7 +62,7 @@ function beat(ws) {
       ws.send(
         `{"v":1,"type":"heartbeat","seq":${seq++},"load":{"cpuPercent":3.5,"memoryUsedBytes":1073741824,"memoryTotalBytes":8589934592,"loadAverage":0.12,"processes":2}}`,
       );
-      if (Date.now() - heard >= 2 * HEARTBEAT_MS - 50) ws.ping();
+      if (Date.now() - heard >= quiet - 50) ws.ping();
     }, HEARTBEAT_MS);
   }, Math.random() * HEARTBEAT_MS);
 }
@@ -77,11 +88,11 @@ function open(i, attempt = 0) {
         resolve();
       }
     });
-    ws.once('message', () => {
+    ws.once('message', (data) => {
       if (settled) return;
       settled = true;
       sockets.push(ws);
-      beat(ws);
+      beat(ws, JSON.parse(data.toString()));
       resolve();
     });
     if (answering) answer(ws);

@@ -24,7 +24,9 @@ export interface ScriptedMaster {
   result(id: number): Promise<Extract<WorkerToMaster, { type: 'result' }>>;
 }
 
-export async function startScriptedMaster(opts: { welcome?: boolean; heartbeatMs?: number; autoPong?: boolean } = {}): Promise<ScriptedMaster> {
+export async function startScriptedMaster(
+  opts: { welcome?: boolean; heartbeatMs?: number; autoPong?: boolean; quietMs?: number } = {},
+): Promise<ScriptedMaster> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: opts.autoPong ?? true });
   await new Promise((resolve) => wss.once('listening', resolve));
   onCleanup(() => new Promise<void>((resolve) => wss.close(() => resolve())));
@@ -41,7 +43,7 @@ export async function startScriptedMaster(opts: { welcome?: boolean; heartbeatMs
       const m = JSON.parse(data.toString()) as WorkerToMaster;
       received.push(m);
       if (m.type === 'hello' && opts.welcome !== false)
-        ws.send(JSON.stringify({ v: 1, type: 'welcome', name: m.name, heartbeatMs: opts.heartbeatMs ?? 1000, masterVersion: 'test' }));
+        ws.send(JSON.stringify({ v: 1, type: 'welcome', name: m.name, heartbeatMs: opts.heartbeatMs ?? 1000, masterVersion: 'test', quietMs: opts.quietMs }));
     });
   });
   const live = (): WebSocket => {

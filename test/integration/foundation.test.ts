@@ -224,6 +224,34 @@ describe('foundation', () => {
     await worker.kill();
   });
 
+  test("a worker pings a quiet master as seldom as the master's welcome says, and as a pace message says later", async () => {
+    // A master of a large fleet says: ping me after 6 intervals of quiet (each pong is a write it makes).
+    const m = await startScriptedMaster({ heartbeatMs: H, quietMs: 6 * H });
+    const worker = startWorker({ address: m.address }, { name: 'paced' });
+    const beats = (from: number): number => m.received.filter((x) => x.type === 'heartbeat').length - from;
+    await waitFor(() => beats(0) >= 2, 'heartbeats');
+    let b0 = beats(0);
+    let p0 = m.pings.length;
+    await new Promise((r) => setTimeout(r, 18 * H));
+    const slowBeats = beats(b0);
+    const slowPings = m.pings.length - p0;
+    expect(slowBeats).toBeGreaterThanOrEqual(12);
+    // Every 6th heartbeat or so (a ping on each second one would be 9).
+    expect(slowPings).toBeGreaterThanOrEqual(2);
+    expect(slowPings).toBeLessThanOrEqual(4);
+    // The fleet shrank: back to a ping on every other heartbeat.
+    m.send({ v: 1, type: 'pace', quietMs: 2 * H });
+    await new Promise((r) => setTimeout(r, 2 * H));
+    b0 = beats(0);
+    p0 = m.pings.length;
+    await new Promise((r) => setTimeout(r, 12 * H));
+    expect(m.pings.length - p0).toBeGreaterThanOrEqual(Math.floor(beats(b0) / 2) - 1);
+    // Nothing stopped: the worker kept its connection throughout (its pings were answered).
+    expect(m.connections()).toBe(1);
+    expect(worker.child.exitCode).toBeNull();
+    await worker.kill();
+  });
+
   test('a worker whose master stops answering its pings redials it', async () => {
     const m = await startScriptedMaster({ heartbeatMs: H, autoPong: false });
     const worker = startWorker({ address: m.address }, { name: 'redialer' });

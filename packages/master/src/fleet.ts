@@ -14,6 +14,7 @@ import {
   checkWorkerName,
   decodeChunk,
   parseWorkerMessage,
+  quietMsFor,
   unreachable,
   type Hello,
   type LogProblem,
@@ -133,6 +134,11 @@ export class Fleet extends EventEmitter<FleetEvents> {
 
   names(): string[] {
     return this.list().map((s) => s.name);
+  }
+
+  /** How long agents should let this master say nothing before they ping it (quietMsFor). */
+  quietMs(): number {
+    return quietMsFor(this.sessions.size, this.heartbeatMs);
   }
 
   availableCount(): number {
@@ -299,7 +305,8 @@ export class Fleet extends EventEmitter<FleetEvents> {
     this.sorted.splice(at, this.sorted[at]?.name === hello.name ? 1 : 0, session);
     ws.off('error', onError);
     this.listen(ws, session);
-    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION });
+    session.quietTold = this.quietMs();
+    session.send({ v: 1, type: 'welcome', name: hello.name, heartbeatMs: this.heartbeatMs, masterVersion: AGENT_VERSION, quietMs: session.quietTold });
     this.logger.info({ worker: hello.name, peer, hostname: hello.hostname }, 'worker joined');
     this.emit('joined', session);
   }
@@ -342,6 +349,17 @@ export class Fleet extends EventEmitter<FleetEvents> {
     return Math.max(1, Math.ceil((this.sessions.size * 1000) / this.heartbeatMs / PINGS_PER_SECOND));
   }
 
+  /**
+   * Tells an agent its new quiet time once the fleet has grown or shrunk twofold since it was
+   * told the last one: a message per agent per doubling, none while the fleet holds its size.
+   */
+  private pace(session: WorkerSession): void {
+    const quiet = this.quietMs();
+    if (quiet < 2 * session.quietTold && 2 * quiet > session.quietTold) return;
+    session.quietTold = quiet;
+    session.send({ v: 1, type: 'pace', quietMs: quiet });
+  }
+
   /** Every worker → master message is handled here, and only here. */
   private handle(session: WorkerSession, message: WorkerToMaster): void {
     switch (message.type) {
@@ -356,6 +374,7 @@ export class Fleet extends EventEmitter<FleetEvents> {
           session.pingAt = this.clock();
           session.ws.ping();
         }
+        this.pace(session);
         if (session.liveness.beat(this.clock())) {
           this.logger.info({ worker: session.name }, 'worker available again');
           this.emit('available', session);

@@ -44,6 +44,8 @@ export class WorkerSession implements TrackerHost {
   pingAt: number | null = null;
   /** Heartbeats since the last ping (the fleet pings every Nth at scale). */
   beatsSincePing = Number.MAX_SAFE_INTEGER;
+  /** The quiet time (ms) this agent was last told, in its welcome or a pace message. */
+  quietTold = 0;
   readonly requests: RequestTracker;
   /** Made at the first upload: an empty Map is ~180 bytes, and most workers are sent nothing. */
   private uploads: Map<number, SendWindow> | null = null;

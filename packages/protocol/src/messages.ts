@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { isAmount, isCount, isId, keyCount } from './plain.js';
-import { HEARTBEAT_MAX_MS, HEARTBEAT_MIN_MS } from './version.js';
+import { HEARTBEAT_MAX_MS, HEARTBEAT_MIN_MS, QUIET_MAX_MS } from './version.js';
 import {
   AppFile,
   BenchRun,
@@ -120,14 +120,26 @@ export type WorkerToMaster = z.infer<typeof WorkerToMaster>;
 
 // ---------------------------------------------------------------- master → worker
 
+const QuietMs = z.number().int().min(HEARTBEAT_MIN_MS).max(QUIET_MAX_MS);
+
+/**
+ * `quietMs`: how long the agent lets the master say nothing before its heartbeat carries a
+ * ping (and, doubled, before it gives up on the connection). Without it, two heartbeats. A
+ * master scales it with its fleet (quietMsFor): every pong is a write it makes.
+ */
 export const Welcome = z.object({
   v,
   type: z.literal('welcome'),
   name: Name,
   heartbeatMs: z.number().int().min(HEARTBEAT_MIN_MS).max(HEARTBEAT_MAX_MS),
   masterVersion: z.string(),
+  quietMs: QuietMs.optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
+
+/** A new `quietMs` (see Welcome) for an agent already welcomed: the fleet grew or shrank twofold. */
+export const Pace = z.object({ v, type: z.literal('pace'), quietMs: QuietMs });
+export type Pace = z.infer<typeof Pace>;
 
 /** Cancels the request (or transfer) whose id is `ref`. */
 export const Cancel = z.object({ v, type: z.literal('cancel'), ref: Id });
@@ -228,7 +240,7 @@ export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 /** What the master fills in for a request: everything but the envelope. */
 export type RequestParams<T extends RequestType> = Omit<RequestOf<T>, 'v' | 'type' | 'id'>;
 
-export const MasterToWorker = z.discriminatedUnion('type', [Welcome, Cancel, Ack, ProtocolError, ...requests]);
+export const MasterToWorker = z.discriminatedUnion('type', [Welcome, Pace, Cancel, Ack, ProtocolError, ...requests]);
 export type MasterToWorker = z.infer<typeof MasterToWorker>;
 
 /** The data of a successful result, per request type; the master validates each one. */

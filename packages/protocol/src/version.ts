@@ -59,3 +59,21 @@ export const CloseCode = {
   /** The peer broke the protocol (ignored flow control). */
   PROTOCOL_VIOLATION: 4007,
 } as const;
+
+/** How long an agent lets its master be quiet before it pings it: at most this (10 minutes). */
+export const QUIET_MAX_MS = 600_000;
+
+/**
+ * Pings from agents a master answers a second at most. An agent pings a master that has been
+ * quiet for its quiet time (to learn that it is still there): two heartbeats in a small fleet,
+ * and past 2,000 workers at 1 s heartbeats one ms per worker, so a fleet of 20,000 pings every
+ * 20 s (a pong per agent every 2 s cost a 19,500-worker master ~15 points of a core). A master
+ * that vanished is noticed in twice that (the agent redials then); self-fencing instances keep
+ * their own, shorter ping interval. Nomad scales its heartbeat TTLs with the cluster the same way.
+ */
+export const AGENT_PINGS_PER_SECOND = 1000;
+
+/** The quiet time (ms) a master tells the agents of a fleet of `workers`. */
+export function quietMsFor(workers: number, heartbeatMs: number): number {
+  return Math.min(QUIET_MAX_MS, Math.max(2 * heartbeatMs, Math.ceil((workers * 1000) / AGENT_PINGS_PER_SECOND)));
+}

@@ -104,7 +104,8 @@ export class Agent {
   private dispatch(message: MasterToWorker): void {
     switch (message.type) {
       case 'welcome':
-        return; // the link handles it
+      case 'pace':
+        return; // the link handles them
       case 'protocol-error':
         this.opts.logger.warn({ error: message.error }, 'the master could not read a frame of ours');
         return;

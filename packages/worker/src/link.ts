@@ -80,6 +80,8 @@ export class Link {
   private lastFromMaster = Date.now();
   private lastBeat = 0;
   private stopped = false;
+  /** How long the master may be quiet before a heartbeat carries a ping (its welcome or pace), or null: two heartbeats. */
+  private quietMs: number | null = null;
 
   constructor(private readonly opts: LinkOptions) {
     this.heartbeatMs = opts.heartbeatMs;
@@ -272,8 +274,14 @@ export class Link {
       this.welcomed = true;
       this.attempt = 0;
       this.heartbeatMs = message.heartbeatMs;
+      this.quietMs = message.quietMs ?? null;
       this.opts.logger.info({ worker: message.name, heartbeatMs: message.heartbeatMs }, 'joined the master');
       this.startHeartbeat();
+      return;
+    }
+    if (message.type === 'pace') {
+      this.quietMs = message.quietMs;
+      this.opts.logger.debug({ quietMs: message.quietMs }, 'the master set how long it may be quiet');
       return;
     }
     if (!this.welcomed) {
@@ -294,14 +302,19 @@ export class Link {
     this.opts.onChunk(chunk.ref, chunk.payload);
   }
 
+  /** How long the master may be quiet: what it said (it scales with its fleet), else two intervals. */
+  private quiet(): number {
+    return this.quietMs ?? 2 * this.heartbeatMs;
+  }
+
   /**
-   * Master silence after which a heartbeat carries a ping: two intervals, or less where an
-   * instance fences itself sooner (a quarter of its stopAfter), so fencing never acts on a quiet
-   * but healthy master.
+   * Master silence after which a heartbeat carries a ping: the master's quiet time, or less
+   * where an instance fences itself sooner (a quarter of its stopAfter), so fencing never acts
+   * on a quiet but healthy master.
    */
   private pingAfterMs(): number {
     const fence = this.opts.fenceAfterMs?.() ?? null;
-    return Math.min(2 * this.heartbeatMs - PING_SLACK_MS, fence === null ? Infinity : fence / 4);
+    return Math.min(this.quiet() - PING_SLACK_MS, fence === null ? Infinity : fence / 4);
   }
 
   /** How long since the master last said anything, whatever the connection did meanwhile. */
@@ -320,7 +333,7 @@ export class Link {
       if (now - this.lastBeat > 2 * this.heartbeatMs) this.lastHeard = now;
       this.lastBeat = now;
       // A master that vanished without closing (machine gone) would otherwise leave us waiting forever.
-      if (now - this.lastHeard > Math.max(4 * this.heartbeatMs, 5000)) {
+      if (now - this.lastHeard > Math.max(4 * this.heartbeatMs, 5000, 2 * this.quiet())) {
         this.opts.logger.warn('the master stopped answering; reconnecting');
         ws.terminate();
         return;

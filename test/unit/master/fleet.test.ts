@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type WebSocket from 'ws';
 import { pino } from 'pino';
 import { describe, expect, test } from 'vitest';
-import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
+import { PROTOCOL_VERSION, QUIET_MAX_MS, quietMsFor, type Hello } from '@drover/protocol';
 import { parseTargets, selectWorkers } from '../../../packages/master/src/commands/fan-out.js';
 import { toWorkerRow } from '../../../packages/master/src/commands/workers.js';
 import { Fleet } from '../../../packages/master/src/fleet.js';
@@ -114,6 +114,38 @@ describe('Fleet liveness (fake monotonic clock)', () => {
     clock.now += H;
     beat(ws);
     expect(ws.pings).toBe(2);
+  });
+
+  test('agents are told how long the master may be quiet: two heartbeats in a small fleet, a ms per worker past 2,000; told again only when that doubles or halves', () => {
+    expect(quietMsFor(1, 1000)).toBe(2000);
+    expect(quietMsFor(2000, 1000)).toBe(2000);
+    expect(quietMsFor(5000, 1000)).toBe(5000);
+    expect(quietMsFor(19_500, 1000)).toBe(19_500);
+    expect(quietMsFor(100, 200)).toBe(400);
+    expect(quietMsFor(10_000_000, 1000)).toBe(QUIET_MAX_MS);
+    const { fleet, join } = setup();
+    const first = join(hello('w0'));
+    expect(first.sent[0]).toMatchObject({ type: 'welcome', quietMs: 2 * H });
+    const paces = (ws: FakeSocket): unknown[] => ws.sent.filter((m) => (m as { type: string }).type === 'pace');
+    const others = Array.from({ length: 4000 }, (_, i) => join(hello(`w${i + 1}`)));
+    expect(others.at(-1)!.sent[0]).toMatchObject({ type: 'welcome', quietMs: 4001 });
+    beat(first);
+    expect(paces(first)).toEqual([{ v: 1, type: 'pace', quietMs: 4001 }]);
+    beat(first);
+    beat(others.at(-1)!);
+    expect(paces(first)).toHaveLength(1);
+    expect(paces(others.at(-1)!)).toEqual([]);
+    // The fleet halves: told again, once.
+    for (let i = 1; i <= 2100; i++) {
+      others[i - 1]!.close(1000, 'bye');
+      fleet.forget(`w${i}`);
+    }
+    beat(first);
+    beat(first);
+    expect(paces(first)).toEqual([
+      { v: 1, type: 'pace', quietMs: 4001 },
+      { v: 1, type: 'pace', quietMs: 2000 },
+    ]);
   });
 
   test('a worker is unavailable only after more than 2 silent intervals, and available at its next heartbeat', () => {

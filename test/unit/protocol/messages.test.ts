@@ -46,6 +46,8 @@ const workerMessages: [string, object, object][] = [
 
 const masterMessages: [string, object, object][] = [
   ['welcome', { name: 'w1', heartbeatMs: 1000, masterVersion: '0' }, { heartbeatMs: 0 }],
+  ['welcome', { name: 'w1', heartbeatMs: 1000, masterVersion: '0', quietMs: 19_500 }, { quietMs: 700_000 }],
+  ['pace', { quietMs: 4000 }, { quietMs: 2.5 }],
   ['cancel', { ref: 1 }, { ref: 'x' }],
   ['ack', { ref: 1, bytes: 0 }, { ref: -1 }],
   ['protocol-error', { error: { code: 'BAD_REQUEST', message: 'm' } }, { error: null }],
