@@ -263,20 +263,12 @@ async function startMaster(stateDir, { shell = false, args = [], tls = false } =
 
 /** A real worker agent named `name` on the master at `masterPort`, its state in tmp/NAME. */
 function startWorker(name, masterPort, args = []) {
-  return start(process.execPath, [
-    WORKER,
-    '--master',
-    `127.0.0.1:${masterPort}`,
-    '--name',
-    name,
-    '--token',
-    TOKEN,
-    '--state-dir',
-    path.join(tmp, name),
-    '--log-level',
-    'warn',
-    ...args,
-  ]);
+  return start(
+    process.execPath,
+    [WORKER, '--master', `127.0.0.1:${masterPort}`, '--name', name, '--token', TOKEN, '--state-dir', path.join(tmp, name), '--log-level', 'warn', ...args],
+    // As the installed worker runs (install.sh's wrapper): one malloc arena.
+    { MALLOC_ARENA_MAX: '1' },
+  );
 }
 
 // ---------------------------------------------------------------- a master and one worker
@@ -748,6 +740,14 @@ const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.child.p
 // The issue's target: back to 60 MiB within 10 s of its copies (here: of everything above).
 report('agent RSS 10 s after the copies and all above (MiB)', rssOf(worker.child.pid) / 2 ** 20, bareRss, 'MiB', 60 / bareRss);
 console.log(`  its peak: ${hwm.toFixed(0)} MiB`);
+{
+  const parts = (pid) => {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const part = (key) => (Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024).toFixed(1);
+    return `${part('RssAnon')} MiB anonymous + ${part('RssFile')} MiB of files (node's own pages)`;
+  };
+  console.log(`  the agent after the copies: ${parts(worker.child.pid)}; idle: ${parts(fresh.child.pid)}; the bare process: ${parts(baseline.child.pid)}`);
+}
 if (rssOf(fresh.child.pid) / 2 ** 20 >= 60) rows.push({ ratio: 2, target: 1 });
 
 // ---------------------------------------------------------------- 6. fleet scale: many workers on one master

@@ -203,13 +203,19 @@ describe('TLS by default, pinned', () => {
     // The native spawn helper came along (where the build made one), and launches go through it.
     const native = path.join(ROOT, 'packages/worker/dist/drover-spawn');
     expect(existsSync(path.join(prefix, 'lib/drover-spawn'))).toBe(existsSync(native));
+    await master.execJson('copy pinvm /bin/sleep --as s');
+    const { pid } = await master.execFirst<{ pid: number }>('launch pinvm s -- 30');
     if (existsSync(native)) {
       expect(readFileSync(path.join(prefix, 'lib/drover-spawn')).equals(readFileSync(native))).toBe(true);
-      await master.execJson('copy pinvm /bin/sleep --as s');
-      const { pid } = await master.execFirst<{ pid: number }>('launch pinvm s -- 30');
       expect(readFileSync(`/proc/${parentOf(pid)}/cmdline`, 'utf8')).toBe(`${path.join(prefix, 'lib/drover-spawn')}\0`);
-      process.kill(pid, 'SIGKILL');
     }
+    // The agent (the spawn helper's parent) runs with one malloc arena, as its wrapper sets; the app does not inherit it.
+    const environ = (p: number): string[] => readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+    const agent = parentOf(parentOf(pid));
+    expect(readFileSync(`/proc/${agent}/cmdline`, 'utf8')).toContain(path.join(prefix, 'lib/worker.mjs'));
+    expect(environ(agent)).toContain('MALLOC_ARENA_MAX=1');
+    expect(environ(pid).filter((e) => e.startsWith('MALLOC_'))).toEqual([]);
+    process.kill(pid, 'SIGKILL');
     const gone = run(`curl -fsSLk --pinnedpubkey '${pin}' ${url} | sh -s -- --prefix ${prefix} --uninstall`);
     expect(gone.status, gone.stderr).toBe(0);
     expect(existsSync(path.join(prefix, 'lib/drover-spawn'))).toBe(false);

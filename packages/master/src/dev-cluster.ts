@@ -55,7 +55,8 @@ export function startDevCluster(opts: {
         '--exit-with-stdin',
       ],
       // stdin is a pipe that closes when the master dies, however it dies: the worker then exits too.
-      { stdio: ['pipe', log, log], env: { ...process.env, DROVER_TOKEN: opts.token } },
+      // One malloc arena, as the installed worker runs (see install.sh).
+      { stdio: ['pipe', log, log], env: { MALLOC_ARENA_MAX: '1', ...process.env, DROVER_TOKEN: opts.token } },
     );
     closeSync(log);
     child.on('error', () => undefined);
