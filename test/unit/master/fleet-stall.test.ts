@@ -7,7 +7,7 @@ import { PROTOCOL_VERSION } from '@drover/protocol';
 import { Fleet } from '../../../packages/master/src/fleet.js';
 
 const TOKEN = 'unit-token-0123456789';
-const H = 100;
+const H = 300;
 const closers: (() => void)[] = [];
 afterEach(() => {
   for (const close of closers.splice(0)) close();
