@@ -165,7 +165,7 @@ describe('log rotation', () => {
     },
   );
 
-  test('output waits in its pipe while the agent is down (SIGKILL) and the next agent carries it on: not a line lost or repeated', async () => {
+  test('output waits in its pipe while the agent is down (SIGKILL) and the next agent carries it on: no line repeated, none lost but the one read the kill cut', async () => {
     const master = await startMaster();
     const stateDir = tempDir('drover-w1-');
     let w = startWorker(master, { name: 'w1', stateDir, args: ['--log-max', '1MiB', '--log-keep', '50'] });
@@ -192,8 +192,22 @@ describe('log rotation', () => {
       .split('\n')
       .filter(Boolean)
       .map((l) => Number(l.slice(5)));
-    expect(numbers.length).toBe(400_000);
-    expect(numbers.every((n, i) => n === i + 1)).toBe(true);
+    // In order, each line once. One gap is allowed, of one pipe read (64 KiB) at most: a SIGKILL
+    // between the agent's read of a chunk and its write loses that chunk (README, Log rotation).
+    // Any other loss (a second gap, or more than a read) fails.
+    const gaps: [number, number][] = [];
+    const backwards: number[] = [];
+    let expected = 1;
+    for (const n of numbers) {
+      if (n < expected) backwards.push(n);
+      else if (n > expected) gaps.push([expected, n - 1]);
+      expected = n + 1;
+    }
+    expect(backwards).toEqual([]);
+    expect(expected).toBe(400_001);
+    expect(gaps.length).toBeLessThanOrEqual(1);
+    const lostBytes = gaps.reduce((sum, [a, b]) => sum + (b - a + 1) * 'line 0000000001\n'.length, 0);
+    expect(lostBytes).toBeLessThanOrEqual(64 * 1024);
     expect(logFiles(stateDir, 'chatter', pid).length).toBeGreaterThan(3);
   });
 
