@@ -4,10 +4,20 @@ import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION, type Hello } from '@drover/protocol';
-import { startScriptedMaster } from '../helpers/scripted-master.js';
+import { startScriptedMaster, type ScriptedMaster } from '../helpers/scripted-master.js';
 import { ROOT, TOKEN, exec, pidAlive, startCluster, startMaster, startWorker, tempDir, waitFor, waitForAvailable, type WorkerRow } from '../helpers/cluster.js';
 
 const H = 200;
+
+const heartbeatsOf = (m: ScriptedMaster): number => m.received.filter((x) => x.type === 'heartbeat').length;
+
+/** The heartbeats a scripted master received, and the pings the worker sent it, over the next `ms`. */
+async function countOver(m: ScriptedMaster, ms: number): Promise<{ beats: number; pings: number }> {
+  const b0 = heartbeatsOf(m);
+  const p0 = m.pings.length;
+  await new Promise((r) => setTimeout(r, ms));
+  return { beats: heartbeatsOf(m) - b0, pings: m.pings.length - p0 };
+}
 
 function hello(name: string, token = TOKEN): Hello {
   return {
@@ -200,26 +210,19 @@ describe('foundation', () => {
   test('a worker pings a quiet master every other heartbeat and not while the master talks', async () => {
     const m = await startScriptedMaster({ heartbeatMs: H });
     const worker = startWorker({ address: m.address }, { name: 'pinger' });
-    const beats = (from: number): number => m.received.filter((x) => x.type === 'heartbeat').length - from;
-    await waitFor(() => beats(0) >= 2, 'heartbeats');
+    await waitFor(() => heartbeatsOf(m) >= 2, 'heartbeats');
     // An idle master says nothing but pongs: a ping on every other heartbeat, not on each.
-    let b0 = beats(0);
-    let p0 = m.pings.length;
-    await new Promise((r) => setTimeout(r, 12 * H));
-    const idleBeats = beats(b0);
-    const idlePings = m.pings.length - p0;
-    expect(idleBeats).toBeGreaterThanOrEqual(8);
-    expect(idlePings).toBeGreaterThanOrEqual(Math.floor(idleBeats / 2) - 1);
-    expect(idlePings).toBeLessThanOrEqual(Math.ceil(idleBeats / 2) + 1);
+    const idle = await countOver(m, 12 * H);
+    expect(idle.beats).toBeGreaterThanOrEqual(8);
+    expect(idle.pings).toBeGreaterThanOrEqual(Math.floor(idle.beats / 2) - 1);
+    expect(idle.pings).toBeLessThanOrEqual(Math.ceil(idle.beats / 2) + 1);
     // A master that pings (as it does to measure round trips) is heard: no pings back.
     const talking = setInterval(() => m.ping(), H / 2);
     await new Promise((r) => setTimeout(r, 3 * H));
-    p0 = m.pings.length;
-    b0 = beats(0);
-    await new Promise((r) => setTimeout(r, 8 * H));
+    const heard = await countOver(m, 8 * H);
     clearInterval(talking);
-    expect(beats(b0)).toBeGreaterThanOrEqual(5);
-    expect(m.pings.length - p0).toBe(0);
+    expect(heard.beats).toBeGreaterThanOrEqual(5);
+    expect(heard.pings).toBe(0);
     expect(worker.child.exitCode).toBeNull();
     await worker.kill();
   });
@@ -228,24 +231,17 @@ describe('foundation', () => {
     // A master of a large fleet says: ping me after 6 intervals of quiet (each pong is a write it makes).
     const m = await startScriptedMaster({ heartbeatMs: H, quietMs: 6 * H });
     const worker = startWorker({ address: m.address }, { name: 'paced' });
-    const beats = (from: number): number => m.received.filter((x) => x.type === 'heartbeat').length - from;
-    await waitFor(() => beats(0) >= 2, 'heartbeats');
-    let b0 = beats(0);
-    let p0 = m.pings.length;
-    await new Promise((r) => setTimeout(r, 18 * H));
-    const slowBeats = beats(b0);
-    const slowPings = m.pings.length - p0;
-    expect(slowBeats).toBeGreaterThanOrEqual(12);
+    await waitFor(() => heartbeatsOf(m) >= 2, 'heartbeats');
+    const slow = await countOver(m, 18 * H);
+    expect(slow.beats).toBeGreaterThanOrEqual(12);
     // Every 6th heartbeat or so (a ping on each second one would be 9).
-    expect(slowPings).toBeGreaterThanOrEqual(2);
-    expect(slowPings).toBeLessThanOrEqual(4);
+    expect(slow.pings).toBeGreaterThanOrEqual(2);
+    expect(slow.pings).toBeLessThanOrEqual(4);
     // The fleet shrank: back to a ping on every other heartbeat.
     m.send({ v: 1, type: 'pace', quietMs: 2 * H });
     await new Promise((r) => setTimeout(r, 2 * H));
-    b0 = beats(0);
-    p0 = m.pings.length;
-    await new Promise((r) => setTimeout(r, 12 * H));
-    expect(m.pings.length - p0).toBeGreaterThanOrEqual(Math.floor(beats(b0) / 2) - 1);
+    const paced = await countOver(m, 12 * H);
+    expect(paced.pings).toBeGreaterThanOrEqual(Math.floor(paced.beats / 2) - 1);
     // Nothing stopped: the worker kept its connection throughout (its pings were answered).
     expect(m.connections()).toBe(1);
     expect(worker.child.exitCode).toBeNull();
