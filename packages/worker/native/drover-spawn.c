@@ -3,15 +3,26 @@
  *
  * Speaks the protocol of the Node helper in spawn-helper.ts, with requests framed in binary:
  *
- *   in (stdin), one frame per spawn, integers little-endian u32:
- *     length of the rest, id, flags (1: the output is a FIFO, opened read-write; else a log
- *     file, opened to append), argc, envc, then NUL-terminated strings: exe, cwd, out,
- *     argc arguments (argv[0] is exe), envc "NAME=VALUE"
+ *   in (stdin), one frame per request, integers little-endian u32:
+ *     length of the rest, id, flags, argc, envc, then NUL-terminated strings.
+ *     A spawn (flags 1: the output is a FIFO, opened read-write; else a log file, opened to
+ *     append): strings exe, cwd, out, argc arguments (argv[0] is exe), envc "NAME=VALUE".
+ *     A pump (flags 0x100, id the process's pid, argc and envc 0): strings FIFO, log, the
+ *     log's cap in bytes (0: never rotated), files kept. A rotation's go-ahead (flags 0x200,
+ *     id the pid): no strings.
  *   out (stdout), one JSON line each:
  *     {"ready":1}                                   once, at start
  *     {"id":N,"pid":P,"startTicks":T,"coreLimit":C}  spawned (T and C read from /proc, or null)
  *     {"id":N,"error":{"code":"ENOENT","message":"spawn EXE ENOENT"}}
  *     {"exit":P,"code":N|null,"signal":"SIGKILL"|null}
+ *     {"pump":P,"open":1}         pumping (the agent may close the read end it held)
+ *     {"pump":P,"rotate":1}       its log is due to rotate: paused until the go-ahead
+ *     {"pump":P,"full":1}         the disk is full: output is read and counted, not written
+ *     {"pump":P,"resumed":BYTES}  written again, after a line saying BYTES were not
+ *     {"pump":P,"error":"TEXT"}   a write failed (not for space); the chunk is dropped
+ *     {"pump":P,"failed":"TEXT"}  could not start (FIFO or log would not open): not pumping
+ *     {"pump":P,"end":1}          every writer closed the FIFO, its output is all in the log,
+ *                                 and the FIFO is removed
  *
  * Each process is started with posix_spawn, which glibc does with clone(CLONE_VM|CLONE_VFORK):
  * no page tables are copied, where a fork of even a small Node process copies tens of MiB of
@@ -19,18 +30,29 @@
  * session of its own (as Node's detached: true), its signal dispositions at their defaults and
  * none blocked, stdin /dev/null, stdout and stderr the output file; every descriptor of ours is
  * close-on-exec. The helper ends when its stdin closes; its children live on, re-parented.
+ *
+ * It also carries processes' output from their FIFOs into their logs (log-pump.ts says how,
+ * and does the same in the agent where this helper cannot run). Here the bytes move in the
+ * kernel, splice(2) from the FIFO to the log: a byte leaves the FIFO only as it lands in the
+ * file, so no kill of the agent or of this helper loses output on its way (a read, then a
+ * write, loses what was read when the kill lands between the two). Near the cap, where a
+ * rotation must cut at a line end, tee(2) copies the next bytes out to be looked at, still
+ * unconsumed, and exactly the bytes that belong in this file are then spliced.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -177,6 +199,352 @@ static char *next_string(char **p, char *end) {
   return s;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Pumps: each process's FIFO into its log (see the top of this file and log-pump.ts).
+ */
+
+/* The most looked at (tee'd and read) at once near the cap: one read of the Node pump. */
+#define PUMP_LOOK (64 * 1024)
+/* A line under way at the cap is finished in its file when it ends within this much past it. */
+#define LINE_SLACK (16 * 1024)
+/* A full disk: output is read and counted, and writing is tried again this often. */
+#define RETRY_FULL_MS 5000
+/* Bytes moved for one pump before the others get their turn. */
+#define PUMP_TURN (1024 * 1024)
+
+struct pump {
+  pid_t pid;
+  int in;  /* the FIFO's read end */
+  int out; /* the log, written at `size` (splice cannot write to an O_APPEND file) */
+  char *fifo, *log;
+  loff_t size;
+  long long max;
+  int keep;
+  int paused; /* asked the agent to rotate; waits for its go-ahead */
+  int full;
+  long long dropped, retry_at;
+  struct pump *next;
+};
+
+static struct pump *pumps;
+static int epfd = -1;
+/* A pipe that tee copies the bytes to be looked at into; they are read out at once. */
+static int look_pipe[2] = {-1, -1};
+static unsigned char look[PUMP_LOOK];
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void say_pump(pid_t pid, const char *what, const char *text) {
+  char body[1100], line[1200];
+  json_text(body, sizeof body, text);
+  int n = snprintf(line, sizeof line, "{\"pump\":%d,\"%s\":\"%s\"}\n", (int)pid, what, body);
+  if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+  say(line, (size_t)n);
+}
+
+static void say_pump_number(pid_t pid, const char *what, long long value) {
+  char line[96];
+  int n = snprintf(line, sizeof line, "{\"pump\":%d,\"%s\":%lld}\n", (int)pid, what, value);
+  say(line, (size_t)n);
+}
+
+static void say_pump_errno(pid_t pid, const char *what, const char *doing, const char *path, int e) {
+  char text[1024];
+  const char *name = errno_name(e);
+  snprintf(text, sizeof text, "%s %s: %s (%s)", doing, path, strerror(e), name ? name : "?");
+  say_pump(pid, what, text);
+}
+
+/* A paused pump is out of the set: a FIFO without writers is always ready (EPOLLHUP). */
+static void watch_pump(struct pump *p, int on) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+  epoll_ctl(epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, p->in, &ev);
+}
+
+static struct pump *find_pump(pid_t pid) {
+  for (struct pump *p = pumps; p; p = p->next)
+    if (p->pid == pid) return p;
+  return NULL;
+}
+
+static void free_pump(struct pump *p) {
+  for (struct pump **at = &pumps; *at; at = &(*at)->next) {
+    if (*at != p) continue;
+    *at = p->next;
+    break;
+  }
+  if (!p->paused) epoll_ctl(epfd, EPOLL_CTL_DEL, p->in, NULL);
+  close(p->in);
+  if (p->out >= 0) close(p->out);
+  free(p->fifo);
+  free(p->log);
+  free(p);
+}
+
+static int open_log(struct pump *p) {
+  /* Read-write: its last byte is read back (does the file end mid-line?). */
+  p->out = open(p->log, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (p->out < 0) return -1;
+  struct stat st;
+  p->size = fstat(p->out, &st) == 0 ? st.st_size : 0;
+  return 0;
+}
+
+/* The log does not end at a line end (its last byte, read back). */
+static int mid_line(struct pump *p) {
+  unsigned char c;
+  return p->size > 0 && pread(p->out, &c, 1, p->size - 1) == 1 && c != '\n';
+}
+
+static void pump_turn(struct pump *p, uint32_t events);
+
+static void start_pump(pid_t pid, const char *fifo, const char *log, long long max, int keep) {
+  struct pump *old = find_pump(pid);
+  if (old) free_pump(old);
+  struct pump *p = calloc(1, sizeof *p);
+  if (!p) return say_pump(pid, "failed", "out of memory");
+  p->pid = pid;
+  p->max = max;
+  p->keep = keep;
+  p->out = -1;
+  p->fifo = strdup(fifo);
+  p->log = strdup(log);
+  p->in = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (!p->fifo || !p->log || p->in < 0) {
+    say_pump_errno(pid, "failed", "could not open the log pipe", fifo, p->in < 0 ? errno : ENOMEM);
+    goto fail;
+  }
+  if (open_log(p) < 0) {
+    say_pump_errno(pid, "failed", "could not open the log", log, errno);
+    goto fail;
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->in, &ev) < 0) {
+    say_pump_errno(pid, "failed", "could not watch the log pipe", fifo, errno);
+    goto fail;
+  }
+  p->next = pumps;
+  pumps = p;
+  /* The agent held a read end of its own until now (a FIFO nobody has open drops its bytes). */
+  say_pump_number(pid, "open", 1);
+  /* Every writer may be gone already, and epoll would not say so (see at_end). */
+  pump_turn(p, 0);
+  return;
+fail:
+  if (p->in >= 0) close(p->in);
+  if (p->out >= 0) close(p->out);
+  free(p->fifo);
+  free(p->log);
+  free(p);
+}
+
+/* Writes all of `data` at the end of the log (the note after a full disk); 0, or -1 with errno. */
+static int append(struct pump *p, const char *data, size_t n) {
+  while (n > 0) {
+    ssize_t w = pwrite(p->out, data, n, p->size);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    p->size += w;
+    data += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void went_full(struct pump *p) {
+  p->full = 1;
+  p->retry_at = now_ms() + RETRY_FULL_MS;
+  say_pump_number(p->pid, "full", 1);
+}
+
+/* After a full disk: a line saying what was lost, then logging as before. 1 once resumed. */
+static int try_resume(struct pump *p) {
+  char note[160];
+  int n = snprintf(note, sizeof note, "%s[drover] %lld bytes of output were not logged: the disk was full\n", mid_line(p) ? "\n" : "", p->dropped);
+  if (p->out < 0 || append(p, note, (size_t)n) < 0) {
+    p->retry_at = now_ms() + RETRY_FULL_MS;
+    return 0;
+  }
+  say_pump_number(p->pid, "resumed", p->dropped);
+  p->full = 0;
+  p->dropped = 0;
+  return 1;
+}
+
+/* Reads up to `n` bytes out of the FIFO and counts them lost; what was read, 0 at none, -1 on error. */
+static ssize_t drop(struct pump *p, size_t n) {
+  ssize_t r = read(p->in, look, n < sizeof look ? n : sizeof look);
+  if (r > 0) p->dropped += r;
+  return r;
+}
+
+/*
+ * Moves exactly `n` bytes (there in the FIFO: counted, or seen by tee) into the log. 0, or -1
+ * with errno: what was written before an error is consumed, the rest stays in the FIFO.
+ */
+static int move(struct pump *p, size_t n) {
+  while (n > 0) {
+    ssize_t m = splice(p->in, NULL, p->out, &p->size, n, SPLICE_F_NONBLOCK);
+    if (m < 0 && errno == EINTR) continue;
+    if (m < 0) return -1;
+    if (m == 0) return 0; /* no writer, and nothing left (cannot be: the bytes were counted) */
+    n -= (size_t)m;
+  }
+  return 0;
+}
+
+/* A write that failed: a full disk makes the pump count output until it can write again. */
+static void write_failed(struct pump *p, int e, size_t pending) {
+  if (e == ENOSPC || e == EDQUOT) return went_full(p);
+  say_pump_errno(p->pid, "error", "could not write the log", p->log, e);
+  /* The chunk is dropped, as the Node pump drops a chunk whose write threw. */
+  drop(p, pending);
+}
+
+static void ask_rotation(struct pump *p) {
+  p->paused = 1;
+  watch_pump(p, 0);
+  say_pump_number(p->pid, "rotate", 1);
+}
+
+/*
+ * The log past its cap: up to the last line end that fits stays in this file, then a rotation.
+ * 0, or -1 when the bytes could not be looked at (the turn ends; the next wakeup tries again).
+ */
+static int near_cap(struct pump *p, size_t avail) {
+  size_t want = avail < sizeof look ? avail : sizeof look;
+  ssize_t t = tee(p->in, look_pipe[1], want, SPLICE_F_NONBLOCK);
+  if (t <= 0) return -1;
+  size_t got = 0;
+  while (got < (size_t)t) {
+    ssize_t r = read(look_pipe[0], look + got, (size_t)t - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1; /* cannot be: tee put them there */
+    got += (size_t)r;
+  }
+  long long room = p->max - p->size;
+  long cut = -1;
+  for (long i = (room < (long long)got ? (long)room : (long)got) - 1; i >= 0; i--)
+    if (look[i] == '\n') {
+      cut = i;
+      break;
+    }
+  if (cut < 0 && mid_line(p)) {
+    const unsigned char *nl = memchr(look, '\n', got);
+    long end = nl ? (long)(nl - look) : -1;
+    if (end >= 0 && p->size + end < p->max + LINE_SLACK) cut = end;
+    else if (end < 0 && p->size + (long long)got < p->max + LINE_SLACK) {
+      if (move(p, got) < 0) write_failed(p, errno, got);
+      return 0;
+    }
+  }
+  if (cut >= 0 && move(p, (size_t)cut + 1) < 0) {
+    write_failed(p, errno, (size_t)cut + 1);
+    return 0;
+  }
+  ask_rotation(p);
+  return 0;
+}
+
+/* Renames the chain (log → log.1, … → log.KEEP, the oldest removed) and opens a new log. */
+static void rotate(struct pump *p) {
+  size_t len = strlen(p->log) + 16;
+  char *from = malloc(len), *to = malloc(len);
+  if (from && to) {
+    snprintf(to, len, "%s.%d", p->log, p->keep);
+    unlink(to);
+    for (int i = p->keep - 1; i >= 1; i--) {
+      snprintf(from, len, "%s.%d", p->log, i);
+      snprintf(to, len, "%s.%d", p->log, i + 1);
+      rename(from, to); /* a gap in the chain (removed by hand): the rest moves on */
+    }
+    if (p->keep > 0) {
+      snprintf(to, len, "%s.1", p->log);
+      rename(p->log, to);
+    } else {
+      unlink(p->log);
+    }
+  }
+  free(from);
+  free(to);
+  close(p->out);
+  if (open_log(p) < 0) {
+    int e = errno;
+    say_pump_errno(p->pid, "error", "could not open the log", p->log, e);
+    /* Output is counted, as on a full disk, and the log made again when writing is retried. */
+    went_full(p);
+  }
+  p->paused = 0;
+  watch_pump(p, 1);
+}
+
+/* Everything written is in the log and no writer is left: the FIFO goes, and the agent is told. */
+static void end_pump(struct pump *p) {
+  if (p->dropped > 0) try_resume(p);
+  unlink(p->fifo);
+  say_pump_number(p->pid, "end", 1);
+  free_pump(p);
+}
+
+/*
+ * An empty FIFO with no writer left. epoll says so (EPOLLHUP) only to a reader that opened it
+ * before the last writer did; a pump that opened it later (an agent's restart) asks: a tee of
+ * one byte is 0 at the end, EAGAIN while a writer is there, and consumes nothing.
+ */
+static int at_end(struct pump *p) {
+  ssize_t t = tee(p->in, look_pipe[1], 1, SPLICE_F_NONBLOCK);
+  if (t > 0) {
+    unsigned char c;
+    if (read(look_pipe[0], &c, 1) != 1) { /* tee put it there */ }
+  }
+  return t == 0;
+}
+
+/* The FIFO is readable (or its writers are gone): a turn of moving its bytes. */
+static void pump_turn(struct pump *p, uint32_t events) {
+  size_t moved = 0;
+  while (!p->paused && moved < PUMP_TURN) {
+    int avail = 0;
+    if (ioctl(p->in, FIONREAD, &avail) < 0) avail = 0;
+    if (avail <= 0) {
+      if ((events & (EPOLLHUP | EPOLLERR)) || at_end(p)) end_pump(p);
+      return;
+    }
+    moved += (size_t)avail;
+    if (p->full) {
+      if (p->out < 0 && now_ms() >= p->retry_at && open_log(p) < 0) p->retry_at = now_ms() + RETRY_FULL_MS;
+      if (now_ms() < p->retry_at || !try_resume(p)) {
+        if (drop(p, (size_t)avail) <= 0) return;
+        continue;
+      }
+    }
+    if (p->max > 0 && p->size > 0 && p->size + avail > p->max) {
+      if (near_cap(p, (size_t)avail) < 0) return;
+      continue;
+    }
+    if (move(p, (size_t)avail) < 0) {
+      if (errno == EAGAIN) return;
+      write_failed(p, errno, (size_t)avail);
+    }
+  }
+}
+
+/* A pump frame: strings FIFO, log, cap, keep. */
+static void pump_frame(uint32_t pid, char *p, char *end) {
+  char *fifo = next_string(&p, end), *log = next_string(&p, end), *max = next_string(&p, end), *keep = next_string(&p, end);
+  if (!fifo || !log || !max || !keep) return say_pump((pid_t)pid, "failed", "a pump request without its FIFO, log, cap and keep");
+  start_pump((pid_t)pid, fifo, log, strtoll(max, NULL, 10), atoi(keep));
+}
+
+static void rotation_go(uint32_t pid) {
+  struct pump *p = find_pump((pid_t)pid);
+  if (p && p->paused) rotate(p);
+}
+
 static void spawn_one(unsigned char *frame, uint32_t len) {
   if (len < 16) return;
   uint32_t id = u32(frame), flags = u32(frame + 4), argc = u32(frame + 8), envc = u32(frame + 12);
@@ -247,6 +615,14 @@ done:
   free(envp);
 }
 
+static void frame(unsigned char *f, uint32_t len) {
+  if (len < 16) return;
+  uint32_t id = u32(f), flags = u32(f + 4);
+  if (flags & 0x100) pump_frame(id, (char *)f + 16, (char *)f + len);
+  else if (flags & 0x200) rotation_go(id);
+  else spawn_one(f, len);
+}
+
 static void reap(void) {
   for (;;) {
     int status;
@@ -284,22 +660,41 @@ int main(void) {
 
   say("{\"ready\":1}\n", 12);
 
+  if (pipe2(look_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return 1;
+  /* stdin and the signalfd are told apart from pumps by these two addresses. */
+  static char stdin_tag, signal_tag;
+  struct epoll_event in_ev = {.events = EPOLLIN, .data.ptr = &stdin_tag}, sig_ev = {.events = EPOLLIN, .data.ptr = &signal_tag};
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &in_ev) != 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &sig_ev) != 0) return 1;
+
   size_t cap = 1 << 16, have = 0;
   unsigned char *buf = malloc(cap);
   if (!buf) return 1;
-  struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+  struct epoll_event events[64];
   for (;;) {
-    if (poll(fds, 2, -1) < 0) {
+    int ready = epoll_wait(epfd, events, 64, -1);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       return 1;
     }
-    if (fds[1].revents & POLLIN) {
-      struct signalfd_siginfo info;
-      while (read(sfd, &info, sizeof info) == (ssize_t)sizeof info) {
+    int from_agent = 0;
+    for (int i = 0; i < ready; i++) {
+      void *tag = events[i].data.ptr;
+      if (tag == &stdin_tag) {
+        from_agent = 1;
+      } else if (tag == &signal_tag) {
+        struct signalfd_siginfo info;
+        while (read(sfd, &info, sizeof info) == (ssize_t)sizeof info) {
+        }
+        reap();
+      } else {
+        /* A pump ended in this batch is gone: its events were for it alone (one fd each), and
+           nothing after it in the batch names it. */
+        pump_turn(tag, events[i].events);
       }
-      reap();
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (from_agent) {
       if (have == cap) {
         unsigned char *bigger = realloc(buf, cap * 2);
         if (!bigger) return 1;
@@ -329,7 +724,7 @@ int main(void) {
           }
           break;
         }
-        spawn_one(buf + at + 4, len);
+        frame(buf + at + 4, len);
         at += 4 + (size_t)len;
       }
       memmove(buf, buf + at, have - at);

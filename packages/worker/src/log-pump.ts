@@ -4,7 +4,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, rena
 import { open, readdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { DroverError, ErrorCode } from '@drover/protocol';
+import { DroverError, ErrorCode, unreachable } from '@drover/protocol';
 
 /** How an app's log is kept: rotated past maxBytes, with `keep` rotated files (APP.PID.log.1 … .keep). 0: never rotated. */
 export interface LogPolicy {
@@ -179,6 +179,16 @@ export function takeFifo(spares: SparePool, target: string): void {
     );
 }
 
+/** What the supervisor holds of a log being written: a LogPump here, or a HelperPump. */
+export interface Pump {
+  /** Resolves once the process and everything it started closed their output and the log has it all. */
+  readonly done: Promise<void>;
+  readonly running: boolean;
+  readonly rotation: RotationClock;
+  /** Stops pumping (agent shutdown): the pipe stays, and the next agent carries on from it. */
+  detach(): void;
+}
+
 /**
  * What every pump reads its pipe into. Each chunk is written to its log synchronously in the read
  * callback, so one buffer serves every pump (the loop reads one pipe at a time); a fresh 64 KiB
@@ -192,16 +202,18 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
  * with `keep` older files. The process holds the pipe read-write, so it never gets EPIPE: while
  * no agent reads (an agent restart) its output waits in the pipe, and once that is full the
  * process waits on its write. Each chunk read is written to the log in the same tick, with
- * synchronous writes (to the page cache: microseconds), so even a SIGKILLed agent has nothing
- * read but not yet written, and no reader in this process ever sees a rotation half done.
- * A full disk is the one loss: output is then read and counted (the process must not hang on a
- * disk it cannot fix), writing is retried every 5 s, and the log says how much was lost.
+ * synchronous writes (to the page cache: microseconds), so no reader in this process ever sees a
+ * rotation half done, and a stopped agent has nothing read but not yet written. A SIGKILL that
+ * lands between a read and its write loses that chunk (64 KiB at most): where the native spawn
+ * helper runs, HelperPump moves the bytes in the kernel instead, and this pump only stands in
+ * for it. A full disk: output is then read and counted (the process must not hang on a disk it
+ * cannot fix), writing is retried every 5 s, and the log says how much was lost.
  *
  * A rotation is a rename (log → log.1, … → log.KEEP, the oldest removed) and happens at a line
  * end, so readers that follow a log by its inode (log-stream.ts) pass from one file to the next
  * without losing or repeating a line.
  */
-export class LogPump {
+export class LogPump implements Pump {
   private socket: net.Socket | null = null;
   private fd: number | null = null;
   private size = 0;
@@ -225,6 +237,8 @@ export class LogPump {
     private readonly policy: LogPolicy,
     private readonly onProblem: (p: LogProblem) => void,
     private readonly onError: (err: Error) => void,
+    /** Called at each rotation with its watchers (a HelperPump this pump took over from keeps the clock). */
+    private readonly beforeRotate: () => void = () => undefined,
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -373,6 +387,7 @@ export class LogPump {
   }
 
   private rotate(): void {
+    this.beforeRotate();
     for (const fn of this.watchers) {
       try {
         fn();
@@ -396,6 +411,153 @@ export class LogPump {
     this.fd = openSync(this.logPath, 'a', 0o640);
     this.size = 0;
     this.midLine = false;
+  }
+}
+
+/** What the native spawn helper says of a pump it runs (native/drover-spawn.c). */
+export type HelperPumpEvent =
+  | { pump: number; open: 1 }
+  | { pump: number; rotate: 1 }
+  | { pump: number; full: 1 }
+  | { pump: number; resumed: number }
+  | { pump: number; error: string }
+  | { pump: number; failed: string }
+  | { pump: number; end: 1 };
+
+/** How a HelperPump talks to the helper that runs it. */
+export interface PumpHost {
+  /**
+   * Asks the helper to pump, once it runs; the pump hears what the helper says of it, or
+   * `lost()` when there is no native helper to do it, or it ends.
+   */
+  pump(pump: HelperPump): void;
+  /** The go-ahead for a rotation the helper asked for: the log's readers are told. */
+  rotate(pid: number): void;
+}
+
+/**
+ * A process's output carried into its log by the native spawn helper, which moves the bytes in
+ * the kernel (splice): a SIGKILL of the agent, or of the helper, loses none of them (LogPump's
+ * read-then-write loses what it read when the kill lands between the two). Same rules, same
+ * files; the agent keeps the rotation clock (the helper waits at each rotation until the agent
+ * has told the readers of the log) and the problems it reports. Until the helper has the FIFO
+ * open the agent holds its own read end (a FIFO nobody has open drops what is in it); when the
+ * helper is lost, or cannot pump, a LogPump here carries on from the FIFO.
+ */
+export class HelperPump implements Pump {
+  private closed = false;
+  private generation = 0;
+  private readonly watchers = new Set<() => void>();
+  private readonly finished: Promise<void>;
+  private finish!: () => void;
+  private fallback: LogPump | null = null;
+
+  constructor(
+    readonly pid: number,
+    readonly app: string,
+    readonly logPath: string,
+    readonly policy: LogPolicy,
+    private readonly onProblem: (p: LogProblem) => void,
+    private readonly onError: (err: Error) => void,
+    /** The agent's read end of the FIFO, held until the helper says it has its own. */
+    private heldFd: number | undefined,
+    private readonly host: PumpHost,
+  ) {
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  get done(): Promise<void> {
+    return this.finished;
+  }
+
+  get running(): boolean {
+    return !this.closed;
+  }
+
+  get rotation(): RotationClock {
+    return {
+      generation: () => this.generation,
+      watch: (fn) => {
+        this.watchers.add(fn);
+        return () => this.watchers.delete(fn);
+      },
+    };
+  }
+
+  /** Asks the helper to start (see PumpHost.pump). */
+  start(): void {
+    this.host.pump(this);
+  }
+
+  /** One line the helper said of this pump. */
+  heard(m: HelperPumpEvent): void {
+    if (this.closed || this.fallback) return;
+    if ('open' in m) this.release();
+    else if ('rotate' in m) {
+      this.rotating();
+      this.host.rotate(this.pid);
+    } else if ('full' in m) this.onProblem({ kind: 'no-space', pid: this.pid, app: this.app });
+    else if ('resumed' in m) this.onProblem({ kind: 'resumed', pid: this.pid, app: this.app, droppedBytes: m.resumed });
+    else if ('error' in m) this.onError(new Error(m.error));
+    else if ('failed' in m) {
+      this.onError(new Error(m.failed));
+      this.takeOver();
+    } else if ('end' in m) this.end();
+    else unreachable(m);
+  }
+
+  /** The helper is gone (or never ran): a LogPump here carries on from the FIFO. */
+  lost(): void {
+    if (!this.closed && !this.fallback) this.takeOver();
+  }
+
+  detach(): void {
+    if (this.closed) return;
+    this.fallback?.detach();
+    this.end();
+  }
+
+  private rotating(): void {
+    for (const fn of this.watchers) {
+      try {
+        fn();
+      } catch (err) {
+        this.onError(err as Error);
+      }
+    }
+    this.generation++;
+  }
+
+  private takeOver(): void {
+    const p = new LogPump(this.pid, this.app, this.logPath, this.policy, this.onProblem, this.onError, () => this.rotating());
+    const fd = this.heldFd;
+    this.heldFd = undefined;
+    try {
+      p.start(fd);
+    } catch (err) {
+      this.onError(err as Error);
+      this.end();
+      return;
+    }
+    this.fallback = p;
+    void p.done.then(() => this.end());
+  }
+
+  private release(): void {
+    if (this.heldFd === undefined) return;
+    try {
+      closeSync(this.heldFd);
+    } catch {
+      // closed already
+    }
+    this.heldFd = undefined;
+  }
+
+  private end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.release();
+    this.finish();
   }
 }
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pipeOf, type HelperPump, type HelperPumpEvent, type PumpHost } from './log-pump.js';
 import type { Logger } from './logger.js';
 
 /** How a launched process ended, as Node reports a child's exit. */
@@ -183,6 +184,26 @@ export function encodeNativeRequest(id: number, r: SpawnRequest): Buffer | { cod
   return frame;
 }
 
+/** Flags of the native helper's control frames (a spawn's flags are 0 or 1). */
+const PUMP_FRAME = 0x100;
+const ROTATE_FRAME = 0x200;
+
+/** A frame with no argument or environment strings: u32 length, id, flags, 0, 0, then `strings`. */
+function controlFrame(id: number, flags: number, strings: string[] = []): Buffer {
+  let bytes = 20;
+  for (const s of strings) bytes += Buffer.byteLength(s) + 1;
+  const frame = Buffer.alloc(bytes);
+  frame.writeUInt32LE(bytes - 4, 0);
+  frame.writeUInt32LE(id, 4);
+  frame.writeUInt32LE(flags, 8);
+  let at = 20;
+  for (const s of strings) {
+    at += frame.write(s, at);
+    frame[at++] = 0;
+  }
+  return frame;
+}
+
 /** Time a launch waits for a helper still starting before it forks the agent itself. */
 const READY_WAIT_MS = 2000;
 /** A spawn the helper has not answered in this long: the helper is killed (see spawn). */
@@ -215,8 +236,10 @@ type Answer = {
  * statuses unknown), and the next launch starts another helper. While no helper can run, the
  * agent forks itself, as before.
  */
-export class SpawnHelper {
+export class SpawnHelper implements PumpHost {
   private proc: ChildProcess | null = null;
+  /** Pumps the running native helper was asked for, by pid. */
+  private readonly pumps = new Map<number, HelperPump>();
   /** Which program the running helper is. */
   private kind: 'native' | 'node' = 'node';
   /** The native helper could not start here (not built, another architecture, too old a kernel): the Node one is used. */
@@ -349,6 +372,30 @@ export class SpawnHelper {
     return { ok: true, child: a.child, startTicks: a.startTicks ?? null, coreLimit: a.coreLimit ?? null };
   }
 
+  /** Whether logs can be pumped by the native helper (it may still have to start, or fail to). */
+  get pumpsLogs(): boolean {
+    return !this.nativeBroken && !this.closed;
+  }
+
+  pump(p: HelperPump): void {
+    if (!this.proc) this.start();
+    const proc = this.proc;
+    if (!proc || !this.ready || this.kind !== 'native') return p.lost();
+    const send = (ok: boolean): void => {
+      // A path with a NUL cannot name a file: the pump here fails to open it, and says why.
+      if (!ok || this.proc !== proc || !p.running || p.logPath.includes('\0')) return p.lost();
+      this.pumps.set(p.pid, p);
+      proc.stdin!.write(controlFrame(p.pid, PUMP_FRAME, [pipeOf(p.logPath), p.logPath, String(p.policy.maxBytes), String(p.policy.keep)]));
+    };
+    if (this.saidReady) return send(true);
+    // A helper that never gets ready: the pump runs here (its bytes wait in the FIFO meanwhile).
+    void Promise.race([this.ready, new Promise<boolean>((r) => setTimeout(() => r(false), READY_WAIT_MS).unref())]).then(send);
+  }
+
+  rotate(pid: number): void {
+    if (this.proc && this.kind === 'native') this.proc.stdin!.write(controlFrame(pid, ROTATE_FRAME));
+  }
+
   /** The agent stops: the helper ends with its stdin, its children live on. */
   close(): void {
     this.closed = true;
@@ -356,10 +403,16 @@ export class SpawnHelper {
   }
 
   private receive(line: string): void {
-    let m: Answer | { exit: number; code: number | null; signal: NodeJS.Signals | null } | { ready: 1 };
+    let m: Answer | { exit: number; code: number | null; signal: NodeJS.Signals | null } | { ready: 1 } | HelperPumpEvent;
     try {
       m = JSON.parse(line) as typeof m;
     } catch {
+      return;
+    }
+    if ('pump' in m) {
+      const p = this.pumps.get(m.pump);
+      if ('end' in m || 'failed' in m) this.pumps.delete(m.pump);
+      p?.heard(m);
       return;
     }
     if ('ready' in m) {
@@ -406,6 +459,11 @@ export class SpawnHelper {
     // forked one before it ended).
     for (const resolve of this.waiting.values()) resolve({ id: -1, error: { code: 'EHELPER', message: 'the spawn helper ended during the launch' } });
     this.waiting.clear();
+    // Its pumps stopped between two splices: pumps in the agent carry on from the FIFOs (not
+    // when the agent is stopping: the next agent does).
+    const pumps = [...this.pumps.values()];
+    this.pumps.clear();
+    if (!this.closed) for (const p of pumps) p.lost();
     // Children whose exit it did not report (those it did are no longer in the map).
     const orphans = [...this.children.values()];
     this.children.clear();

@@ -5,7 +5,17 @@ import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
 import { findUnrecorded } from './orphans.js';
 import { membersOf, readStat } from './proc.js';
-import { DEFAULT_LOG_POLICY, LogPump, pipeOf, removeLogs, type LogPolicy, type RotationClock } from './log-pump.js';
+import {
+  DEFAULT_LOG_POLICY,
+  HelperPump,
+  LogPump,
+  pipeOf,
+  removeLogs,
+  type LogPolicy,
+  type LogProblem as LogProblemOf,
+  type Pump,
+  type RotationClock,
+} from './log-pump.js';
 import { ProcessHandle } from './process-handle.js';
 import { SpawnHelper } from './spawn-helper.js';
 import { type ProcessRecord, type ProcessTable, toProcessInfo, toUsageInfo } from './process-table.js';
@@ -38,7 +48,7 @@ export class Supervisor {
   private readonly helper: SpawnHelper;
   private readonly sampler: UsageSampler;
   /** Live processes whose output the agent carries into their logs, by pid. */
-  private readonly pumps = new Map<number, LogPump>();
+  private readonly pumps = new Map<number, Pump>();
 
   constructor(
     readonly table: ProcessTable,
@@ -265,34 +275,43 @@ export class Supervisor {
     clearTimeout(t);
   }
 
+  /**
+   * Starts carrying a process's output into its log: in the native spawn helper where it runs
+   * (in the kernel: no kill loses a byte), else here. `pipeFd` is our read end of its FIFO,
+   * opened before the process started (a launch); an adopted process's FIFO is opened by name.
+   */
   private pump(r: ProcessRecord, pipeFd?: number): void {
-    const p = new LogPump(
-      r.pid,
-      r.app,
-      r.logPath,
-      r.log!,
-      (problem) => {
-        this.logger.warn(
-          { ...problem },
-          problem.kind === 'no-space' ? 'the disk is full: output of this process is not logged' : 'logging again after a full disk',
-        );
-        this.emit({
-          v: 1,
-          type: 'log-problem',
-          pid: problem.pid,
-          app: problem.app,
-          problem: problem.kind,
-          droppedBytes: problem.kind === 'resumed' ? problem.droppedBytes : 0,
-        });
-      },
-      (err) => this.logger.warn({ pid: r.pid, err }, 'could not carry output into the log'),
-    );
-    try {
-      p.start(pipeFd);
-    } catch (err) {
-      this.logger.warn({ pid: r.pid, err }, 'could not open the log pipe; its output waits in the pipe');
-      return;
+    const onProblem = (problem: LogProblemOf): void => {
+      this.logger.warn(
+        { ...problem },
+        problem.kind === 'no-space' ? 'the disk is full: output of this process is not logged' : 'logging again after a full disk',
+      );
+      this.emit({
+        v: 1,
+        type: 'log-problem',
+        pid: problem.pid,
+        app: problem.app,
+        problem: problem.kind,
+        droppedBytes: problem.kind === 'resumed' ? problem.droppedBytes : 0,
+      });
+    };
+    const onError = (err: Error): void => this.logger.warn({ pid: r.pid, err }, 'could not carry output into the log');
+    let p: Pump;
+    if (this.helper.pumpsLogs) {
+      const hp = new HelperPump(r.pid, r.app, r.logPath, r.log!, onProblem, onError, pipeFd, this.helper);
+      hp.start();
+      p = hp;
+    } else {
+      const lp = new LogPump(r.pid, r.app, r.logPath, r.log!, onProblem, onError);
+      try {
+        lp.start(pipeFd);
+      } catch (err) {
+        this.logger.warn({ pid: r.pid, err }, 'could not open the log pipe; its output waits in the pipe');
+        return;
+      }
+      p = lp;
     }
+    if (!p.running) return;
     this.pumps.set(r.pid, p);
     void p.done.then(() => {
       if (this.pumps.get(r.pid) === p) this.pumps.delete(r.pid);
