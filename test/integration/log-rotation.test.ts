@@ -1,11 +1,20 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CAN_MOUNT, MASTER_CLI, mountTmpfs, pidAlive, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
 
 const MiB = 1024 * 1024;
 const NATIVE_HELPER = path.join(import.meta.dirname, '../../packages/worker/dist/drover-spawn');
+
+/** Where a symbolic link (a /proc fd) points, or '' once it is gone. */
+function readlinkOr(link: string): string {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return '';
+  }
+}
 
 /** The native spawn helper an agent runs, or null. */
 function helperOf(agentPid: number): number | null {
@@ -210,10 +219,29 @@ describe('log rotation', () => {
           await waitForAvailable(master, 1);
         }
         if (kind === 'native') {
-          const helper = await waitFor(() => helperOf(w.child.pid!), 'the new agent to pump through its helper');
-          await new Promise((r) => setTimeout(r, 300));
+          // The helper killed: the agent pumps until a new helper is up, then hands the pump back
+          // to it, which a last SIGKILL of the agent must not cost a byte either.
+          const pipe = path.join(stateDir, 'logs', `chatter.${pid}.pipe`);
+          const holding = (p: number): boolean => {
+            try {
+              return readdirSync(`/proc/${p}/fd`).some((fd) => readlinkOr(`/proc/${p}/fd/${fd}`) === pipe);
+            } catch {
+              return false; // gone
+            }
+          };
+          const first = await waitFor(() => helperOf(w.child.pid!), 'the agent to pump through its helper');
+          await waitFor(() => holding(first), 'the helper to hold the pipe');
+          process.kill(first, 'SIGKILL');
+          const second = await waitFor(() => {
+            const h = helperOf(w.child.pid!);
+            return h !== null && h !== first && holding(h) && !holding(w.child.pid!) ? h : null;
+          }, 'a new helper to take the pump back');
+          expect(second).not.toBe(first);
           expect(pidAlive(pid)).toBe(true);
-          process.kill(helper, 'SIGKILL');
+          w.child.kill('SIGKILL');
+          await new Promise((resolve) => w.child.once('exit', resolve));
+          w = startWorker(master, { name: 'w1', stateDir, args, env });
+          await waitForAvailable(master, 1);
         }
         await waitFor(() => !pidAlive(pid), 'the chatter to finish', 60_000);
         const r = await master.exec(`logs w1 ${pid}`);

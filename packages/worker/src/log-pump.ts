@@ -252,6 +252,11 @@ export class LogPump implements Pump {
     return !this.closed;
   }
 
+  /** Output is being counted, not written (a full disk), until a retry writes the note of it. */
+  get dropping(): boolean {
+    return this.full;
+  }
+
   /** For readers of the chain: a listing taken while the count did not change saw no rename. */
   get rotation(): RotationClock {
     return {
@@ -540,7 +545,28 @@ export class HelperPump implements Pump {
       return;
     }
     this.fallback = p;
-    void p.done.then(() => this.end());
+    void p.done.then(() => {
+      if (this.fallback === p) this.end();
+    });
+  }
+
+  /**
+   * A native helper runs again (after this pump's was lost): the pump goes back to it. Our read
+   * end is held meanwhile (opened anew: Node cannot dup the pump's), so the FIFO never goes
+   * unheld; the pump here stops between two chunks (its writes are synchronous: nothing is in
+   * flight). Not while it counts output a full disk stops: the note of what was lost is its.
+   */
+  handBack(): void {
+    const p = this.fallback;
+    if (this.closed || !p || !p.running || p.dropping) return;
+    try {
+      this.heldFd = openSync(pipeOf(this.logPath), constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch {
+      return; // gone: the pump here sees its end
+    }
+    this.fallback = null;
+    p.detach();
+    this.host.pump(this);
   }
 
   private release(): void {

@@ -240,6 +240,8 @@ export class SpawnHelper implements PumpHost {
   private proc: ChildProcess | null = null;
   /** Pumps the running native helper was asked for, by pid. */
   private readonly pumps = new Map<number, HelperPump>();
+  /** Pumps that fell back to the agent for want of a native helper: handed back when one is ready. */
+  private readonly fallen = new Set<HelperPump>();
   /** Which program the running helper is. */
   private kind: 'native' | 'node' = 'node';
   /** The native helper could not start here (not built, another architecture, too old a kernel): the Node one is used. */
@@ -380,16 +382,24 @@ export class SpawnHelper implements PumpHost {
   pump(p: HelperPump): void {
     if (!this.proc) this.start();
     const proc = this.proc;
-    if (!proc || !this.ready || this.kind !== 'native') return p.lost();
+    if (!proc || !this.ready || this.kind !== 'native') return this.fellBack(p);
     const send = (ok: boolean): void => {
+      if (!p.running) return;
       // A path with a NUL cannot name a file: the pump here fails to open it, and says why.
-      if (!ok || this.proc !== proc || !p.running || p.logPath.includes('\0')) return p.lost();
+      if (!ok || this.proc !== proc || p.logPath.includes('\0')) return this.fellBack(p);
       this.pumps.set(p.pid, p);
       proc.stdin!.write(controlFrame(p.pid, PUMP_FRAME, [pipeOf(p.logPath), p.logPath, String(p.policy.maxBytes), String(p.policy.keep)]));
     };
     if (this.saidReady) return send(true);
     // A helper that never gets ready: the pump runs here (its bytes wait in the FIFO meanwhile).
     void Promise.race([this.ready, new Promise<boolean>((r) => setTimeout(() => r(false), READY_WAIT_MS).unref())]).then(send);
+  }
+
+  /** `p` runs in the agent for now; a native helper that gets ready takes it back. */
+  private fellBack(p: HelperPump): void {
+    p.lost();
+    if (p.running && !this.nativeBroken && !this.closed) this.fallen.add(p);
+    void p.done.then(() => this.fallen.delete(p));
   }
 
   rotate(pid: number): void {
@@ -418,6 +428,9 @@ export class SpawnHelper implements PumpHost {
     if ('ready' in m) {
       this.saidReady = true;
       this.onReady(true);
+      const fallen = [...this.fallen];
+      this.fallen.clear();
+      for (const p of fallen) p.handBack();
       return;
     }
     if ('exit' in m) {
@@ -463,7 +476,7 @@ export class SpawnHelper implements PumpHost {
     // when the agent is stopping: the next agent does).
     const pumps = [...this.pumps.values()];
     this.pumps.clear();
-    if (!this.closed) for (const p of pumps) p.lost();
+    if (!this.closed) for (const p of pumps) this.fellBack(p);
     // Children whose exit it did not report (those it did are no longer in the map).
     const orphans = [...this.children.values()];
     this.children.clear();

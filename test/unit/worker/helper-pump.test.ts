@@ -25,6 +25,14 @@ function fifo(dir: string) {
   return { log, held, app };
 }
 
+const readlinkOr = (link: string): string => {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return '';
+  }
+};
+
 const isOpen = (fd: number): boolean => {
   try {
     readlinkSync(`/proc/self/fd/${fd}`);
@@ -99,10 +107,17 @@ describe('HelperPump (the agent side of a pump in the native helper)', () => {
     closeSync(app);
   });
 
-  test('a helper lost before it opened the FIFO: the pump here carries on from the read end held, rotating with the same clock; ends with the writers', async () => {
+  test('a helper lost before it opened the FIFO: the pump here carries on from the read end held, rotating with the same clock; goes back to a helper that is up again; ends with the writers', async () => {
     const dir = tempDir();
     const { log, held, app } = fifo(dir);
     writeSync(app, 'before\n');
+    const all = (): string =>
+      readdirSync(dir)
+        .filter((n) => n.startsWith('app.4242.log'))
+        .sort()
+        .reverse()
+        .map((n) => readFileSync(path.join(dir, n), 'utf8'))
+        .join('');
     const p = new HelperPump(
       4242,
       'app',
@@ -130,16 +145,27 @@ describe('HelperPump (the agent side of a pump in the native helper)', () => {
     // What the helper says now is not its to act on.
     p.heard({ pump: 4242, end: 1 });
     expect(p.running).toBe(true);
+    // A helper is back: the pump goes back to it, a read end held until it has its own, and the
+    // pump here reads no more (what is written now waits in the FIFO for the helper).
+    const h = host();
+    (p as unknown as { host: PumpHost }).host = h;
+    p.handBack();
+    expect(h.started).toEqual([p]);
+    const holders = (): string[] => readdirSync('/proc/self/fd').filter((fd) => readlinkOr(`/proc/self/fd/${fd}`) === pipeOf(log));
+    // The app's end (ours here) and the read end held; the pump here closed its own.
+    expect(holders().length).toBe(2);
+    writeSync(app, 'for the helper\n');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(all()).toBe(`before\n${line.repeat(1000)}`);
+    p.heard({ pump: 4242, open: 1 });
+    expect(holders().length).toBe(1);
+    // No helper after all: the pump is lost again, and the one here reads on from the FIFO.
+    p.lost();
+    await waitFor(() => all().endsWith('for the helper\n'), 'the pump here to read on');
     closeSync(app);
     await p.done;
     expect(p.running).toBe(false);
     expect(existsSync(pipeOf(log))).toBe(false);
-    const all = readdirSync(dir)
-      .filter((n) => n.startsWith('app.4242.log'))
-      .sort()
-      .reverse()
-      .map((n) => readFileSync(path.join(dir, n), 'utf8'))
-      .join('');
-    expect(all).toBe(`before\n${line.repeat(1000)}`);
+    expect(all()).toBe(`before\n${line.repeat(1000)}for the helper\n`);
   });
 });
