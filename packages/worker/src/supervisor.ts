@@ -12,7 +12,7 @@ import {
   pipeOf,
   removeLogs,
   type LogPolicy,
-  type LogProblem as LogProblemOf,
+  type LogProblem as PumpProblem,
   type Pump,
   type RotationClock,
 } from './log-pump.js';
@@ -281,7 +281,7 @@ export class Supervisor {
    * opened before the process started (a launch); an adopted process's FIFO is opened by name.
    */
   private pump(r: ProcessRecord, pipeFd?: number): void {
-    const onProblem = (problem: LogProblemOf): void => {
+    const onProblem = (problem: PumpProblem): void => {
       this.logger.warn(
         { ...problem },
         problem.kind === 'no-space' ? 'the disk is full: output of this process is not logged' : 'logging again after a full disk',
