@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ROOT, tempDir, waitFor } from '../helpers/cluster.js';
+import { ROOT, onCleanup, tempDir, waitFor } from '../helpers/cluster.js';
 
 const NATIVE = process.env.DROVER_TEST_NATIVE_HELPER ?? path.join(ROOT, 'packages/worker/dist/drover-spawn');
 
@@ -19,6 +19,8 @@ function frame(pid: number, flags: number, strings: string[] = []): Buffer {
 /** A native helper pumping `fifo` into `log`: it answers rotations at once, as the agent does. */
 function helper(pid: number, fifo: string, log: string, max: number, keep: number): { proc: ChildProcess; said: string[] } {
   const proc = spawn(NATIVE, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // It ends with its stdin (as with its agent); a failed test leaves none behind.
+  onCleanup(() => void proc.kill('SIGKILL'));
   const said: string[] = [];
   let pending = '';
   proc.stdout.setEncoding('utf8');
@@ -77,6 +79,9 @@ describe('the native helper pumps logs in the kernel', () => {
       const last = h;
       await waitFor(() => last.said.includes(`{"pump":${pid},"end":1}`), 'the pump to end');
       expect(existsSync(fifo)).toBe(false);
+      // Its stdin closed, the helper ends.
+      last.proc.stdin!.end();
+      await new Promise((r) => last.proc.once('exit', r));
       const text = chain(log);
       let expected = 1;
       let wrong = '';
