@@ -18,8 +18,9 @@ import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-async function bundle(entry, outfile, format = 'esm', { wrap = false } = {}) {
+async function bundle(entry, outfile, format = 'esm', { wrap = false, define = {} } = {}) {
   await build({
+    define,
     entryPoints: [path.join(root, entry)],
     outfile: path.join(root, outfile),
     bundle: true,
@@ -37,7 +38,7 @@ async function bundle(entry, outfile, format = 'esm', { wrap = false } = {}) {
         }
       : // What the bundled ESM packages (yargs) ask of import.meta.url: the bundle's own file's
         // URL, which bundle-loader.ts passes in as __droverMetaUrl.
-        { define: { 'import.meta.url': '__droverMetaUrl' } }),
+        { define: { ...define, 'import.meta.url': '__droverMetaUrl' } }),
   });
   // esbuild keeps the entry's own shebang: one is enough for a program, and none may be in a
   // CommonJS bundle (it runs inside a function: see WRAPPER_HEAD).
@@ -58,7 +59,43 @@ async function bundle(entry, outfile, format = 'esm', { wrap = false } = {}) {
   return code;
 }
 
-const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs');
+/**
+ * Compiles a C file of the worker's into `out` with the first compiler that can, trying each of
+ * `links` in turn (static first, where wanted); the built file's bytes, or null (no compiler, or
+ * no libc.a: the build says what the agent goes without, and goes on).
+ */
+function compileC(source, out, flags, links, without) {
+  const compilers = process.env.CC ? [process.env.CC] : ['cc', 'gcc'];
+  for (const cc of compilers) {
+    for (const link of links) {
+      const r = spawnSync(cc, [...link, ...flags, '-o', `${out}.tmp`, path.join(root, source)], { encoding: 'utf8' });
+      if (r.error) break; // not this compiler
+      if (r.status !== 0) continue;
+      if (r.stderr.trim()) process.stderr.write(r.stderr);
+      renameSync(`${out}.tmp`, out);
+      return readFileSync(out);
+    }
+  }
+  rmSync(`${out}.tmp`, { force: true });
+  rmSync(out, { force: true });
+  process.stderr.write(`bundle: no C compiler (${compilers.join(', ')}) could build ${source}; ${without}\n`);
+  return null;
+}
+
+// The agent's malloc_trim addon (packages/worker/native/drover-trim.c), carried inside worker.mjs
+// with the architecture it was built for: memory-trim.ts writes it out and loads it where it can.
+const trimAddon = compileC(
+  'packages/worker/native/drover-trim.c',
+  path.join(root, 'packages/worker/dist/drover-trim.node'),
+  ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-s'],
+  [[]],
+  'the agent keeps the heap pages glibc does not give back itself',
+);
+const worker = await bundle('packages/worker/dist/cli.js', 'packages/worker/dist/worker.mjs', 'esm', {
+  define: {
+    __DROVER_TRIM_ADDON__: JSON.stringify(trimAddon ? { arch: process.arch, base64: trimAddon.toString('base64') } : null),
+  },
+});
 writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${createHash('sha256').update(worker).digest('hex')}  worker.mjs\n`);
 // The worker's native spawn helper, dist/drover-spawn (packages/worker/native/drover-spawn.c):
 // posix_spawn, where a fork of the Node helper copies its page tables (~0.3 ms a spawn against
@@ -66,34 +103,16 @@ writeFileSync(path.join(root, 'packages/worker/dist/worker.mjs.sha256'), `${crea
 // master serves it beside worker.mjs. Without a C compiler (or libc.a) the build says so and goes
 // on: the agent then launches through its Node helper, as it does wherever this file cannot run.
 {
-  const source = path.join(root, 'packages/worker/native/drover-spawn.c');
   const out = path.join(root, 'packages/worker/dist/drover-spawn');
-  const compilers = process.env.CC ? [process.env.CC] : ['cc', 'gcc'];
-  const flags = ['-O2', '-Wall', '-Wextra', '-s', '-o', `${out}.tmp`, source];
-  let made = false;
-  let cc = compilers[0];
-  compile: for (cc of compilers) {
-    for (const link of [['-static'], []]) {
-      const r = spawnSync(cc, [...link, ...flags], { encoding: 'utf8' });
-      if (r.error) continue compile; // not this compiler
-      if (r.status === 0) {
-        if (r.stderr.trim()) process.stderr.write(r.stderr);
-        made = true;
-        break compile;
-      }
-    }
-  }
-  if (made) {
-    renameSync(`${out}.tmp`, out);
-    writeFileSync(`${out}.sha256`, `${createHash('sha256').update(readFileSync(out)).digest('hex')}  drover-spawn  ${process.arch}\n`);
-  } else {
-    rmSync(`${out}.tmp`, { force: true });
-    rmSync(out, { force: true });
-    rmSync(`${out}.sha256`, { force: true });
-    process.stderr.write(
-      `bundle: no C compiler (${compilers.join(', ')}) could build the worker's native spawn helper; workers launch through the Node helper\n`,
-    );
-  }
+  const made = compileC(
+    'packages/worker/native/drover-spawn.c',
+    out,
+    ['-O2', '-Wall', '-Wextra', '-s'],
+    [['-static'], []],
+    'workers launch through the Node helper',
+  );
+  if (made) writeFileSync(`${out}.sha256`, `${createHash('sha256').update(made).digest('hex')}  drover-spawn  ${process.arch}\n`);
+  else rmSync(`${out}.sha256`, { force: true });
 }
 // The master daemon, dist/master.mjs, from dist/master-cli.js: its ~250 modules cost ~0.35 s of
 // CPU and ~20 MiB of RSS to load one by one at every start; one file, about half of each. It sits

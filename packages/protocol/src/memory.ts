@@ -71,6 +71,14 @@ export function noteReceived(bytes: number): void {
   collector()?.({ type: 'minor' });
 }
 
+/** Run after each settled collection (the agent gives glibc's freed heap pages back: memory-trim.ts). */
+let afterRelease: (() => void) | null = null;
+
+/** Sets what runs after each collection releaseMemorySoon makes. */
+export function afterMemoryReleased(fn: (() => void) | null): void {
+  afterRelease = fn;
+}
+
 /** How long after the last bulk transfer ends its leftovers are collected. */
 const SETTLE_MS = 1_000;
 let settle: NodeJS.Timeout | null = null;
@@ -99,6 +107,7 @@ export function releaseMemorySoon(): void {
     } finally {
       v8.setFlagsFromString('--no-compact-on-every-full-gc');
     }
+    afterRelease?.();
   }, SETTLE_MS);
   settle.unref();
 }

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { CHUNK_HEADER_BYTES, unreachable } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, releaseMemorySoon, unreachable } from '@drover/protocol';
 
 /** Messages to the thread: one file (by upload ref) opened, fed, ended or dropped. */
 type ToThread =
@@ -163,7 +163,9 @@ export class HashThread {
       if (this.files.size > 0 || !this.thread) return;
       const thread = this.thread;
       this.thread = null;
-      void thread.terminate();
+      // What the thread held (its heap, the chunks it was last given) is freed once it is gone:
+      // then collected and given back (releaseMemorySoon, and the agent's malloc_trim).
+      void thread.terminate().then(releaseMemorySoon, releaseMemorySoon);
     }, IDLE_MS);
     this.idle.unref();
   }

@@ -1,0 +1,33 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { ROOT, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
+
+const ADDON = path.join(ROOT, 'packages/worker/dist/drover-trim.node');
+
+describe('the agent after a big copy', () => {
+  // skipped: no C compiler built the malloc_trim addon (packages/worker/dist/drover-trim.node)
+  test.skipIf(!existsSync(ADDON))(
+    'gives the heap pages the copy freed back to the system, through the malloc_trim addon it carries and loads from its state dir',
+    async () => {
+      const master = await startMaster();
+      const w = startWorker(master, { name: 'w1', args: ['--log-level', 'debug'] });
+      await waitForAvailable(master, 1);
+      const file = path.join(tempDir(), 'big');
+      // Big enough to go through the hashing thread (4 MiB and up), in 1 MiB chunks.
+      writeFileSync(file, randomBytes(24 * 1024 * 1024));
+      await master.execJson(`copy w1 ${file}`);
+      const said = (): { gaveBackBytes: number; released: boolean }[] =>
+        (w.stdout() + w.stderr())
+          .split('\n')
+          .filter((l) => l.includes('gave freed heap pages back to the system'))
+          .map((l) => JSON.parse(l) as { gaveBackBytes: number; released: boolean });
+      // After the copy settles (a second), and again once its hashing thread has ended (5 s idle).
+      const lines = await waitFor(() => (said().length >= 2 ? said() : null), 'two trims after the copy', 15_000);
+      for (const l of lines) expect(typeof l.released).toBe('boolean');
+      const maps = readFileSync(`/proc/${w.child.pid}/maps`, 'utf8');
+      expect(maps).toMatch(new RegExp(`${w.stateDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/drover-trim-[0-9a-f]{12}\\.node`));
+    },
+  );
+});
