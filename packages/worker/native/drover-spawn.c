@@ -306,7 +306,10 @@ static void start_pump(pid_t pid, const char *fifo, const char *log, long long m
   struct pump *old = find_pump(pid);
   if (old) free_pump(old);
   struct pump *p = calloc(1, sizeof *p);
-  if (!p) return say_pump(pid, "failed", "out of memory");
+  if (!p) {
+    say_pump(pid, "failed", "out of memory");
+    return;
+  }
   p->pid = pid;
   p->max = max;
   p->keep = keep;
@@ -399,10 +402,14 @@ static int move(struct pump *p, size_t n) {
 
 /* A write that failed: a full disk makes the pump count output until it can write again. */
 static void write_failed(struct pump *p, int e, size_t pending) {
-  if (e == ENOSPC || e == EDQUOT) return went_full(p);
+  if (e == ENOSPC || e == EDQUOT) {
+    went_full(p);
+    return;
+  }
   say_pump_errno(p->pid, "error", "could not write the log", p->log, e);
-  /* The chunk is dropped, as the Node pump drops a chunk whose write threw. */
-  drop(p, pending);
+  /* The chunk is dropped (not counted as a full disk's), as the Node pump drops a chunk whose
+     write threw. */
+  if (read(p->in, look, pending < sizeof look ? pending : sizeof look) < 0) { /* gone meanwhile */ }
 }
 
 static void ask_rotation(struct pump *p) {
@@ -536,7 +543,10 @@ static void pump_turn(struct pump *p, uint32_t events) {
 /* A pump frame: strings FIFO, log, cap, keep. */
 static void pump_frame(uint32_t pid, char *p, char *end) {
   char *fifo = next_string(&p, end), *log = next_string(&p, end), *max = next_string(&p, end), *keep = next_string(&p, end);
-  if (!fifo || !log || !max || !keep) return say_pump((pid_t)pid, "failed", "a pump request without its FIFO, log, cap and keep");
+  if (!fifo || !log || !max || !keep) {
+    say_pump((pid_t)pid, "failed", "a pump request without its FIFO, log, cap and keep");
+    return;
+  }
   start_pump((pid_t)pid, fifo, log, strtoll(max, NULL, 10), atoi(keep));
 }
 
