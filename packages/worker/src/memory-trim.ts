@@ -27,9 +27,9 @@ export function loadTrim(stateDir: string, logger: Logger, addon = embedded()): 
   try {
     writeFileSync(tmp, bytes, { mode: 0o600 });
     renameSync(tmp, file);
-    // Those of earlier versions go (an upgrade writes its own).
+    // Those of earlier versions go (an upgrade writes its own), and any a crash left half written.
     for (const n of readdirSync(stateDir))
-      if (/^drover-trim-[0-9a-f]{12}\.node$/.test(n) && n !== path.basename(file)) rmSync(path.join(stateDir, n), { force: true });
+      if (/^drover-trim-[0-9a-f]{12}\.node(\.tmp-\d+)?$/.test(n) && n !== path.basename(file)) rmSync(path.join(stateDir, n), { force: true });
     const loaded = createRequire(import.meta.url)(file) as { trim?: () => boolean };
     if (typeof loaded.trim !== 'function') throw new Error('the addon has no trim()');
     return loaded.trim;

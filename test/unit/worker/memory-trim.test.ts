@@ -17,8 +17,9 @@ describe('the agent’s malloc_trim addon', () => {
   // skipped: no C compiler built packages/worker/dist/drover-trim.node
   test.skipIf(!existsSync(ADDON))('loads from the state dir, once per version, and trims', () => {
     const dir = tempDir();
-    // One an earlier version left.
+    // One an earlier version left, and one a crash left half written.
     writeFileSync(path.join(dir, 'drover-trim-0123456789ab.node'), 'old');
+    writeFileSync(path.join(dir, 'drover-trim-0123456789ab.node.tmp-99'), 'half');
     const { log, said } = logger();
     const addon = { arch: process.arch, base64: readFileSync(ADDON).toString('base64') };
     const trim = loadTrim(dir, log, addon);
