@@ -36,6 +36,37 @@ export interface RotationClock {
   watch?(fn: () => void): () => void;
 }
 
+/**
+ * A log's rotations as its pumps count them: the clock its readers see, told before each one.
+ * A HelperPump hands its own to the LogPump that stands in for it, so readers see one clock.
+ */
+export class Rotations {
+  /** Rotations so far (a reader listing the files checks it did not change meanwhile). */
+  private count = 0;
+  /** Readers told of each rotation before it (see RotationClock.watch). */
+  private readonly watchers = new Set<() => void>();
+
+  readonly clock: RotationClock = {
+    generation: () => this.count,
+    watch: (fn) => {
+      this.watchers.add(fn);
+      return () => this.watchers.delete(fn);
+    },
+  };
+
+  /** A rotation is about to rename files: its readers are told (their errors go to `onError`), then it counts. */
+  tell(onError: (err: Error) => void): void {
+    for (const fn of this.watchers) {
+      try {
+        fn();
+      } catch (err) {
+        onError(err as Error);
+      }
+    }
+    this.count++;
+  }
+}
+
 /** The pipe next to a log: logs/APP.PID.pipe for logs/APP.PID.log. */
 export const pipeOf = (logPath: string): string => logPath.replace(/\.log$/, '.pipe');
 
@@ -225,10 +256,6 @@ export class LogPump implements Pump {
   private readonly finished: Promise<void>;
   private finish!: () => void;
   private closed = false;
-  /** Rotations so far (a reader listing the files checks it did not change meanwhile). */
-  private generation = 0;
-  /** Readers told of each rotation before it (see RotationClock.watch). */
-  private readonly watchers = new Set<() => void>();
 
   constructor(
     readonly pid: number,
@@ -237,8 +264,8 @@ export class LogPump implements Pump {
     private readonly policy: LogPolicy,
     private readonly onProblem: (p: LogProblem) => void,
     private readonly onError: (err: Error) => void,
-    /** Called at each rotation with its watchers (a HelperPump this pump took over from keeps the clock). */
-    private readonly beforeRotate: () => void = () => undefined,
+    /** Its rotations (a HelperPump this pump stands in for keeps its own). */
+    private readonly rotations = new Rotations(),
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -259,13 +286,7 @@ export class LogPump implements Pump {
 
   /** For readers of the chain: a listing taken while the count did not change saw no rename. */
   get rotation(): RotationClock {
-    return {
-      generation: () => this.generation,
-      watch: (fn) => {
-        this.watchers.add(fn);
-        return () => this.watchers.delete(fn);
-      },
-    };
+    return this.rotations.clock;
   }
 
   /**
@@ -392,15 +413,7 @@ export class LogPump implements Pump {
   }
 
   private rotate(): void {
-    this.beforeRotate();
-    for (const fn of this.watchers) {
-      try {
-        fn();
-      } catch (err) {
-        this.onError(err as Error);
-      }
-    }
-    this.generation++;
+    this.rotations.tell(this.onError);
     this.closeLog();
     const { keep } = this.policy;
     rmSync(`${this.logPath}.${keep}`, { force: true });
@@ -451,8 +464,7 @@ export interface PumpHost {
  */
 export class HelperPump implements Pump {
   private closed = false;
-  private generation = 0;
-  private readonly watchers = new Set<() => void>();
+  private readonly rotations = new Rotations();
   private readonly finished: Promise<void>;
   private finish!: () => void;
   private fallback: LogPump | null = null;
@@ -480,13 +492,7 @@ export class HelperPump implements Pump {
   }
 
   get rotation(): RotationClock {
-    return {
-      generation: () => this.generation,
-      watch: (fn) => {
-        this.watchers.add(fn);
-        return () => this.watchers.delete(fn);
-      },
-    };
+    return this.rotations.clock;
   }
 
   /** Asks the helper to start (see PumpHost.pump). */
@@ -499,7 +505,7 @@ export class HelperPump implements Pump {
     if (this.closed || this.fallback) return;
     if ('open' in m) this.release();
     else if ('rotate' in m) {
-      this.rotating();
+      this.rotations.tell(this.onError);
       this.host.rotate(this.pid);
     } else if ('full' in m) this.onProblem({ kind: 'no-space', pid: this.pid, app: this.app });
     else if ('resumed' in m) this.onProblem({ kind: 'resumed', pid: this.pid, app: this.app, droppedBytes: m.resumed });
@@ -522,19 +528,8 @@ export class HelperPump implements Pump {
     this.end();
   }
 
-  private rotating(): void {
-    for (const fn of this.watchers) {
-      try {
-        fn();
-      } catch (err) {
-        this.onError(err as Error);
-      }
-    }
-    this.generation++;
-  }
-
   private takeOver(): void {
-    const p = new LogPump(this.pid, this.app, this.logPath, this.policy, this.onProblem, this.onError, () => this.rotating());
+    const p = new LogPump(this.pid, this.app, this.logPath, this.policy, this.onProblem, this.onError, this.rotations);
     const fd = this.heldFd;
     this.heldFd = undefined;
     try {

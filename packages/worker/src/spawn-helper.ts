@@ -170,32 +170,31 @@ export function encodeNativeRequest(id: number, r: SpawnRequest): Buffer | { cod
   if (strings.some((s) => s.includes('\0')) || env.some((s) => s.includes('\0'))) {
     return { code: 'ERR_INVALID_ARG_VALUE', message: 'an argument or environment value holds a NUL byte' };
   }
-  const frame = Buffer.allocUnsafe(bytes);
-  frame.writeUInt32LE(bytes - 4, 0);
-  frame.writeUInt32LE(id, 4);
-  frame.writeUInt32LE(r.pipe ? 1 : 0, 8);
-  frame.writeUInt32LE(r.args.length, 12);
-  frame.writeUInt32LE(env.length, 16);
-  let at = 20;
-  for (const s of [...strings, ...env]) {
-    at += frame.write(s, at);
-    frame[at++] = 0;
-  }
-  return frame;
+  return nativeFrame(id, r.pipe ? 1 : 0, [...strings, ...env], r.args.length, env.length, bytes);
 }
 
 /** Flags of the native helper's control frames (a spawn's flags are 0 or 1). */
 const PUMP_FRAME = 0x100;
 const ROTATE_FRAME = 0x200;
 
-/** A frame with no argument or environment strings: u32 length, id, flags, 0, 0, then `strings`. */
-function controlFrame(id: number, flags: number, strings: string[] = []): Buffer {
-  let bytes = 20;
-  for (const s of strings) bytes += Buffer.byteLength(s) + 1;
-  const frame = Buffer.alloc(bytes);
+/**
+ * A frame of the native helper: u32 (LE) length of the rest, id, flags, argc, envc, then
+ * `strings`, each NUL-terminated (`bytes`: the whole frame's size, when the caller has it).
+ */
+function nativeFrame(
+  id: number,
+  flags: number,
+  strings: string[],
+  argc = 0,
+  envc = 0,
+  bytes = 20 + strings.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0),
+): Buffer {
+  const frame = Buffer.allocUnsafe(bytes);
   frame.writeUInt32LE(bytes - 4, 0);
   frame.writeUInt32LE(id, 4);
   frame.writeUInt32LE(flags, 8);
+  frame.writeUInt32LE(argc, 12);
+  frame.writeUInt32LE(envc, 16);
   let at = 20;
   for (const s of strings) {
     at += frame.write(s, at);
@@ -388,7 +387,7 @@ export class SpawnHelper implements PumpHost {
       // A path with a NUL cannot name a file: the pump here fails to open it, and says why.
       if (!ok || this.proc !== proc || p.logPath.includes('\0')) return this.fellBack(p);
       this.pumps.set(p.pid, p);
-      proc.stdin!.write(controlFrame(p.pid, PUMP_FRAME, [pipeOf(p.logPath), p.logPath, String(p.policy.maxBytes), String(p.policy.keep)]));
+      proc.stdin!.write(nativeFrame(p.pid, PUMP_FRAME, [pipeOf(p.logPath), p.logPath, String(p.policy.maxBytes), String(p.policy.keep)]));
     };
     if (this.saidReady) return send(true);
     // A helper that never gets ready: the pump runs here (its bytes wait in the FIFO meanwhile).
@@ -403,7 +402,7 @@ export class SpawnHelper implements PumpHost {
   }
 
   rotate(pid: number): void {
-    if (this.proc && this.kind === 'native') this.proc.stdin!.write(controlFrame(pid, ROTATE_FRAME));
+    if (this.proc && this.kind === 'native') this.proc.stdin!.write(nativeFrame(pid, ROTATE_FRAME, []));
   }
 
   /** The agent stops: the helper ends with its stdin, its children live on. */
