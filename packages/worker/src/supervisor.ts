@@ -263,7 +263,10 @@ export class Supervisor {
    */
   async settleLog(r: ProcessRecord, ms: number): Promise<void> {
     if (!this.pumps.has(r.pid)) return;
-    if (r.exit || this.stateOf(r) === 'dead') await this.drained(r.pid, ms);
+    if (r.exit) return this.drained(r.pid, ms);
+    const state = this.stateOf(r);
+    // A zombie has ended too (its status not yet collected): its output is done.
+    if (state === 'dead' || state === 'zombie') await this.drained(r.pid, ms);
   }
 
   /** Waits (at most `ms`) until the log of `pid` has everything its process wrote. */
@@ -331,7 +334,11 @@ export class Supervisor {
     // Synchronous: /proc is memory, read in microseconds (through the thread pool it took three
     // round trips per process on every ps), and through the file the sampler keeps open.
     const stat = this.sampler.stat(r);
-    if (!stat || (r.startTicks !== null && stat.startTicks !== r.startTicks)) return 'dead';
+    if (!stat || (r.startTicks !== null && stat.startTicks !== r.startTicks)) {
+      // Reaped by the helper (or Node), its status on its way to us: ended, not yet recorded. A
+      // `ps` between the two said 'dead' with no exit; it is 'dead' once the exit is in.
+      return this.handles.get(r.pid)?.child?.reporting ? 'zombie' : 'dead';
+    }
     return stat.state;
   }
 
