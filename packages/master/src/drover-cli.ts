@@ -41,12 +41,14 @@ function readContext(): Context | null {
 
 const USAGE = [
   '$0 [--master URL --token T] [--json] COMMAND [ARGS...]',
-  '$0 login URL --token T [--fingerprint sha256:…]     (remembered in ~/.config/drover, mode 0600)',
+  '$0 login URL --token T [--fingerprint sha256:…]',
   '',
-  'Runs a master> command and prints the answer: against the master on this machine (its',
-  'control socket in --state-dir; no token needed), or with --master (or DROVER_MASTER, or',
-  'drover login) against one elsewhere over wss with an operator token. Several commands:',
-  '"workers; ps". Lines on stdin: one command each. `drover help` lists the commands.',
+  // One line per paragraph: yargs wraps them to the terminal (hard breaks here broke mid-sentence).
+  'Runs a master> command and prints the answer: against the master on this machine (its ' +
+    'control socket in --state-dir; no token needed), or with --master (or DROVER_MASTER, or ' +
+    'drover login) against one elsewhere over wss with an operator token. Several commands: ' +
+    '"workers; ps". Lines on stdin: one command each. `drover help` lists the commands. ' +
+    '`drover login` remembers a master and its token in ~/.config/drover (mode 0600).',
 ].join('\n');
 
 interface GlobalArgs {

@@ -30,7 +30,12 @@ await yargs(hideBin(process.argv))
         .option('token', { type: 'string', describe: 'Join token workers must present (default: made once, kept in the state dir)' })
         .option('token-file', { type: 'string', describe: 'Read the join token from this file' })
         .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval; 2 missed make a worker unavailable' })
-        .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
+        .option('state-dir', {
+          type: 'string',
+          default: defaultStateDir(),
+          defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master',
+          describe: "The master's state folder (tokens, certificate, services, the control socket)",
+        })
         .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain): serve workers over TLS (wss, https)' })
         .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
         .option('tls', {
@@ -76,7 +81,12 @@ await yargs(hideBin(process.argv))
           default: '25s',
           describe: 'A worker that has not heard from the master this long stops its service instances (shorter than --lost-after)',
         })
-        .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+        .option('log-level', {
+          type: 'string',
+          default: 'info',
+          choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+          describe: "The master's log: master.log in the state dir while the shell runs, else JSON lines on stdout",
+        })
         .conflicts('token', 'token-file'),
     async (argv) => {
       if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) fail(`--port must be 0-65535, got ${argv.port}`);
@@ -127,7 +137,12 @@ await yargs(hideBin(process.argv))
     (y) =>
       y
         .positional('commands', { type: 'string', describe: 'Commands separated by ;' })
-        .option('state-dir', { type: 'string', default: defaultStateDir(), defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master' })
+        .option('state-dir', {
+          type: 'string',
+          default: defaultStateDir(),
+          defaultDescription: '$DROVER_STATE_DIR or ~/.drover/master',
+          describe: "The running master's state folder (its control socket)",
+        })
         .option('json', { type: 'boolean', default: false, describe: 'Print every result as JSON' }),
     async (argv) => {
       let lines: string[];

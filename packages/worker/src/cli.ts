@@ -48,7 +48,12 @@ const argv = yargs(hideBin(process.argv))
   .option('ca', { type: 'string', describe: 'PEM CA certificate(s) to trust for a wss:// master (default: $DROVER_CA, else the system CAs)' })
   .option('state-dir', { type: 'string', describe: 'State folder (default: $STATE_DIRECTORY or ~/.drover/worker)' })
   .option('heartbeat-ms', { type: 'number', default: 1000, describe: 'Heartbeat interval until the master names its own' })
-  .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+  .option('log-level', {
+    type: 'string',
+    default: 'info',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    describe: "The agent's log (JSON lines on stdout; the journal under systemd)",
+  })
   .option('label', { type: 'string', array: true, describe: 'A label KEY=VALUE that service files select workers by (repeatable)' })
   .option('cpus', { type: 'number', describe: 'CPUs this worker offers to placement (default: all of the machine)' })
   .option('memory', { type: 'string', describe: 'Memory this worker offers to placement, e.g. 8GiB (default: all of the machine)' })
