@@ -386,11 +386,15 @@ const wholeExec = [];
 const tlsState = path.join(tmp, 'master-tls');
 const { proc: tlsMaster, port: tlsPort } = await startMaster(tlsState, { tls: true });
 const tlsPin = /certificate (sha256:[0-9a-f]{64})/.exec(tlsMaster.out())[1];
-const tlsWorker = start(process.execPath, [
-  WORKER,
-  ...['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, '--name', 'w1', '--token', TOKEN],
-  ...['--state-dir', path.join(tmp, 'w1-tls'), '--log-level', 'warn'],
-]);
+const tlsWorker = start(
+  process.execPath,
+  [
+    WORKER,
+    ...['--master', `wss://127.0.0.1:${tlsPort}`, '--fingerprint', tlsPin, '--name', 'w1', '--token', TOKEN],
+    ...['--state-dir', path.join(tmp, 'w1-tls'), '--log-level', 'warn'],
+  ],
+  { MALLOC_ARENA_MAX: '1' },
+); // as install.sh's wrapper runs it, like w1
 const tlsCtl = await control(tlsState);
 await until(async () => (await tlsCtl.run('workers')).some((w) => w.status === 'available'), 'the worker over wss');
 tlsCtl.close();

@@ -7,13 +7,15 @@ import { ROOT, startMaster, startWorker, tempDir, waitFor, waitForAvailable } fr
 const ADDON = path.join(ROOT, 'packages/worker/dist/drover-trim.node');
 
 describe('the agent after a big copy', () => {
-  // skipped: no C compiler built the malloc_trim addon (packages/worker/dist/drover-trim.node)
+  // skipped: no C compiler built the malloc addon (packages/worker/dist/drover-trim.node)
   test.skipIf(!existsSync(ADDON))(
-    'gives the heap pages the copy freed back to the system, through the malloc_trim addon it carries and loads from its state dir',
+    'tunes malloc at its start and gives the heap pages the copy freed back to the system, through the addon it carries and loads from its state dir',
     async () => {
       const master = await startMaster();
       const w = startWorker(master, { name: 'w1', args: ['--log-level', 'debug'] });
       await waitForAvailable(master, 1);
+      // Before any transfer: chunk buffers reused from the heap (drover-trim.c's tune()).
+      expect(w.stdout()).toContain('malloc tuned for transfers');
       const file = path.join(tempDir(), 'big');
       // Big enough to go through the hashing thread (4 MiB and up), in 1 MiB chunks.
       writeFileSync(file, randomBytes(24 * 1024 * 1024));

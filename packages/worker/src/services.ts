@@ -7,7 +7,7 @@ import { AppStore } from './store.js';
 import { Keeper } from './keeper.js';
 import { Supervisor } from './supervisor.js';
 import { Transfers, type ChunkSender } from './transfers.js';
-import { trimAfterTransfers } from './memory-trim.js';
+import { tuneMemory } from './memory-trim.js';
 
 export interface ServicesOptions {
   stateDir: string;
@@ -39,7 +39,7 @@ export class Services {
     this.keeper = new Keeper(opts.stateDir, this.supervisor, opts.logger);
     this.supervisor.onEnded = (r) => this.keeper.onProcessEnded(r);
     this.transfers = new Transfers(store.stagingDir, opts.workerName, opts.logger, opts.send, () => this.chunkSender());
-    trimAfterTransfers(opts.stateDir, opts.logger);
+    tuneMemory(opts.stateDir, opts.logger);
   }
 
   static async open(opts: ServicesOptions): Promise<Services> {
