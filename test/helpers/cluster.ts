@@ -115,7 +115,7 @@ export interface ExecResult {
  * Plain ws unless `tls` (most tests are about other things; tls.test.ts covers the default, TLS).
  */
 export async function startMaster(
-  opts: { heartbeatMs?: number; stateDir?: string; port?: number; args?: string[]; stdin?: 'pipe'; tls?: boolean } = {},
+  opts: { heartbeatMs?: number; stateDir?: string; port?: number; args?: string[]; stdin?: 'pipe'; tls?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Master> {
   const stateDir = opts.stateDir ?? tempDir('drover-master-');
   const args = [
@@ -134,7 +134,7 @@ export async function startMaster(
     ...(opts.tls ? [] : ['--no-tls']),
     ...(opts.args ?? []),
   ];
-  const proc = startProcess(process.execPath, args, { stdin: opts.stdin ?? 'ignore' });
+  const proc = startProcess(process.execPath, args, { stdin: opts.stdin ?? 'ignore', env: opts.env });
   const m = await waitFor(
     () => /listening on [^ ]+:(\d+)/.exec(proc.stdout()) ?? (proc.child.exitCode !== null ? Promise.reject(new Error(proc.stderr())) : null),
     'the master to listen',

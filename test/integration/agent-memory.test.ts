@@ -6,7 +6,7 @@ import { ROOT, startMaster, startWorker, tempDir, waitFor, waitForAvailable } fr
 
 const ADDON = path.join(ROOT, 'packages/worker/dist/drover-trim.node');
 
-describe('the agent after a big copy', () => {
+describe('the malloc addon, in the agent and the master', () => {
   // skipped: no C compiler built the malloc addon (packages/worker/dist/drover-trim.node)
   test.skipIf(!existsSync(ADDON))(
     'tunes malloc at its start and gives the heap pages the copy freed back to the system, through the addon it carries and loads from its state dir',
@@ -32,4 +32,14 @@ describe('the agent after a big copy', () => {
       expect(maps).toMatch(new RegExp(`${w.stateDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/drover-trim-[0-9a-f]{12}\\.node`));
     },
   );
+
+  // skipped: no C compiler built the malloc addon (packages/worker/dist/drover-trim.node)
+  test.skipIf(!existsSync(ADDON))('the master tunes its malloc with the same addon, from beside the worker bundle', async () => {
+    const master = await startMaster({ args: ['--log-level', 'debug'] });
+    expect(master.stdout()).toContain('malloc tuned for transfers');
+    expect(readFileSync(`/proc/${master.child.pid}/maps`, 'utf8')).toContain(ADDON);
+    // Where there is none, one line says so and the master runs on.
+    const without = await startMaster({ env: { DROVER_WORKER_BUNDLE: path.join(tempDir(), 'worker.mjs') } });
+    expect(without.stdout()).toContain('malloc left as glibc sets it: no addon beside the worker bundle');
+  });
 });

@@ -18,10 +18,15 @@ export interface Installer {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/** The worker bundle the master serves (and the native files the build put beside it). */
+export function workerBundlePath(): string {
+  return process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
+}
+
 /** `pin`: the public-key pin of a self-signed master, written into the script so its downloads are pinned too. */
 export function loadInstaller(scheme: 'http' | 'https', pin?: PublicKeyPin): Installer {
   const deployDir = process.env.DROVER_DEPLOY_DIR ?? path.resolve(here, '../../../deploy');
-  const bundlePath = process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
+  const bundlePath = workerBundlePath();
   let script: string;
   let unit: Buffer;
   let bundle: Buffer;

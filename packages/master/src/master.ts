@@ -11,6 +11,7 @@ import { startServer } from './server.js';
 import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
 import { raiseOpenFileLimit } from './open-files.js';
+import { tuneMalloc } from './malloc.js';
 import { loadTlsIdentity } from './tls-identity.js';
 import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
 import { operatorEndpoint } from './operator-server.js';
@@ -64,6 +65,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const { token, source: tokenSource } = await resolveToken(opts.stateDir, opts.token, opts.tokenFile);
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
   logger.info(raiseOpenFileLimit());
+  tuneMalloc(logger);
   const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
   if (opts.tls === false && (opts.tlsCert || opts.tlsKey))

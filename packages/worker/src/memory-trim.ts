@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { afterMemoryReleased } from '@drover/protocol';
+import { afterMemoryReleased, loadMallocAddon, useMalloc, type MallocAddon } from '@drover/protocol';
 import type { Logger } from './logger.js';
 
 /**
@@ -44,27 +43,17 @@ export function placeAddon(stateDir: string, logger: Logger, addon = embedded())
   }
 }
 
-/** What the addon offers: malloc_trim(0), and the agent's mallopt settings. */
-export interface MemoryAddon {
-  /** malloc_trim(0): true when memory went back to the system. */
-  trim(): boolean;
-  /** Sets glibc's mmap and trim thresholds for 1 MiB transfer chunks: true when glibc took them. */
-  tune(): boolean;
-}
-
 /** Loads the addon placed at `file`; null where it cannot run (a libc that is not glibc, a state dir mounted noexec). */
-function loadPlaced(file: string, logger: Logger): MemoryAddon | null {
+function loadPlaced(file: string, logger: Logger): MallocAddon | null {
   try {
-    const loaded = createRequire(import.meta.url)(file) as Partial<MemoryAddon>;
-    if (typeof loaded.trim !== 'function' || typeof loaded.tune !== 'function') throw new Error('the addon has no trim() or tune()');
-    return loaded as MemoryAddon;
+    return loadMallocAddon(file);
   } catch (err) {
     return cannot(logger, err);
   }
 }
 
 /** placeAddon, then loads it: the addon, or null where it cannot run. */
-export function loadMemoryAddon(stateDir: string, logger: Logger, addon = embedded()): MemoryAddon | null {
+export function loadMemoryAddon(stateDir: string, logger: Logger, addon = embedded()): MallocAddon | null {
   const file = placeAddon(stateDir, logger, addon);
   return file === null ? null : loadPlaced(file, logger);
 }
@@ -80,7 +69,7 @@ export function loadMemoryAddon(stateDir: string, logger: Logger, addon = embedd
 export function tuneMemory(stateDir: string, logger: Logger): void {
   const addon = loadMemoryAddon(stateDir, logger);
   if (!addon) return;
-  if (addon.tune()) logger.debug('malloc tuned for transfers: 1 MiB chunks are reused from the heap');
+  if (useMalloc(addon)) logger.debug('malloc tuned for transfers: 1 MiB chunks are reused from the heap');
   else logger.info("glibc did not take the agent's malloc settings: a copy costs more page faults");
   afterMemoryReleased(() => {
     const before = process.memoryUsage.rss();

@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import { describe, expect, test } from 'vitest';
-import { CHUNK_HEADER_BYTES, decodeChunk, encodeChunk, releaseChunk, releaseMemorySoon } from '@drover/protocol';
+import { CHUNK_HEADER_BYTES, decodeChunk, encodeChunk, noteReceived, releaseChunk, releaseMemorySoon, useMalloc } from '@drover/protocol';
 
 describe('releaseChunk', () => {
   test('frees a payload that is the whole of its memory after the header, at once', () => {
@@ -51,5 +51,26 @@ describe('releaseMemorySoon', () => {
     expect(oldSpaceKiB()).toBeLessThan((before * 2) / 3);
     expect(kept.filter(Boolean).length).toBe(300_000 / 8);
     kept = [];
+  });
+});
+
+describe('useMalloc', () => {
+  test('tunes at once, and trims a second after binary frames stop arriving: once per burst, not per frame', async () => {
+    const calls: string[] = [];
+    const addon = { tune: () => (calls.push('tune'), true), trim: () => (calls.push('trim'), true) };
+    try {
+      expect(useMalloc(addon)).toBe(true);
+      expect(calls).toEqual(['tune']);
+      // 8 MiB in 1 MiB frames, 100 ms apart: the trim waits for the last.
+      for (let i = 0; i < 8; i++) {
+        noteReceived(1024 * 1024);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(calls).toEqual(['tune']);
+      await new Promise((r) => setTimeout(r, 1_300));
+      expect(calls).toEqual(['tune', 'trim']);
+    } finally {
+      expect(useMalloc(null)).toBe(false);
+    }
   });
 });
