@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ROOT, startMaster, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
+import { MASTER_CLI, ROOT, startCluster, startMaster, startProcess, startWorker, tempDir, waitFor, waitForAvailable } from '../helpers/cluster.js';
 
 const ADDON = path.join(ROOT, 'packages/worker/dist/drover-trim.node');
 
@@ -41,5 +41,29 @@ describe('the malloc addon, in the agent and the master', () => {
     // Where there is none, one line says so and the master runs on.
     const without = await startMaster({ env: { DROVER_WORKER_BUNDLE: path.join(tempDir(), 'worker.mjs') } });
     expect(without.stdout()).toContain('malloc left as glibc sets it: no addon beside the worker bundle');
+  });
+
+  // skipped: no C compiler built the malloc addon (packages/worker/dist/drover-trim.node)
+  test.skipIf(!existsSync(ADDON))('a client loads it once file data comes its way (logs --out), and not for a command that moves none', async () => {
+    const { master } = await startCluster(1);
+    await master.execJson('copy w1 /bin/sh');
+    await master.execJson(`launch w1 sh -- -c 'while :; do echo line; sleep 0.05; done'`);
+    const DROVER = MASTER_CLI.replace(/cli\.js$/, 'drover.js');
+    const out = path.join(tempDir(), 'log.txt');
+    const follower = startProcess(process.execPath, [DROVER, '--state-dir', master.stateDir, 'logs', 'w1', 'sh', '--follow', '--out', out]);
+    const mapped = (pid: number): boolean => {
+      try {
+        return readFileSync(`/proc/${pid}/maps`, 'utf8').includes(ADDON);
+      } catch {
+        return false;
+      }
+    };
+    await waitFor(() => mapped(follower.child.pid!), 'the client following into a file to load the addon');
+    await follower.kill();
+    // A command that moves no file: still running, it has not loaded it (a slow pipe keeps it open).
+    const reader = startProcess(process.execPath, [DROVER, '--state-dir', master.stateDir, 'logs', 'w1', 'sh', '--follow']);
+    await waitFor(() => reader.stdout().includes('line'), 'lines on stdout');
+    expect(mapped(reader.child.pid!)).toBe(false);
+    await reader.kill();
   });
 });

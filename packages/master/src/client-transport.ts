@@ -18,6 +18,7 @@ import {
 } from '@drover/protocol';
 import { socketPath } from './control.js';
 import { FileServer } from './file-server.js';
+import { tuneClientMalloc } from './malloc.js';
 import { upgrade, type WsClient } from './ws-client.js';
 
 /** What the master says about a command (its file asks are served inside the transport). */
@@ -82,6 +83,7 @@ function overWebSocket(ws: WsClient): Transport {
   );
   const onMessage = (data: Buffer, isBinary: boolean): void => {
     if (isBinary) {
+      tuneClientMalloc();
       noteReceived(data.length);
       return files.chunk(data);
     }

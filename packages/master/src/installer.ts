@@ -3,6 +3,7 @@ import type http from 'node:http';
 import type { PublicKeyPin } from '@drover/protocol';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { workerBundlePath } from './worker-bundle.js';
 
 /**
  * What the master serves so a VM can join with one line: the install script (with this
@@ -17,11 +18,6 @@ export interface Installer {
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-
-/** The worker bundle the master serves (and the native files the build put beside it). */
-export function workerBundlePath(): string {
-  return process.env.DROVER_WORKER_BUNDLE ?? path.resolve(here, '../../worker/dist/worker.mjs');
-}
 
 /** `pin`: the public-key pin of a self-signed master, written into the script so its downloads are pinned too. */
 export function loadInstaller(scheme: 'http' | 'https', pin?: PublicKeyPin): Installer {

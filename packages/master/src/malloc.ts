@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { loadMallocAddon, useMalloc } from '@drover/protocol';
-import { workerBundlePath } from './installer.js';
 import type { Logger } from './logger.js';
+import { mallocAddonPath } from './worker-bundle.js';
 
 /**
  * Tunes the master's malloc with the agent's addon, built beside worker.mjs (drover-trim.c): the
@@ -12,7 +11,7 @@ import type { Logger } from './logger.js';
  * after the frames stop (useMalloc). Where the build made no addon, or it cannot load here (not
  * glibc, another architecture), the master says so in one line and goes without.
  */
-export function tuneMalloc(logger: Logger, file = path.join(path.dirname(workerBundlePath()), 'drover-trim.node')): void {
+export function tuneMalloc(logger: Logger, file = mallocAddonPath()): void {
   if (!existsSync(file)) {
     logger.info({ file }, 'malloc left as glibc sets it: no addon beside the worker bundle (npm run build makes one where a C compiler is)');
     return;
@@ -22,5 +21,23 @@ export function tuneMalloc(logger: Logger, file = path.join(path.dirname(workerB
     else logger.info("glibc did not take the master's malloc settings: a streamed copy costs more page faults");
   } catch (err) {
     logger.info({ file, err: (err as Error).message }, 'malloc left as glibc sets it: the addon cannot be loaded here');
+  }
+}
+
+let clientTuned = false;
+
+/**
+ * A client's malloc, tuned the same way once it receives file data (logs --out, a file written
+ * where the client runs): 256 MiB of logs took ~15,000-23,000 page faults and 0.95-1.17 s,
+ * tuned ~6,000 and 0.78-0.88 s. Only then: a command that moves no file does not load it. Silent
+ * where it cannot load: the client's output is the command's.
+ */
+export function tuneClientMalloc(): void {
+  if (clientTuned) return;
+  clientTuned = true;
+  try {
+    useMalloc(loadMallocAddon(mallocAddonPath()));
+  } catch {
+    // Not built, or not loadable here: the transfer goes on as glibc sets malloc.
   }
 }
