@@ -181,10 +181,19 @@ describe('dashboard', () => {
         void d.accept();
       });
       await adminPage.click(`#processes tr[data-pid="${pid}"] button:has-text("Stop")`);
-      await waitFor(async () => {
-        const rows = await master.execJson<{ pid: number; state: string; exit: unknown }[]>('ps w2');
-        return rows.find((r) => r.pid === pid)?.exit ?? null;
-      }, 'the process to be stopped');
+      // Polled by a client process each time: every 200 ms, not 25 (a loaded CI machine). A
+      // timeout says what ps and the page's dialogs showed last (it failed once in CI, unexplained).
+      await waitFor(
+        async () => {
+          const rows = await master.execJson<{ pid: number; state: string; exit: unknown }[]>('ps w2');
+          const row = rows.find((r) => r.pid === pid);
+          if (row?.exit) return row.exit;
+          throw new Error(`ps w2: ${JSON.stringify(row)}; dialogs: ${JSON.stringify(asked)}`);
+        },
+        'the process to be stopped',
+        10_000,
+        200,
+      );
       expect(asked).toEqual([`Stop ticker (pid ${pid}) on w2 with SIGINT?`]);
       // The read-only page's log says the process ended.
       await page.waitForSelector('text=the process ended');
