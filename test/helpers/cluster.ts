@@ -75,11 +75,17 @@ export function startProcess(cmd: string, args: string[], opts: { env?: NodeJS.P
   return proc;
 }
 
-/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
+/**
+ * Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. Between
+ * checks it waits `everyMs`, or as long as the last check took if that was longer: a check that
+ * starts a client process (~0.1 s of CPU) then keeps at most half a core busy, not all of one,
+ * on a machine whose two cores every test file shares.
+ */
 export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
+    const started = Date.now();
     try {
       const value = await check();
       if (value) return value;
@@ -90,7 +96,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
       throw new Error(
         `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last instanceof Error ? last.message : JSON.stringify(last)})` : ''}`,
       );
-    await new Promise((r) => setTimeout(r, everyMs));
+    await new Promise((r) => setTimeout(r, Math.max(everyMs, Date.now() - started)));
   }
 }
 
@@ -146,18 +152,63 @@ export async function startMaster(
     address: `127.0.0.1:${port}`,
     exec: (line: string | null, o: { json?: boolean; input?: string } = {}) => exec(stateDir, line, o),
     execJson: async <T>(line: string): Promise<T> => {
-      const r = await exec(stateDir, line, { json: true });
+      const r = await execHere(stateDir, line);
       if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
       return JSON.parse(r.stdout) as T;
     },
     execFirst: async <T>(line: string): Promise<T> => {
-      const r = await exec(stateDir, line, { json: true });
+      const r = await execHere(stateDir, line);
       if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
       const list = JSON.parse(r.stdout) as T[];
       if (!Array.isArray(list) || list.length === 0) throw new Error(`exec "${line}" printed no entries: ${r.stdout}`);
       return list[0]!;
     },
   });
+}
+
+/**
+ * What `master exec LINE --json` prints and exits with, from a connection this process makes to
+ * the master's control socket (the client's own transport, client-transport.ts): for the many
+ * commands a test runs to set up and to poll. A client process each was ~0.2 s of CPU, ~130 s of
+ * a suite run whose two cores every test file shares. What the client program itself does
+ * (its flags, its exit statuses, human output, stdin) is tested through `exec`.
+ */
+export async function execHere(stateDir: string, line: string): Promise<ExecResult> {
+  const { connectLocal } = await import('../../packages/master/dist/client-transport.js');
+  const connection = await connectLocal(stateDir);
+  const failed = (code: string, message: string, exitCode: number): ExecResult => ({
+    code: exitCode,
+    stdout: `${JSON.stringify({ error: { code, message } })}\n`,
+    stderr: '',
+  });
+  if ('exitCode' in connection) return failed(connection.code, connection.message, connection.exitCode);
+  let stdout = '';
+  let stderr = '';
+  try {
+    connection.run(line, true);
+    for (;;) {
+      const parsed = await connection.next();
+      if (parsed === null) return failed('MASTER_UNREACHABLE', 'the master closed the connection', 2);
+      if (!parsed.ok) return failed('PROTOCOL_ERROR', parsed.error, 2);
+      const reply = parsed.message;
+      if (reply.type === 'error') return failed(reply.error.code, reply.error.message, 2);
+      if (reply.type === 'notice') continue;
+      if (reply.type === 'out') {
+        stdout += reply.text;
+        continue;
+      }
+      // As runOver prints them (exec-client.ts): JSON on stdout, a failure's plain line on stderr.
+      for (const r of reply.results) {
+        if (r.stderr) stderr += `${r.stderr}\n`;
+        if (!r.output) continue;
+        if (r.thrown && !r.output.startsWith('{')) stderr += `${r.output}\n`;
+        else stdout += `${r.output}\n`;
+      }
+      return { code: reply.ok ? 0 : 1, stdout, stderr };
+    }
+  } finally {
+    await connection.close();
+  }
 }
 
 /** Runs `master exec` as its own process, as a script would. */
@@ -237,12 +288,12 @@ export async function startCluster(n: number, opts: { heartbeatMs?: number } = {
 
 /**
  * Waits for n available workers and returns the workers list. The master does the waiting
- * (`wait N`, then `workers`, in one `master exec`): polling `workers` started a client process
+ * (`wait N`, then `workers`, in one request from this process: execHere): polling `workers` started a client process
  * every few tens of milliseconds, ~0.13 s of CPU each, four or five per cluster started.
  */
 export async function waitForAvailable(master: Master, n: number): Promise<WorkerRow[]> {
   return waitFor(async () => {
-    const r = await master.exec(`wait ${n} --timeout 10; workers`, { json: true });
+    const r = await execHere(master.stateDir, `wait ${n} --timeout 10; workers`);
     if (r.code !== 0) throw new Error(`${r.stdout}${r.stderr}`.trim());
     const rows = JSON.parse(r.stdout.trimEnd().split('\n').pop()!) as WorkerRow[];
     return rows.filter((w) => w.status === 'available').length >= n ? rows : null;
