@@ -282,7 +282,17 @@ export interface WorkerRow {
 export async function startCluster(n: number, opts: { heartbeatMs?: number } = {}): Promise<{ master: Master; workers: Worker[] }> {
   const master = await startMaster({ heartbeatMs: opts.heartbeatMs });
   const workers = Array.from({ length: n }, (_, i) => startWorker(master, { name: `w${i + 1}`, heartbeatMs: opts.heartbeatMs }));
-  await waitForAvailable(master, n);
+  try {
+    await waitForAvailable(master, n);
+  } catch (err) {
+    // What each worker said last: a cluster that once did not come up in CI said nothing of why.
+    const said = workers.map((w) => {
+      const state = w.child.exitCode === null && w.child.signalCode === null ? 'running' : `ended (${w.child.exitCode ?? w.child.signalCode})`;
+      const last = `${w.stdout()}${w.stderr()}`.trim().split('\n').slice(-3).join(' | ');
+      return `${w.name}, ${state}: ${last || 'nothing'}`;
+    });
+    throw new Error(`${(err as Error).message}\n${said.join('\n')}`);
+  }
   return { master, workers };
 }
 
