@@ -6,9 +6,9 @@ import { mallocAddonPath } from './worker-bundle.js';
 /**
  * Tunes the master's malloc with the agent's addon, built beside worker.mjs (drover-trim.c): the
  * master receives files in the same 1 MiB frames as the agent (a copy streamed from drover
- * elsewhere, logs on their way to a client). Measured on a streamed 256 MiB copy: the master's
- * page faults ~26,700 -> ~600, its CPU 895 -> 345 ms. What that keeps is given back a second
- * after the frames stop (useMalloc). Where the build made no addon, or it cannot load here (not
+ * elsewhere, logs on their way to a client). Measured on streamed 256 MiB copies: the master's
+ * page faults ~26,700 -> ~600 a copy (~3,500 with the trim that follows each), its CPU 895 ->
+ * 345 ms. What the settings keep is given back a second after the frames stop (useMalloc). Where the build made no addon, or it cannot load here (not
  * glibc, another architecture), the master says so in one line and goes without.
  */
 export function tuneMalloc(logger: Logger, file = mallocAddonPath()): void {
@@ -28,8 +28,8 @@ let clientTuned = false;
 
 /**
  * A client's malloc, tuned the same way once it receives file data (logs --out, a file written
- * where the client runs): 256 MiB of logs took ~15,000-23,000 page faults and 0.95-1.17 s,
- * tuned ~6,000 and 0.78-0.88 s. Only then: a command that moves no file does not load it. Silent
+ * where the client runs): 256 MiB of logs took 13,000-21,000 page faults and 1.11-1.25 s,
+ * tuned ~6,000 and 0.91-0.97 s. Only then: a command that moves no file does not load it. Silent
  * where it cannot load: the client's output is the command's.
  */
 export function tuneClientMalloc(): void {
