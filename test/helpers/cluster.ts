@@ -150,7 +150,10 @@ export async function startMaster(
     port,
     stateDir,
     address: `127.0.0.1:${port}`,
-    exec: (line: string | null, o: { json?: boolean; input?: string } = {}) => exec(stateDir, line, o),
+    // From this process but where the client program itself is what counts: lines on stdin, and
+    // a line the client refuses before it sends it (262,144 characters at most).
+    exec: (line: string | null, o: { json?: boolean; input?: string } = {}) =>
+      line === null || o.input !== undefined || line.length > 200_000 ? exec(stateDir, line, o) : execHere(stateDir, line, o.json ?? false),
     execJson: async <T>(line: string): Promise<T> => {
       const r = await execHere(stateDir, line);
       if (r.code !== 0) throw new Error(`exec "${line}" failed (${r.code}): ${r.stdout}${r.stderr}`);
@@ -167,25 +170,25 @@ export async function startMaster(
 }
 
 /**
- * What `master exec LINE --json` prints and exits with, from a connection this process makes to
- * the master's control socket (the client's own transport, client-transport.ts): for the many
- * commands a test runs to set up and to poll. A client process each was ~0.2 s of CPU, ~130 s of
- * a suite run whose two cores every test file shares. What the client program itself does
- * (its flags, its exit statuses, human output, stdin) is tested through `exec`.
+ * What `master exec LINE [--json]` prints and exits with, from a connection this process makes
+ * to the master's control socket (the client's own transport, client-transport.ts, and the
+ * printing of runOver in exec-client.ts): for the many commands a test runs to set up, to poll
+ * and to check answers. A client process each was ~0.2 s of CPU, ~130 s of a suite run whose
+ * two cores every test file shares. The client program itself (its flags, stdin, signals,
+ * its refusal of an over-long line) is tested through `exec`, which starts it.
  */
-export async function execHere(stateDir: string, line: string): Promise<ExecResult> {
+export async function execHere(stateDir: string, line: string, json = true): Promise<ExecResult> {
   const { connectLocal } = await import('../../packages/master/dist/client-transport.js');
   const connection = await connectLocal(stateDir);
-  const failed = (code: string, message: string, exitCode: number): ExecResult => ({
-    code: exitCode,
-    stdout: `${JSON.stringify({ error: { code, message } })}\n`,
-    stderr: '',
-  });
+  const failed = (code: string, message: string, exitCode: number): ExecResult =>
+    json
+      ? { code: exitCode, stdout: `${JSON.stringify({ error: { code, message } })}\n`, stderr: '' }
+      : { code: exitCode, stdout: '', stderr: `master exec: ${message}\n` };
   if ('exitCode' in connection) return failed(connection.code, connection.message, connection.exitCode);
   let stdout = '';
   let stderr = '';
   try {
-    connection.run(line, true);
+    connection.run(line, json);
     for (;;) {
       const parsed = await connection.next();
       if (parsed === null) return failed('MASTER_UNREACHABLE', 'the master closed the connection', 2);
@@ -197,7 +200,7 @@ export async function execHere(stateDir: string, line: string): Promise<ExecResu
         stdout += reply.text;
         continue;
       }
-      // As runOver prints them (exec-client.ts): JSON on stdout, a failure's plain line on stderr.
+      // As runOver prints them: JSON on stdout, a failure's plain line on stderr.
       for (const r of reply.results) {
         if (r.stderr) stderr += `${r.stderr}\n`;
         if (!r.output) continue;
