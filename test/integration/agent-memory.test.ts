@@ -38,9 +38,15 @@ describe('the malloc addon, in the agent and the master', () => {
     const master = await startMaster({ args: ['--log-level', 'debug'] });
     expect(master.stdout()).toContain('malloc tuned for transfers');
     expect(readFileSync(`/proc/${master.child.pid}/maps`, 'utf8')).toContain(ADDON);
-    // Where there is none, one line says so and the master runs on.
-    const without = await startMaster({ env: { DROVER_WORKER_BUNDLE: path.join(tempDir(), 'worker.mjs') } });
+    // Where there is none, a debug line says so and the master runs on; where it cannot load, an info line.
+    const none = tempDir();
+    const without = await startMaster({ args: ['--log-level', 'debug'], env: { DROVER_WORKER_BUNDLE: path.join(none, 'worker.mjs') } });
     expect(without.stdout()).toContain('malloc left as glibc sets it: no addon beside the worker bundle');
+    const broken = tempDir();
+    writeFileSync(path.join(broken, 'drover-trim.node'), 'not an ELF file');
+    const unloadable = await startMaster({ env: { DROVER_WORKER_BUNDLE: path.join(broken, 'worker.mjs') } });
+    expect(unloadable.stdout()).toContain('malloc left as glibc sets it: the addon cannot be loaded here');
+    expect((await unloadable.execJson<unknown[]>('workers')).length).toBe(0);
   });
 
   // skipped: no C compiler built the malloc addon (packages/worker/dist/drover-trim.node)

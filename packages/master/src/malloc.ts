@@ -13,7 +13,8 @@ import { mallocAddonPath } from './worker-bundle.js';
  */
 export function tuneMalloc(logger: Logger, file = mallocAddonPath()): void {
   if (!existsSync(file)) {
-    logger.info({ file }, 'malloc left as glibc sets it: no addon beside the worker bundle (npm run build makes one where a C compiler is)');
+    // The build said so already; the agent, likewise without one, says nothing either.
+    logger.debug({ file }, 'malloc left as glibc sets it: no addon beside the worker bundle (npm run build makes one where a C compiler is)');
     return;
   }
   try {
