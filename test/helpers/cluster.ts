@@ -171,8 +171,8 @@ export async function startMaster(
 
 /**
  * What `master exec LINE [--json]` prints and exits with, from a connection this process makes
- * to the master's control socket (the client's own transport, client-transport.ts, and the
- * printing of runOver in exec-client.ts): for the many commands a test runs to set up, to poll
+ * to the master's control socket (the client's own transport, client-transport.ts, and its
+ * printing, runLine in exec-client.ts): for the many commands a test runs to set up, to poll
  * and to check answers. A client process each was ~0.2 s of CPU, ~130 s of a suite run whose
  * two cores every test file shares. The client program itself (its flags, stdin, signals,
  * its refusal of an over-long line) is tested through `exec`, which starts it.
@@ -185,30 +185,12 @@ export async function execHere(stateDir: string, line: string, json = true): Pro
       ? { code: exitCode, stdout: `${JSON.stringify({ error: { code, message } })}\n`, stderr: '' }
       : { code: exitCode, stdout: '', stderr: `master exec: ${message}\n` };
   if ('exitCode' in connection) return failed(connection.code, connection.message, connection.exitCode);
-  let stdout = '';
-  let stderr = '';
+  const { runLine } = await import('../../packages/master/dist/exec-client.js');
+  const printed = { stdout: '', stderr: '' };
   try {
-    connection.run(line, json);
-    for (;;) {
-      const parsed = await connection.next();
-      if (parsed === null) return failed('MASTER_UNREACHABLE', 'the master closed the connection', 2);
-      if (!parsed.ok) return failed('PROTOCOL_ERROR', parsed.error, 2);
-      const reply = parsed.message;
-      if (reply.type === 'error') return failed(reply.error.code, reply.error.message, 2);
-      if (reply.type === 'notice') continue;
-      if (reply.type === 'out') {
-        stdout += reply.text;
-        continue;
-      }
-      // As runOver prints them: JSON on stdout, a failure's plain line on stderr.
-      for (const r of reply.results) {
-        if (r.stderr) stderr += `${r.stderr}\n`;
-        if (!r.output) continue;
-        if (r.thrown && !r.output.startsWith('{')) stderr += `${r.output}\n`;
-        else stdout += `${r.output}\n`;
-      }
-      return { code: reply.ok ? 0 : 1, stdout, stderr };
-    }
+    const outcome = await runLine(connection, line, json, (to, text) => void (printed[to === 'stderr' ? 'stderr' : 'stdout'] += text));
+    if ('failure' in outcome) return failed(outcome.failure.code, outcome.failure.message, 2);
+    return { code: outcome.ok ? 0 : 1, ...printed };
   } finally {
     await connection.close();
   }

@@ -35,44 +35,67 @@ export async function runOver(connection: Transport | ConnectFailure, lines: str
     // Exit once the cancel is on its way (a timer that holds the process: the loop may be idle).
     void transport.cancel().finally(() => process.exit(130));
   });
+  // A slow reader of our stdout (a pager, a pipe) pauses the connection, and so the master.
+  const stream = async (text: string): Promise<void> => {
+    if (process.stdout.write(text)) return;
+    transport.pause();
+    // An error (EPIPE: the reader left) ends the run through the handler above.
+    await once(process.stdout, 'drain').catch(() => new Promise<never>(() => undefined));
+    transport.resume();
+  };
   let anyFailed = false;
   for (const line of lines) {
     // The master would refuse it and end the session (or, past a frame, just close it).
     if (line.length > MAX_LINE_CHARS) {
       return failed(ErrorCode.BAD_ARGUMENTS, `a command line is at most ${MAX_LINE_CHARS} characters; this one is ${line.length}`, 1);
     }
-    transport.run(line, json);
-    for (;;) {
-      const parsed = await transport.next();
-      if (parsed === null) return failed(ErrorCode.MASTER_UNREACHABLE, 'the master closed the connection');
-      if (!parsed.ok) return failed(ErrorCode.PROTOCOL_ERROR, parsed.error);
-      const reply = parsed.message;
-      if (reply.type === 'error') return failed(reply.error.code, reply.error.message);
-      if (reply.type === 'notice') continue;
-      if (reply.type === 'out') {
-        // A slow reader of our stdout (a pager, a pipe) pauses the connection, and so the master.
-        if (!process.stdout.write(reply.text)) {
-          transport.pause();
-          // An error (EPIPE: the reader left) ends the run through the handler above.
-          await once(process.stdout, 'drain').catch(() => new Promise<never>(() => undefined));
-          transport.resume();
-        }
-        continue;
-      }
-      for (const r of reply.results) {
-        if (r.stderr) process.stderr.write(`${r.stderr}\n`);
-        if (!r.output) continue;
-        // A failed command's error line goes to stderr; JSON always to stdout, so a script reads one stream.
-        const stream = r.thrown && !r.output.startsWith('{') ? process.stderr : process.stdout;
-        stream.write(`${r.output}\n`);
-      }
-      if (reply.type !== 'done') return unreachable(reply);
-      if (!reply.ok) anyFailed = true;
-      break;
-    }
+    const outcome = await runLine(transport, line, json, (to, text) =>
+      to === 'stream' ? stream(text) : void (to === 'stdout' ? process.stdout : process.stderr).write(text),
+    );
+    if ('failure' in outcome) return failed(outcome.failure.code, outcome.failure.message);
+    if (!outcome.ok) anyFailed = true;
   }
   await transport.close();
   return anyFailed ? 1 : 0;
+}
+
+/** Where runLine prints a piece: output streamed while the command runs (paced), or a result's line. */
+export type PrintTo = 'stream' | 'stdout' | 'stderr';
+
+/** One line's answers: whether every command of it succeeded, or why the run cannot go on. */
+export type LineOutcome = { ok: boolean } | { failure: { code: Code; message: string } };
+
+/**
+ * Sends one command line and prints what comes back through `print` (a promise it returns is
+ * waited for: the reader is slow): output as it streams, then each result, errors of human
+ * output on stderr and JSON always on stdout, so a script reads one stream.
+ */
+export async function runLine(
+  transport: Transport,
+  line: string,
+  json: boolean,
+  print: (to: PrintTo, text: string) => void | Promise<void>,
+): Promise<LineOutcome> {
+  transport.run(line, json);
+  for (;;) {
+    const parsed = await transport.next();
+    if (parsed === null) return { failure: { code: ErrorCode.MASTER_UNREACHABLE, message: 'the master closed the connection' } };
+    if (!parsed.ok) return { failure: { code: ErrorCode.PROTOCOL_ERROR, message: parsed.error } };
+    const reply = parsed.message;
+    if (reply.type === 'error') return { failure: reply.error };
+    if (reply.type === 'notice') continue;
+    if (reply.type === 'out') {
+      await print('stream', reply.text);
+      continue;
+    }
+    for (const r of reply.results) {
+      if (r.stderr) await print('stderr', `${r.stderr}\n`);
+      if (!r.output) continue;
+      await print(r.thrown && !r.output.startsWith('{') ? 'stderr' : 'stdout', `${r.output}\n`);
+    }
+    if (reply.type !== 'done') return unreachable(reply);
+    return { ok: reply.ok };
+  }
 }
 
 /**
