@@ -4,6 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { WebSocketServer } from 'ws';
+import { AGENT_VERSION } from '@drover/protocol';
 import { ROOT, tempDir } from '../helpers/cluster.js';
 
 // The CommonJS build that dist/cli.js and dist/drover.js require.
@@ -176,11 +177,28 @@ describe('the small clients read what the master sends with the control schemas'
         expect((await client(args, { env })).stderr).toContain(nodeWarns);
       }
       // The master itself (anything but exec) starts with the variable, as node would.
-      const version = await client([path.join(ROOT, 'packages/master/dist/bin/master.cjs'), '--version'], { asProgram: true, env });
-      expect(version.status).toBe(0);
-      expect(version.stderr).toContain(nodeWarns);
+      const help = await client([path.join(ROOT, 'packages/master/dist/bin/master.cjs'), '--help'], { asProgram: true, env });
+      expect(help.status).toBe(0);
+      expect(help.stderr).toContain(nodeWarns);
     } finally {
       master.close();
     }
+  });
+
+  test('a lone --version is answered by every program without starting it: the bins by their sh line, the bundles first thing', async () => {
+    // A file that cannot be read: node warns at its start when it loads the variable, so a bin
+    // answered by its sh line says nothing on stderr.
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: path.join(tempDir(), 'no-such-ca.pem') };
+    const bins = ['drover.cjs', 'master.cjs'].map((b) => path.join(ROOT, 'packages/master/dist/bin', b));
+    for (const bin of bins) expect(await client([bin, '--version'], { asProgram: true, env })).toEqual({ status: 0, stdout: `${AGENT_VERSION}\n`, stderr: '' });
+    const bundles = [path.join(ROOT, 'packages/master/dist/master.mjs'), path.join(ROOT, 'packages/worker/dist/worker.mjs')];
+    for (const file of [...bins, ...bundles]) expect(await client([file, '--version'])).toEqual({ status: 0, stdout: `${AGENT_VERSION}\n`, stderr: '' });
+    // The bundles answer before any of their modules runs (yargs would print the same line later).
+    for (const file of bundles)
+      expect(readFileSync(file, 'utf8').split('\n', 3)[2]).toMatch(/^if \(process\.argv\.length === 3 && process\.argv\[2\] === '--version'\)/);
+    // Anything more than the flag alone is the program's: yargs answers it as before.
+    const worker = await client([path.join(ROOT, 'packages/worker/dist/worker.mjs'), '--version', '--help']);
+    expect(worker.status).toBe(0);
+    expect(worker.stdout).toContain('--master');
   });
 });
