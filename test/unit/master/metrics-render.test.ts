@@ -1,7 +1,7 @@
 import { Gauge, Registry } from 'prom-client';
 import { expect, test } from 'vitest';
 import type { UsageInfo } from '../../../packages/protocol/src/index.js';
-import { renderSlowSeries } from '../../../packages/master/src/metrics.js';
+import { renderSlowSeries, renderWorkerSeries } from '../../../packages/master/src/metrics.js';
 
 const usage = (pid: number, app: string, state: UsageInfo['state'], cpu: number): UsageInfo => ({
   pid,
@@ -75,4 +75,62 @@ test('a gathering of many processes renders whole across its slices', async () =
   expect(lines.filter((l) => l.startsWith('# TYPE')).length).toBe(7);
   expect(lines.every((l) => l === '' || l.startsWith('#') || /^drover_[a-z_]+\{[^}]*\} \S+$/.test(l))).toBe(true);
   expect(text).toContain('drover_process_cpu_seconds{worker="w1",app="app3",pid="4",service=""} 3.25\n');
+});
+
+test('the per-worker series render as prom-client renders the same gauges: NaN, infinities, missing values, escaped names', async () => {
+  type Session = Parameters<typeof renderWorkerSeries>[0][number];
+  const session = (name: string, up: boolean, heardAt: number, rttMs: number | null, load: object | null): Session =>
+    ({
+      name,
+      status: up ? 'available' : 'unavailable',
+      rttMs,
+      load,
+      liveness: { silentMs: (now: number) => now - heardAt, missed: (now: number, hb: number) => Math.floor((now - heardAt) / hb) },
+    }) as unknown as Session;
+  const workers = [
+    session('w1', true, 750, 1.25, { cpuPercent: 12.5, memoryUsedBytes: 2 ** 33, loadAverage: 0.5 }),
+    session('w"2\\', false, -3500, null, null),
+    session('w10', true, 1000, 0.5, { cpuPercent: Number.NaN, memoryUsedBytes: 0, loadAverage: Number.POSITIVE_INFINITY }),
+  ];
+  // The oracle: prom-client gauges of the same names, helps and values.
+  const gauges = () => {
+    const r = new Registry();
+    const g = (name: string, help: string) => new Gauge({ name, help, labelNames: ['worker'], registers: [r] });
+    return {
+      r,
+      up: g('drover_worker_up', '1 while the worker is available'),
+      age: g('drover_worker_heartbeat_age_seconds', 'Seconds since its last heartbeat'),
+      rtt: g('drover_worker_rtt_seconds', "Round trip of the master's ping on its last heartbeat"),
+      missed: g('drover_worker_missed_heartbeats', 'Heartbeat intervals gone by since its last heartbeat'),
+      cpu: g('drover_worker_cpu_percent', 'CPU use of the whole machine, from its heartbeat'),
+      mem: g('drover_worker_memory_used_bytes', 'Memory in use on the machine, from its heartbeat'),
+      load: g('drover_worker_load1', 'One-minute load average, from its heartbeat'),
+    };
+  };
+  const o = gauges();
+  for (const [worker, up, age, rtt, missed] of [
+    ['w1', 1, 0.25, 0.00125, 0],
+    ['w"2\\', 0, 4.5, null, 4],
+    ['w10', 1, 0, 0.0005, 0],
+  ] as const) {
+    o.up.set({ worker }, up);
+    o.age.set({ worker }, age);
+    if (rtt !== null) o.rtt.set({ worker }, rtt);
+    o.missed.set({ worker }, missed);
+  }
+  o.cpu.set({ worker: 'w1' }, 12.5);
+  o.cpu.set({ worker: 'w10' }, Number.NaN);
+  o.mem.set({ worker: 'w1' }, 2 ** 33);
+  o.mem.set({ worker: 'w10' }, 0);
+  o.load.set({ worker: 'w1' }, 0.5);
+  o.load.set({ worker: 'w10' }, Number.POSITIVE_INFINITY);
+  // serve() writes it after prom-client's text and a blank line, and the gathered series after it.
+  const text = renderWorkerSeries(workers, { now: 1000, heartbeatMs: 1000 });
+  // prom-client writes NaN as `Nan`; the exposition format's spelling is `NaN` (Prometheus reads both).
+  expect(text).toBe(`${(await o.r.metrics()).replace(/ Nan$/gm, ' NaN')}\n`);
+  expect(text).toContain('drover_worker_cpu_percent{worker="w10"} NaN\n');
+  expect(text).toContain('drover_worker_up{worker="w\\"2\\\\"} 0\n');
+  expect(text).toContain('drover_worker_load1{worker="w10"} +Inf\n');
+  // No worker yet: each metric's HELP and TYPE lines, no series, as prom-client writes a gauge without values.
+  expect(renderWorkerSeries([], { now: 0, heartbeatMs: 1000 })).toBe(`${await gauges().r.metrics()}\n`);
 });
