@@ -132,24 +132,23 @@ export async function renderSlowSeries(
   }
   const parts: Buffer[] = [];
   let done = 0;
-  // A slice's lines, joined once: `+=` on one string was ~25% slower (ropes flattened at the end).
-  let text: string[] = [];
+  let text = '';
   const section = async <Row>(m: SlowMetric<Row>, list: Row[], labels: (row: Row) => string): Promise<void> => {
     // Sections apart by a blank line, as prom-client writes them.
-    text.push(`${parts.length > 0 || text.length > 0 ? '\n' : ''}# HELP ${m.name} ${m.help}\n# TYPE ${m.name} gauge\n`);
+    text += `${parts.length > 0 || text ? '\n' : ''}# HELP ${m.name} ${m.help}\n# TYPE ${m.name} gauge\n`;
     for (const row of list) {
       const v = m.value(row);
-      if (v !== null && v !== undefined) text.push(`${m.name}{${labels(row)}} ${sampleValue(v)}\n`);
+      if (v !== null && v !== undefined) text += `${m.name}{${labels(row)}} ${sampleValue(v)}\n`;
       if (++done % RENDER_SLICE_ROWS === 0) {
-        parts.push(Buffer.from(text.join('')));
-        text = [];
+        parts.push(Buffer.from(text));
+        text = '';
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
   };
   for (const m of MACHINE_METRICS) await section(m, workers, (s) => `worker="${labelValue(s.name)}"`);
   for (const m of PROCESS_METRICS) await section(m, rows, (r) => (m.state ? `${r.labels},state="${labelValue(r.usage.state)}"` : r.labels));
-  parts.push(Buffer.from(text.join('')));
+  parts.push(Buffer.from(text));
   return Buffer.concat(parts);
 }
 
