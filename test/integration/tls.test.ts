@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { publicKeyPin } from '@drover/protocol';
+import { FILE_CHUNK_BYTES, publicKeyPin } from '@drover/protocol';
 import {
   MASTER_CLI,
   ROOT,
@@ -181,6 +182,30 @@ describe('TLS by default, pinned', () => {
     const again = await startMaster({ tls: true, stateDir, port: master.port });
     expect(pinsOf(again.stdout()).fingerprint).toBe(fingerprint);
     await waitForAvailable(again, 1);
+  });
+
+  test('copies over wss arrive whole, to two workers at once: 1 MiB frames, and last frames of the two shorter WebSocket length forms', async () => {
+    const master = await startMaster({ tls: true });
+    const { fingerprint } = pinsOf(master.stdout());
+    const wss = { address: `wss://127.0.0.1:${master.port}` };
+    const workers = ['t1', 't2'].map((name) => startWorker(wss, { name, args: ['--fingerprint', fingerprint] }));
+    await waitForAvailable(master, 2);
+    // The master writes a chunk it read itself as one buffer over TLS, the WebSocket header in
+    // front of it (ws-frame.ts): 10 bytes for a whole chunk's frame, 2 for the last of the
+    // first file (under 126 bytes), 4 for the last of the second.
+    const dir = tempDir();
+    for (const [name, size] of [
+      ['tail58', 2 * FILE_CHUNK_BYTES + 50],
+      ['tail1008', 3 * FILE_CHUNK_BYTES + 1000],
+    ] as const) {
+      const file = path.join(dir, name);
+      writeFileSync(file, randomBytes(size), { mode: 0o755 });
+      expect(await master.execJson<{ worker: string; ok: boolean }[]>(`copy all ${file}`)).toEqual([
+        expect.objectContaining({ worker: 't1', ok: true }),
+        expect.objectContaining({ worker: 't2', ok: true }),
+      ]);
+      for (const w of workers) expect(readFileSync(path.join(w.stateDir, 'apps', name, 'current', name)).equals(readFileSync(file))).toBe(true);
+    }
   });
 
   test('install.sh over https pins the master: the printed line installs; another fingerprint installs nothing', async () => {

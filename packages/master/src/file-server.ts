@@ -1,6 +1,5 @@
 import path from 'node:path';
 import {
-  CHUNK_HEADER_BYTES,
   CONTROL_VERSION,
   DroverError,
   ErrorCode,
@@ -22,7 +21,7 @@ import type { FileWriter, ReadSpec } from './files.js';
 
 /** Read buffers kept for reuse: a window's worth and a little more. */
 const SPARE_BUFFERS = Math.ceil(FILE_WINDOW_BYTES / READ_BUFFER_BYTES) + 4;
-import { READ_BUFFER_BYTES, localFiles, readChunks } from './local-files.js';
+import { READ_BUFFER_BYTES, READ_HEADROOM, localFiles, readChunks } from './local-files.js';
 import { NAMING_FILE_BYTES } from './remote-files.js';
 import { splitCommands } from './tokenize.js';
 
@@ -199,7 +198,7 @@ export class FileServer {
       for await (const chunk of readChunks(spec, abort.signal, { alloc, offset })) {
         text?.push(Buffer.from(chunk));
         await window.waitForRoom({ signal: abort.signal });
-        const buffer = Buffer.from(chunk.buffer, chunk.byteOffset - CHUNK_HEADER_BYTES, READ_BUFFER_BYTES);
+        const buffer = Buffer.from(chunk.buffer, chunk.byteOffset - READ_HEADROOM, READ_BUFFER_BYTES);
         // Not awaited: the window paces the sender; the buffer comes back once written out.
         void this.sendBinary(frameInPlace(id, chunk)).then(
           () => void (this.spare.length < SPARE_BUFFERS && this.spare.push(buffer)),

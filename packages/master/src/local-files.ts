@@ -7,6 +7,7 @@ import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, SyncBehin
 import { writeFileAtomic } from './atomic-write.js';
 import type { FileFacts, FileWriter, Files, PeekedFile, ReadSpec } from './files.js';
 import { scanLibraries } from './ldd.js';
+import { WS_HEADER_ROOM } from './ws-frame.js';
 
 // node:crypto (hashes, temp names) loads on first use, through process.getBuiltinModule: the
 // clients carry this module, and loading crypto is ~4 ms of a start that needs no file.
@@ -97,13 +98,19 @@ function readError(file: string, err: NodeJS.ErrnoException): DroverError {
   return new DroverError(ErrorCode.IO_ERROR, `cannot read ${file} (${err.code ?? err.message})`);
 }
 
-/** The size of a buffer readChunks reads one chunk into: the chunk and room for a header. */
-export const READ_BUFFER_BYTES = CHUNK_HEADER_BYTES + FILE_CHUNK_BYTES;
+/**
+ * Room in front of each chunk readChunks reads: a chunk header, and before it a WebSocket
+ * header (a frame to a worker over TLS goes as one buffer: ws-frame.ts).
+ */
+export const READ_HEADROOM = WS_HEADER_ROOM + CHUNK_HEADER_BYTES;
+
+/** The size of a buffer readChunks reads one chunk into: the chunk and room for its headers. */
+export const READ_BUFFER_BYTES = READ_HEADROOM + FILE_CHUNK_BYTES;
 
 /**
  * Reads a file in chunks of FILE_CHUNK_BYTES, each into a buffer of READ_BUFFER_BYTES from
- * `alloc` (fresh ones by default) with CHUNK_HEADER_BYTES free in front of the data (a sender
- * writes its frame header there instead of copying the chunk). Throws when the file is not
+ * `alloc` (fresh ones by default) with READ_HEADROOM free in front of the data (a sender
+ * writes its frame headers there instead of copying the chunk). Throws when the file is not
  * `size` bytes long any more.
  */
 export async function* readChunks(
@@ -117,7 +124,7 @@ export async function* readChunks(
     offset?: number;
   } = {},
 ): AsyncGenerator<Buffer> {
-  const headroom = CHUNK_HEADER_BYTES;
+  const headroom = READ_HEADROOM;
   const alloc = opts.alloc ?? (() => Buffer.allocUnsafe(READ_BUFFER_BYTES));
   const fh =
     opts.handle ??

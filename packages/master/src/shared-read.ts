@@ -26,6 +26,8 @@ export interface SharedChunk {
   frame: Buffer;
   bytes: number;
   release(): void;
+  /** The frame's memory has WS_HEADER_ROOM free in front of it (read here), for a WebSocket header. */
+  wsRoom: boolean;
 }
 
 /**
@@ -138,7 +140,7 @@ export class SharedRead {
         cursor.index++;
         cursor.offset += slot.payload.length;
         slot.sending++;
-        return { frame: slot.frame, bytes: slot.payload.length, release: () => this.released(slot) };
+        return { frame: slot.frame, bytes: slot.payload.length, release: () => this.released(slot), wsRoom: this.pool.owns(slot.payload) };
       }
       if (this.ended) return null;
       // Chunks every cursor has passed stay while a worker a moment late could still join from
@@ -176,7 +178,7 @@ export class SharedRead {
 
   /** @internal A chunk `cursor` read alone. */
   aloneChunk(chunk: Buffer): SharedChunk {
-    return { frame: frameInPlace(this.ref, chunk), bytes: chunk.length, release: () => this.pool.give(chunk) };
+    return { frame: frameInPlace(this.ref, chunk), bytes: chunk.length, release: () => this.pool.give(chunk), wsRoom: this.pool.owns(chunk) };
   }
 
   private fill(): Promise<void> {

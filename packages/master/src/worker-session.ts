@@ -17,6 +17,8 @@ import { Liveness } from './liveness.js';
 import type { Logger } from './logger.js';
 import { RequestTracker, type RequestOptions, type TrackerHost } from './request-tracker.js';
 import type { UploadBudget } from './upload-budget.js';
+import type { SharedChunk } from './shared-read.js';
+import { writeWholeFrame } from './ws-frame.js';
 
 export type { RequestOptions } from './request-tracker.js';
 
@@ -129,7 +131,7 @@ export class WorkerSession implements TrackerHost {
    * the worker has a full window unacknowledged; `release` runs once the socket has written it
    * (its memory may be reused then), or at once if it is not sent.
    */
-  async sendFrame(ref: number, chunk: { frame: Buffer; bytes: number; release(): void }, signal?: AbortSignal): Promise<void> {
+  async sendFrame(ref: number, chunk: SharedChunk, signal?: AbortSignal): Promise<void> {
     this.uploads ??= new Map();
     let win = this.uploads.get(ref);
     if (!win) {
@@ -152,7 +154,7 @@ export class WorkerSession implements TrackerHost {
       chunk.release();
       throw err;
     }
-    this.ws.send(chunk.frame, { binary: true }, () => chunk.release());
+    if (!chunk.wsRoom || !writeWholeFrame(this.ws, chunk.frame, () => chunk.release())) this.ws.send(chunk.frame, { binary: true }, () => chunk.release());
     win.sentBytes(chunk.bytes);
   }
 
