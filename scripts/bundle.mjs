@@ -54,7 +54,8 @@ async function bundle(entry, outfile, format = 'esm', { wrap = false, define = {
   // A client loads at its start only what every command needs: these builtins each cost ~1.5-4 ms
   // (node:fs/promises brings readline and the file watchers), so only the commands that use
   // them load them, with process.getBuiltinModule where they are used (see lazy-fs.ts).
-  const heavy = format === 'cjs' && code.match(/require\("node:(fs\/promises|crypto|readline|http|https|tls|child_process|worker_threads)"\)/);
+  // With or without node: (a package brought in names them bare: ws needs http, https, tls, crypto).
+  const heavy = format === 'cjs' && code.match(/require\("(?:node:)?(fs\/promises|crypto|readline|http|https|tls|child_process|worker_threads)"\)/);
   if (heavy) throw new Error(`${outfile} loads ${heavy[1]} at its start: load it where it is used (process.getBuiltinModule)`);
   code = format === 'esm' ? code.replace(/^(#!.*\n)([\s\S]*?)#!\/usr\/bin\/env node\n/, '$1$2') : code.replace(/^#!.*\n/, '');
   // A client is written inside the function bundle-loader runs it in, so that it compiles the

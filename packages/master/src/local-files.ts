@@ -7,7 +7,6 @@ import { CHUNK_HEADER_BYTES, DroverError, ErrorCode, FILE_CHUNK_BYTES, SyncBehin
 import { writeFileAtomic } from './atomic-write.js';
 import type { FileFacts, FileWriter, Files, PeekedFile, ReadSpec } from './files.js';
 import { scanLibraries } from './ldd.js';
-import { WS_HEADER_ROOM } from './ws-frame.js';
 
 // node:crypto (hashes, temp names) loads on first use, through process.getBuiltinModule: the
 // clients carry this module, and loading crypto is ~4 ms of a start that needs no file.
@@ -97,6 +96,13 @@ function readError(file: string, err: NodeJS.ErrnoException): DroverError {
   if (err.code === 'ENOENT') return new DroverError(ErrorCode.NOT_FOUND, `no file at ${file} (ENOENT)`);
   return new DroverError(ErrorCode.IO_ERROR, `cannot read ${file} (${err.code ?? err.message})`);
 }
+
+/**
+ * Room for a WebSocket frame header in front of a chunk frame: a server's header is at most 10
+ * bytes (FIN and opcode, a 127 length marker, 64 bits of length; no mask). Here, not in
+ * ws-frame.ts: the clients read files with readChunks too, and must not load ws and node:tls.
+ */
+export const WS_HEADER_ROOM = 10;
 
 /**
  * Room in front of each chunk readChunks reads: a chunk header, and before it a WebSocket

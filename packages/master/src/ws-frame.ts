@@ -1,12 +1,7 @@
 import { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 
-/**
- * Room left in front of a chunk frame read on this machine for a WebSocket frame header: a
- * server's header is at most 10 bytes (FIN and opcode, a 127 length marker, 64 bits of length;
- * no mask).
- */
-export const WS_HEADER_ROOM = 10;
+import { WS_HEADER_ROOM } from './local-files.js';
 
 /**
  * Writes a binary frame whose bytes have WS_HEADER_ROOM free in front of them in their memory

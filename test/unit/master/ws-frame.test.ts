@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest';
 import * as wsModule from 'ws';
-import { WS_HEADER_ROOM, withHeader } from '../../../packages/master/src/ws-frame.js';
+import { WS_HEADER_ROOM } from '../../../packages/master/src/local-files.js';
+import { withHeader } from '../../../packages/master/src/ws-frame.js';
 
 /** ws's frame encoder (its types do not name it): a header and the data, as it sends them. */
 const { Sender } = wsModule as unknown as {
