@@ -8,8 +8,9 @@ import { mallocAddonPath } from './worker-bundle.js';
  * master receives files in the same 1 MiB frames as the agent (a copy streamed from drover
  * elsewhere, logs on their way to a client). Measured on streamed 256 MiB copies: the master's
  * page faults ~26,700 -> ~600 a copy (~3,500 with the trim that follows each), its CPU 895 ->
- * 345 ms. What the settings keep is given back a second after the frames stop (useMalloc). Where the build made no addon, or it cannot load here (not
- * glibc, another architecture), the master says so in one line and goes without.
+ * 345 ms. What the settings keep is given back a second after the frames stop (useMalloc).
+ * Where the build made no addon, or it cannot load here (not glibc, another architecture), the
+ * master says so in one line and goes without.
  */
 export function tuneMalloc(logger: Logger, file = mallocAddonPath()): void {
   if (!existsSync(file)) {

@@ -154,7 +154,9 @@ export class WorkerSession implements TrackerHost {
       chunk.release();
       throw err;
     }
-    if (!chunk.wsRoom || !writeWholeFrame(this.ws, chunk.frame, () => chunk.release())) this.ws.send(chunk.frame, { binary: true }, () => chunk.release());
+    const written = (): void => chunk.release();
+    // Over TLS, a chunk read here goes as one buffer (ws-frame.ts); anything else through ws.
+    if (!chunk.wsRoom || !writeWholeFrame(this.ws, chunk.frame, written)) this.ws.send(chunk.frame, { binary: true }, written);
     win.sentBytes(chunk.bytes);
   }
 
