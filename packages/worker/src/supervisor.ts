@@ -1,5 +1,14 @@
 import { rm } from 'node:fs/promises';
-import { DroverError, ErrorCode, type ExitInfo, type LogProblem, type ProcessExit, type ProcessInfo, type UsageInfo } from '@drover/protocol';
+import {
+  DroverError,
+  ErrorCode,
+  shrinkYoungWhenQuiet,
+  type ExitInfo,
+  type LogProblem,
+  type ProcessExit,
+  type ProcessInfo,
+  type UsageInfo,
+} from '@drover/protocol';
 import { describeExit } from './exit-reason.js';
 import { Launcher } from './launcher.js';
 import type { Logger } from './logger.js';
@@ -131,6 +140,7 @@ export class Supervisor {
         this.sampler.ensure();
         setTimeout(() => this.sampler.sampleOne(record), 50).unref();
         this.logger.info({ pid, app, args }, 'launched');
+        shrinkYoungWhenQuiet();
       } catch (err) {
         this.logger.error({ pid, err }, 'could not finish setting up a launch');
       }
@@ -379,6 +389,7 @@ export class Supervisor {
     this.handles.delete(r.pid);
     h?.markEnded();
     this.sampler.forget(r.pid);
+    shrinkYoungWhenQuiet();
     // Children it started in its group live on after it: note them, so ps shows them and stop/kill reach them.
     void membersOf(new Set([r.pid])).then((m) => {
       const left = m.get(r.pid);
