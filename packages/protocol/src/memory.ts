@@ -123,7 +123,7 @@ export function afterMemoryReleased(fn: (() => void) | null): void {
   afterRelease = fn;
 }
 
-/** How long after the last call the burst's last allocations are booked (a scavenge). */
+/** How long after the last call a burst counts as over: its allocations booked, glibc trimmed. */
 const SETTLE_MS = 1_000;
 /**
  * How long after that the process must have been quiet for V8 to shrink its young generation:
@@ -183,17 +183,20 @@ export function releaseMemorySoon(): void {
  * starts over. ~1 ms a scavenge.
  */
 export function shrinkYoungWhenQuiet(): void {
-  const gc = collector();
-  if (!gc) return;
+  if (!collector()) return;
   tries = 0;
-  arm(SETTLE_MS, () => {
-    gc({ type: 'minor' });
-    arm(QUIET_MS, () => collectWhenQuiet(gc));
-  });
+  arm(SETTLE_MS, bookBurst);
 }
 
-function collectWhenQuiet(gc: Collect): void {
+function bookBurst(): void {
+  collector()?.({ type: 'minor' });
+  arm(QUIET_MS, collectWhenQuiet);
+}
+
+function collectWhenQuiet(): void {
   quiet = null;
+  const gc = collector();
+  if (!gc) return;
   const before = youngBytes();
   if (fullPending) {
     fullPending = false;
@@ -212,5 +215,5 @@ function collectWhenQuiet(gc: Collect): void {
     gc({ type: 'minor' });
   }
   if (before <= MIN_YOUNG_BYTES || youngBytes() < before || ++tries >= QUIET_TRIES) return;
-  arm(QUIET_MS, () => collectWhenQuiet(gc));
+  arm(QUIET_MS, collectWhenQuiet);
 }
