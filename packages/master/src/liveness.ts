@@ -6,7 +6,11 @@ export type WorkerStatus = 'available' | 'unavailable';
  * one sweep timer calls `check`; nothing else writes these fields.
  */
 export class Liveness {
-  private lastBeat: number;
+  // Initialised here, not only in the constructor: a field declared without a value starts
+  // undefined, and V8 then keeps it as a pointer to a boxed number, a new box (16 bytes) on each
+  // heartbeat that lives its second and is moved to the old generation; a field that starts as
+  // a number keeps its double in place.
+  private lastBeat = 0;
   private since: number | null = null;
   private unavailableFrom: number | null = null;
   private state: WorkerStatus = 'available';

@@ -12,6 +12,7 @@ import { loadInstaller } from './installer.js';
 import { advertise } from './advertise.js';
 import { raiseOpenFileLimit } from './open-files.js';
 import { tuneMalloc } from './malloc.js';
+import { keepReceiverFragments } from './ws-receiver.js';
 import { loadTlsIdentity } from './tls-identity.js';
 import { LOCAL_CALLER, TokenStore } from './operator-tokens.js';
 import { operatorEndpoint } from './operator-server.js';
@@ -66,6 +67,7 @@ export async function runMaster(opts: MasterOptions): Promise<void> {
   const logger = createLogger(opts.logLevel, opts.shell ? path.join(opts.stateDir, 'master.log') : null);
   logger.info(raiseOpenFileLimit());
   tuneMalloc(logger);
+  if (!keepReceiverFragments()) logger.warn("ws's Receiver is not the shape drover expects: its per-message arrays are not reused");
   const fleet = new Fleet({ token, heartbeatMs: opts.heartbeatMs, logger, nameHoldMs: opts.nameHoldMs });
 
   if (opts.tls === false && (opts.tlsCert || opts.tlsKey))
