@@ -82,7 +82,7 @@ export class WorkerSession implements TrackerHost {
   noteLoad(load: Load): void {
     const mine = this.load;
     if (!mine) {
-      this.load = { ...load };
+      this.load = new LoadFigures(load);
       return;
     }
     mine.cpuPercent = load.cpuPercent;
@@ -184,5 +184,31 @@ export class WorkerSession implements TrackerHost {
   close(code: number, reason: string): void {
     this.ws.close(code, reason);
     setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+}
+
+/**
+ * A session's copy of the last heartbeat's figures, an object of its own class, so its numbers
+ * are written in place. A copy of the parsed object (`{ ...load }`) shares the shape V8 gives
+ * every parsed JSON object with these keys in this order, and in the master that shape held
+ * them boxed (a value of another kind under one of these keys, in any message the process
+ * parses, can make it so): a new 16-byte box per figure per heartbeat, each living its second
+ * and so moved to the old generation. At 19,500 workers V8's sampling heap profiler counted 48
+ * bytes of each heartbeat freed only by full collections that way; ~0 as this.
+ */
+class LoadFigures implements Load {
+  // Numbers from the start (a field declared without a value starts undefined: see Liveness).
+  cpuPercent = 0;
+  memoryUsedBytes = 0;
+  memoryTotalBytes = 0;
+  loadAverage = 0;
+  processes = 0;
+
+  constructor(load: Load) {
+    this.cpuPercent = load.cpuPercent;
+    this.memoryUsedBytes = load.memoryUsedBytes;
+    this.memoryTotalBytes = load.memoryTotalBytes;
+    this.loadAverage = load.loadAverage;
+    this.processes = load.processes;
   }
 }
