@@ -376,6 +376,7 @@ const droverOnce = async () => {
 // are not counted, and are printed apart. The issue's baseline (the relay at 103 µs) is what the
 // relay measures warm here (110-120 µs), not cold (250-500).
 const WARM = QUICK ? 2000 : 4000;
+const COLD = 2000; // of the WARM, printed apart
 const coldBare = [];
 const coldVia = [];
 for (let i = 0; i < WARM + (QUICK ? 1000 : 2000); i++) {
@@ -384,7 +385,7 @@ for (let i = 0; i < WARM + (QUICK ? 1000 : 2000); i++) {
   const d = await droverOnce();
   const b = bareFirst ? early : await bareOnce(i);
   if (i >= WARM) (bare.push(b), viaMaster.push(d));
-  else if (i < 2000) (coldBare.push(b), coldVia.push(d));
+  else if (i < COLD) (coldBare.push(b), coldVia.push(d));
 }
 console.log(
   `  the first ${coldVia.length} of each, code still cold on both sides: p50 ${pct(coldVia, 0.5).toFixed(3)} ms against ${pct(coldBare, 0.5).toFixed(3)} ms (${(pct(coldVia, 0.5) / pct(coldBare, 0.5)).toFixed(2)}x)`,

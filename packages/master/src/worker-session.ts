@@ -80,11 +80,7 @@ export class WorkerSession implements TrackerHost {
    * a heartbeat each a second, the master's GC work.
    */
   noteLoad(load: Load): void {
-    const mine = this.load;
-    if (!mine) {
-      this.load = new LoadFigures(load);
-      return;
-    }
+    const mine = (this.load ??= new LoadFigures());
     mine.cpuPercent = load.cpuPercent;
     mine.memoryUsedBytes = load.memoryUsedBytes;
     mine.memoryTotalBytes = load.memoryTotalBytes;
@@ -203,12 +199,4 @@ class LoadFigures implements Load {
   memoryTotalBytes = 0;
   loadAverage = 0;
   processes = 0;
-
-  constructor(load: Load) {
-    this.cpuPercent = load.cpuPercent;
-    this.memoryUsedBytes = load.memoryUsedBytes;
-    this.memoryTotalBytes = load.memoryTotalBytes;
-    this.loadAverage = load.loadAverage;
-    this.processes = load.processes;
-  }
 }
